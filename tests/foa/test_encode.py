@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from swansphere.errors import InputError
 from swansphere.foa.encode import (
     direction_to_vector,
@@ -70,7 +69,16 @@ def test_pseudo_foa_curriculum_format():
     assert not out[1].any() and not out[2].any()
     mono = pseudo_foa(np.array([1.0, -1.0]), "y")
     np.testing.assert_allclose(mono, [[1, -1], [0, 0], [0, 0], [0, 0]])
-    axes = {int(np.flatnonzero(np.abs(random_pseudo_foa(np.stack([left, right]), np.random.default_rng(s))[1:]).sum(1))[0]) for s in range(20)}
+    axes = {
+        int(
+            np.flatnonzero(
+                np.abs(
+                    random_pseudo_foa(np.stack([left, right]), np.random.default_rng(s))[1:]
+                ).sum(1)
+            )[0]
+        )
+        for s in range(20)
+    }
     assert axes == {0, 1, 2}
     with pytest.raises(InputError, match="axis"):
         pseudo_foa(left, "w")

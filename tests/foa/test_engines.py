@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from swansphere.foa.engines import (
     unity_euler_to_ypr,
     unity_position,
@@ -83,7 +82,9 @@ def test_unity_euler_and_quaternion_match_engine(seed):
     ex, ey, ez = rng.uniform(-180, 180, 3)
     engine = unity_euler_matrix(ex, ey, ez)
     expected = P_UNITY @ engine @ P_UNITY.T
-    np.testing.assert_allclose(ypr_to_matrix(*unity_euler_to_ypr([ex, ey, ez])), expected, atol=1e-9)
+    np.testing.assert_allclose(
+        ypr_to_matrix(*unity_euler_to_ypr([ex, ey, ez])), expected, atol=1e-9
+    )
     q = rng.standard_normal(4)
     q /= np.linalg.norm(q)
     engine_q = unity_quat_matrix(*q)
@@ -98,11 +99,15 @@ def test_unreal_rotator_and_quaternion_match_engine(seed):
     pitch, yaw, roll = rng.uniform(-89, 89), rng.uniform(-180, 180), rng.uniform(-180, 180)
     engine = unreal_rotator_matrix(pitch, yaw, roll)
     expected = P_UNREAL @ engine @ P_UNREAL.T
-    np.testing.assert_allclose(ypr_to_matrix(*unreal_rotator_to_ypr(pitch, yaw, roll)), expected, atol=1e-9)
+    np.testing.assert_allclose(
+        ypr_to_matrix(*unreal_rotator_to_ypr(pitch, yaw, roll)), expected, atol=1e-9
+    )
     q = rng.standard_normal(4)
     q /= np.linalg.norm(q)
     np.testing.assert_allclose(
-        quat_to_matrix(unreal_quaternion(q)), P_UNREAL @ unreal_quat_matrix(*q) @ P_UNREAL.T, atol=1e-9
+        quat_to_matrix(unreal_quaternion(q)),
+        P_UNREAL @ unreal_quat_matrix(*q) @ P_UNREAL.T,
+        atol=1e-9,
     )
 
 
@@ -113,7 +118,13 @@ def test_engine_turn_right_is_negative_ambisonic_yaw():
     r = ypr_to_matrix(*unreal_rotator_to_ypr(0, 90, 0))
     np.testing.assert_allclose(r @ [1, 0, 0], [0, -1, 0], atol=1e-12)
     # Unreal positive pitch looks up; Unity positive x looks down.
-    np.testing.assert_allclose(ypr_to_matrix(*unreal_rotator_to_ypr(30, 0, 0)) @ [1, 0, 0],
-                               [np.cos(np.pi / 6), 0, np.sin(np.pi / 6)], atol=1e-12)
-    np.testing.assert_allclose(ypr_to_matrix(*unity_euler_to_ypr([30, 0, 0])) @ [1, 0, 0],
-                               [np.cos(np.pi / 6), 0, -np.sin(np.pi / 6)], atol=1e-12)
+    np.testing.assert_allclose(
+        ypr_to_matrix(*unreal_rotator_to_ypr(30, 0, 0)) @ [1, 0, 0],
+        [np.cos(np.pi / 6), 0, np.sin(np.pi / 6)],
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        ypr_to_matrix(*unity_euler_to_ypr([30, 0, 0])) @ [1, 0, 0],
+        [np.cos(np.pi / 6), 0, -np.sin(np.pi / 6)],
+        atol=1e-12,
+    )

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from swansphere.errors import InputError
 from swansphere.foa.decoder import Decoder
 from swansphere.foa.encode import encode_mono
@@ -54,7 +53,9 @@ def test_fast_head_turn_is_click_free():
     rate, block = 48000, 128
     t = np.arange(block * 180) / rate
     foa = encode_mono(np.sin(2 * np.pi * 200 * t), 0.0, 0.0)
-    decoder = Decoder(np.array([[[0.5], [0.5], [0.0], [0.5]]]), rate, ("cardioid",), "left-cardioid")
+    decoder = Decoder(
+        np.array([[[0.5], [0.5], [0.0], [0.5]]]), rate, ("cardioid",), "left-cardioid"
+    )
 
     def high_band_ratio(y):
         spectrum = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from swansphere.errors import InputError
 from swansphere.foa.encode import direction_to_vector, encode_mono, vector_to_direction
 from swansphere.foa.rotation import (
@@ -84,7 +83,9 @@ def test_quaternion_matrix_round_trip_and_composition():
         assert np.linalg.det(ra) == pytest.approx(1.0)
         back = matrix_to_quat(ra)
         assert abs(abs(np.dot(back, a)) - 1) < 1e-9
-        np.testing.assert_allclose(quat_to_matrix(quat_multiply(a, b)), ra @ quat_to_matrix(b), atol=1e-12)
+        np.testing.assert_allclose(
+            quat_to_matrix(quat_multiply(a, b)), ra @ quat_to_matrix(b), atol=1e-12
+        )
         np.testing.assert_allclose(quat_to_matrix(quat_conjugate(a)), ra.T, atol=1e-12)
 
 

@@ -19,7 +19,9 @@ def direction_to_vector(azimuth: np.ndarray | float, elevation: np.ndarray | flo
     """Unit vectors (..., 3) as (x, y, z) for azimuth/elevation in radians."""
     az = np.asarray(azimuth, dtype=np.float64)
     el = np.asarray(elevation, dtype=np.float64)
-    return np.stack([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el) * np.ones_like(az)], -1)
+    return np.stack(
+        [np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el) * np.ones_like(az)], -1
+    )
 
 
 def vector_to_direction(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,9 @@ def pseudo_foa(audio: np.ndarray, axis: str) -> np.ndarray:
     elif a.ndim == 2 and a.shape[0] == 2:
         left, right = a
     else:
-        raise InputError(f"pseudo_foa expects mono (n,) or stereo (2, n) audio, got shape {a.shape}")
+        raise InputError(
+            f"pseudo_foa expects mono (n,) or stereo (2, n) audio, got shape {a.shape}"
+        )
     require_finite("audio", a)
     acn_index = {"y": 1, "z": 2, "x": 3}
     if axis not in acn_index:

@@ -31,7 +31,11 @@ def _cached_decoder(fmt: str, sample_rate: int, hrtf: str | None) -> Decoder:
         from swansphere.foa.binaural import design_binaural_decoder
         from swansphere.foa.hrtf import load_default_hrirs, load_sofa
 
-        hrirs = load_default_hrirs(sample_rate) if hrtf is None else load_sofa(hrtf).resampled(sample_rate)
+        hrirs = (
+            load_default_hrirs(sample_rate)
+            if hrtf is None
+            else load_sofa(hrtf).resampled(sample_rate)
+        )
         return design_binaural_decoder(hrirs, sample_rate)
     from swansphere.foa.speakers import design_speaker_decoder, get_layout
 
@@ -46,6 +50,8 @@ def build_decoder(fmt: str, sample_rate: int, hrtf: str | os.PathLike | None = N
     from Debian's libmysofa1). Designs are cached, so repeated calls are cheap.
     """
     if fmt not in OUTPUT_FORMATS:
-        raise InputError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+        raise InputError(
+            f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}"
+        )
     check_sample_rate(sample_rate)
     return _cached_decoder(fmt, int(sample_rate), None if hrtf is None else os.fspath(hrtf))

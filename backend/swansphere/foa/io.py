@@ -80,7 +80,9 @@ def write_audio(
     return p
 
 
-def write_foa(path: str | os.PathLike, foa: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:
+def write_foa(
+    path: str | os.PathLike, foa: np.ndarray, sample_rate: int, subtype: str = "FLOAT"
+) -> Path:
     """Write AmbiX FOA (4, samples) as a 4-channel WAVE_FORMAT_EXTENSIBLE file, atomically."""
     a = np.asarray(foa)
     if a.ndim != 2 or a.shape[0] != 4:

@@ -71,7 +71,11 @@ def roll_equirect(frame: np.ndarray, yaw_deg: float) -> np.ndarray:
     if frac < 1e-9:
         return rolled
     mixed = (1 - frac) * rolled.astype(np.float64) + frac * np.roll(rolled, -1, axis=1)
-    return mixed.astype(f.dtype) if np.issubdtype(f.dtype, np.floating) else np.round(mixed).astype(f.dtype)
+    return (
+        mixed.astype(f.dtype)
+        if np.issubdtype(f.dtype, np.floating)
+        else np.round(mixed).astype(f.dtype)
+    )
 
 
 def rotate_equirect(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -97,8 +101,11 @@ def rotate_equirect(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     data = f.astype(np.float64)
     if data.ndim == 3:
         fx, fy = fx[..., None], fy[..., None]
-    out = (
-        (1 - fy) * ((1 - fx) * data[y0, x0m] + fx * data[y0, x1m])
-        + fy * ((1 - fx) * data[y1, x0m] + fx * data[y1, x1m])
+    out = (1 - fy) * ((1 - fx) * data[y0, x0m] + fx * data[y0, x1m]) + fy * (
+        (1 - fx) * data[y1, x0m] + fx * data[y1, x1m]
     )
-    return out.astype(f.dtype) if np.issubdtype(f.dtype, np.floating) else np.round(out).astype(f.dtype)
+    return (
+        out.astype(f.dtype)
+        if np.issubdtype(f.dtype, np.floating)
+        else np.round(out).astype(f.dtype)
+    )

@@ -68,7 +68,9 @@ class BlockRenderer:
         transition_ms: float = 20.0,
     ) -> None:
         if not MIN_BLOCK <= int(block_size) <= MAX_BLOCK:
-            raise InputError(f"block size must be {MIN_BLOCK}..{MAX_BLOCK} samples, got {block_size}")
+            raise InputError(
+                f"block size must be {MIN_BLOCK}..{MAX_BLOCK} samples, got {block_size}"
+            )
         if int(listeners) < 1:
             raise InputError(f"need at least one listener, got {listeners}")
         rate = int(sample_rate or decoder.sample_rate)
@@ -81,7 +83,7 @@ class BlockRenderer:
         self.block_size = int(block_size)
         self.listeners = int(listeners)
         self.sample_rate = rate
-        self.transition_samples = max(1, int(round(transition_ms * 1e-3 * rate)))
+        self.transition_samples = max(1, round(transition_ms * 1e-3 * rate))
 
         b = self.block_size
         partitions = -(-decoder.taps // b)
@@ -128,7 +130,9 @@ class BlockRenderer:
         moving = self._remaining > 0
         if not np.any(moving):
             return start, start
-        fraction = np.where(moving, np.minimum(1.0, self.block_size / np.maximum(self._remaining, 1)), 0.0)
+        fraction = np.where(
+            moving, np.minimum(1.0, self.block_size / np.maximum(self._remaining, 1)), 0.0
+        )
         self._current = _slerp_rows(self._current, self._target, fraction)
         self._remaining = np.maximum(self._remaining - self.block_size, 0)
         return start, _compensation_weights(self._current)

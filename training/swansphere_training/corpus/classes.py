@@ -52,4 +52,6 @@ def class_id(name: str) -> int:
     try:
         return SOUND_CLASSES.index(name)
     except ValueError:
-        raise ValueError(f"unknown sound class {name!r}; known: {', '.join(SOUND_CLASSES)}") from None
+        raise ValueError(
+            f"unknown sound class {name!r}; known: {', '.join(SOUND_CLASSES)}"
+        ) from None

@@ -1,0 +1,1 @@
+"""Benchmarks that print JSON. Speed targets live here, not in timed tests."""

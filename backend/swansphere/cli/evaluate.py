@@ -1,0 +1,69 @@
+"""``swansphere eval ...``: accuracy evaluations that print JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="accuracy evaluations (JSON output)")
+    what = ev.add_subparsers(dest="eval", required=True, metavar="WHAT")
+    p = what.add_parser(
+        "binaural", help="binaural decoder vs direct HRIR convolution (ILD, ITD, spectrum)"
+    )
+    p.add_argument("--rate", type=int, default=48000, help="sample rate in Hz")
+    p.add_argument("--hrtf", type=Path, help="SimpleFreeFieldHRIR SOFA file (default: MIT KEMAR)")
+    p.add_argument("--method", help="decoder design (default: the shipped default)")
+    p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
+    p.set_defaults(run=run_binaural)
+
+    p = what.add_parser(
+        "doa", help="DoA accuracy on random directions, clean and with a diffuse field"
+    )
+    p.add_argument("--directions", type=int, default=20)
+    p.add_argument("--drr", type=float, default=10.0, help="direct-to-diffuse ratio in dB")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
+    p.set_defaults(run=run_doa)
+
+
+def run_binaural(args: argparse.Namespace) -> int:
+    from swansphere.foa.binaural import design_binaural_decoder, evaluate_binaural
+    from swansphere.foa.hrtf import load_default_hrirs, load_sofa
+
+    hrirs = (
+        load_default_hrirs(args.rate)
+        if args.hrtf is None
+        else load_sofa(args.hrtf).resampled(args.rate)
+    )
+    kwargs = {} if args.method is None else {"method": args.method}
+    decoder = design_binaural_decoder(hrirs, args.rate, **kwargs)
+    result = evaluate_binaural(decoder, hrirs)
+    summary = {
+        "decoder": decoder.name,
+        "sample_rate": args.rate,
+        "hrtf": hrirs.source,
+        "ild_error_db": result["ild_error_db"],
+        "itd_error_us": result["itd_error_us"],
+        "lsd_db": result["lsd_db"],
+        "directions": len(result["directions"]),
+    }
+    print_json(summary)
+    return 0
+
+
+def run_doa(args: argparse.Namespace) -> int:
+    from swansphere.foa.doa import evaluate_doa
+
+    clean = evaluate_doa(
+        n_directions=args.directions, drr_db=None, seconds=args.seconds, seed=args.seed
+    )
+    diffuse = evaluate_doa(
+        n_directions=args.directions, drr_db=args.drr, seconds=args.seconds, seed=args.seed
+    )
+    print_json({"clean": clean, f"diffuse_{args.drr:g}dB": diffuse})
+    return 0

@@ -1,0 +1,1 @@
+"""Clip storage format, dataset API and importers for real corpora."""
