@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from swansphere.foa.engines import (
     unity_euler_to_ypr,
     unity_position,

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+
 from swansphere.errors import InputError
 from swansphere.foa.io import check_sample_rate, read_foa, write_audio, write_foa
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from swansphere.errors import InputError
 from swansphere.foa.encode import sh_gains
 from swansphere.foa.normalisation import ambix_to_fuma, fuma_to_ambix, n3d_to_sn3d, sn3d_to_n3d

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from swansphere.errors import InputError
 from swansphere.foa.decoder import Decoder
 from swansphere.foa.encode import encode_mono
