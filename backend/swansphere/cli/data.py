@@ -23,8 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=["train", "val", "test"], default="train")
-    p.add_argument("--preset", choices=["default", "small"], default="default",
-                   help="default: 44.1 kHz; small: 22.05 kHz (the tiny model's rate)")
+    p.add_argument(
+        "--preset",
+        choices=["default", "small"],
+        default="default",
+        help="default: 44.1 kHz; small: 22.05 kHz (the tiny model's rate)",
+    )
     p.add_argument("--seconds", type=float, help="clip length (default 10 s)")
     p.add_argument("--sources", type=int, help="fix the number of sources per clip (1-3)")
     p.add_argument("--workers", type=int, help="processes (default: both cores)")
@@ -96,12 +100,20 @@ def run_import(args: argparse.Namespace) -> int:
         raise InputError(f"source folder not found: {args.src}")
     if args.layout == "captions":
         summary = import_caption_corpus(
-            args.src, args.dst, split=args.split, clip_seconds=args.clip_seconds, sample_rate=args.rate
+            args.src,
+            args.dst,
+            split=args.split,
+            clip_seconds=args.clip_seconds,
+            sample_rate=args.rate,
         )
     else:
         summary = import_paired_corpus(
-            args.src, args.dst, layout=args.layout, split=args.split,
-            clip_seconds=args.clip_seconds, sample_rate=args.rate,
+            args.src,
+            args.dst,
+            layout=args.layout,
+            split=args.split,
+            clip_seconds=args.clip_seconds,
+            sample_rate=args.rate,
         )
     print_json(summary.to_json())
     return 0

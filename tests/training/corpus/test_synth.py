@@ -1,0 +1,72 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from swansphere.foa.doa import angular_error_deg, clip_direction
+from swansphere.foa.io import read_foa
+from swansphere_training.corpus.scene import PRESETS
+from swansphere_training.corpus.synth import clip_rng, make_clip, synthesize_corpus
+from swansphere_training.data.clip import source_tracks
+
+TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=1)
+
+
+def test_clip_is_complete_and_deterministic(tmp_path):
+    a = make_clip(tmp_path / "a", "train", seed=3, index=5, config=TINY)
+    b = make_clip(tmp_path / "b", "train", seed=3, index=5, config=TINY)
+    assert sorted(p.name for p in a.iterdir()) == ["clip.json", "clip.mp4", "clip.wav"]
+    foa_a, rate = read_foa(a / "clip.wav")
+    foa_b, _ = read_foa(b / "clip.wav")
+    assert rate == 22050 and foa_a.shape == (4, 44100)
+    np.testing.assert_array_equal(foa_a, foa_b)
+    meta = json.loads((a / "clip.json").read_text())
+    assert meta == json.loads((b / "clip.json").read_text())
+    assert meta["video"]["frames"] == 8 and meta["sources"]
+    assert np.max(np.abs(foa_a)) <= 10 ** (-1 / 20) + 1e-6
+
+
+def test_splits_never_share_random_streams():
+    draws = {s: clip_rng(0, s, 7).integers(0, 2**62, 4).tolist() for s in ("train", "val", "test")}
+    assert len({tuple(v) for v in draws.values()}) == 3
+
+
+def test_single_source_direction_matches_ground_truth(tmp_path):
+    config = replace(TINY, moving_probability=0.0, ambience_range_db=(-45.0, -40.0))
+    errors = []
+    for index in range(4):
+        folder = make_clip(tmp_path, "test", seed=1, index=index, config=config, n_sources=1)
+        foa, _ = read_foa(folder / "clip.wav")
+        track = source_tracks(json.loads((folder / "clip.json").read_text()))[0]
+        errors.append(angular_error_deg(*clip_direction(foa), track.azimuth[0], track.elevation[0]))
+    assert np.mean(errors) < 6.0
+
+
+def test_corpus_run_counts_and_skips_failures(tmp_path, monkeypatch):
+    import swansphere_training.corpus.synth as synth
+
+    real = synth.render_scene_video
+
+    calls = {"n": 0}
+
+    def flaky(scene, config, seed):
+        calls["n"] += 1
+        if calls["n"] in (2, 5):
+            raise RuntimeError("simulated failure")
+        return real(scene, config, seed)
+
+    monkeypatch.setattr(synth, "render_scene_video", flaky)
+    summary = synthesize_corpus(tmp_path, clips=6, seed=0, split="val", config=TINY, workers=1, progress=False)
+    data = summary.to_json()
+    assert data["clips"] == 4 and data["skipped"] == 2
+    written = [p for p in (tmp_path / "val").iterdir()]
+    assert len(written) == data["clips"]  # failed clips leave nothing behind, not even temp dirs
+    assert all(not p.name.startswith(".") for p in written)
+    for reason in data["skipped_reasons"]:
+        assert "simulated failure" in reason[1]
+
+
+def test_unknown_split_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown split"):
+        synthesize_corpus(tmp_path, clips=1, split="dev", config=TINY, progress=False)
