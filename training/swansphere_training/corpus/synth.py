@@ -13,7 +13,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,14 @@ from tqdm import tqdm
 from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.io import write_foa
 
-from ..data.clip import AUDIO_FILE, META_FILE, VIDEO_FILE, write_clip_dir, write_json_atomic
+from ..data.clip import (
+    AUDIO_FILE,
+    META_FILE,
+    VIDEO_FILE,
+    SourceTrack,
+    write_clip_dir,
+    write_json_atomic,
+)
 from .classes import class_id
 from .scene import Scene, SynthConfig, random_scene
 
@@ -53,13 +60,21 @@ def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), SPLIT_CODES[split], int(index)])
 
 
-def _positions_per_sample(track, n: int, sample_rate: int) -> np.ndarray:
-    """Interpolate keyframed positions (metres, listener frame) to every sample: (n, 3)."""
-    keyframes = (
-        direction_to_vector(np.unwrap(track.azimuth), track.elevation) * track.distance[:, None]
-    )
-    times = np.arange(n) / sample_rate
-    return np.stack([np.interp(times, track.t, keyframes[:, k]) for k in range(3)], axis=1)
+def _keyframe_positions(track: SourceTrack) -> np.ndarray:
+    """Keyframed positions (k, 3) in metres, listener frame (x front, y left, z up)."""
+    return direction_to_vector(track.azimuth, track.elevation) * track.distance[:, None]
+
+
+def fit_scene_to_room(scene: Scene, room) -> Scene:
+    """Pull every source inside the room's walls; directions stay, distances may shrink."""
+    from .room import fit_to_room
+
+    sources = []
+    for source in scene.sources:
+        fitted = fit_to_room(room, _keyframe_positions(source.track))
+        track = replace(source.track, distance=np.linalg.norm(fitted, axis=1))
+        sources.append(replace(source, track=track))
+    return replace(scene, sources=sources)
 
 
 def render_scene_audio(
@@ -75,9 +90,14 @@ def render_scene_audio(
         mono = synthesize_source(source.track.class_name, config.seconds, config.sample_rate, rng)[
             :n
         ]
-        positions = _positions_per_sample(source.track, n, config.sample_rate)
         foa = render_source(
-            mono, config.sample_rate, positions, room, max_order=config.image_source_order, rng=rng
+            mono,
+            config.sample_rate,
+            _keyframe_positions(source.track),
+            room,
+            max_order=config.image_source_order,
+            rng=rng,
+            times_s=source.track.t,
         )
         mix += foa * 10 ** (source.level_db / 20)
     w_rms = np.sqrt(np.mean(mix[0] ** 2)) + 1e-12
@@ -179,8 +199,8 @@ def make_clip(
     from .video import write_mp4
 
     rng = clip_rng(seed, split, index)
-    scene = random_scene(rng, config, n_sources)
     room = random_room(rng)
+    scene = fit_scene_to_room(random_scene(rng, config, n_sources), room)
     foa, gain = render_scene_audio(scene, room, config, rng)
     video_seed = int(rng.integers(0, 2**31 - 1))
     frames = render_scene_video(scene, config, video_seed)
