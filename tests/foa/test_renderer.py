@@ -27,9 +27,7 @@ def test_streaming_equals_offline_decode_at_fixed_orientation(block):
     foa = rng.standard_normal((4, block * 6))
     q = ypr_to_quat(35, -10, 5)
     renderer = BlockRenderer(decoder, block, listeners=1)
-    renderer.set_orientations(q)
-    renderer._current[:] = renderer._target  # start settled: compare the steady state
-    renderer._remaining[:] = 0
+    renderer.set_orientations(q, immediate=True)  # start settled: compare the steady state
     out = stream(renderer, foa)[0]
     expected = decoder.apply(rotate_foa(foa, head_compensation(q)))
     np.testing.assert_allclose(out, expected, atol=1e-9)
@@ -104,3 +102,16 @@ def test_bad_input_is_rejected():
         renderer.set_orientations(np.zeros(4))
     with pytest.raises(InputError, match="designed for"):
         BlockRenderer(decoder, 64, sample_rate=44100)
+
+
+def test_compensation_weights_match_foa_rotation_matrix():
+    from swansphere.foa.renderer import _PAIRS, _compensation_weights
+    from swansphere.foa.rotation import foa_rotation_matrix, quat_to_matrix
+
+    q = np.random.default_rng(0).standard_normal((50, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    full = foa_rotation_matrix(np.swapaxes(quat_to_matrix(q), -1, -2))
+    expected = np.stack([full[:, k, j] for k, j in _PAIRS], axis=1)
+    np.testing.assert_allclose(_compensation_weights(q), expected, atol=1e-12)
+    # The pairs cover every non-zero entry of a head-compensation matrix.
+    assert np.count_nonzero(np.abs(full[0]) > 1e-12) <= len(_PAIRS)
