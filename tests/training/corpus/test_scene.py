@@ -23,9 +23,18 @@ def test_static_tracks_do_not_move_and_moving_ones_do():
     travel = []
     for _ in range(50):
         moving = random_track(rng, "rain", moving=True, config=config)
-        v = np.stack([np.cos(moving.azimuth) * np.cos(moving.elevation),
-                      np.sin(moving.azimuth) * np.cos(moving.elevation), np.sin(moving.elevation)], 1)
-        travel.append(np.rad2deg(np.arccos(np.clip(v[0] @ v[-1], -1, 1))) + abs(np.log(moving.distance[-1] / moving.distance[0])))
+        v = np.stack(
+            [
+                np.cos(moving.azimuth) * np.cos(moving.elevation),
+                np.sin(moving.azimuth) * np.cos(moving.elevation),
+                np.sin(moving.elevation),
+            ],
+            1,
+        )
+        travel.append(
+            np.rad2deg(np.arccos(np.clip(v[0] @ v[-1], -1, 1)))
+            + abs(np.log(moving.distance[-1] / moving.distance[0]))
+        )
     assert np.median(travel) > 10
 
 
@@ -34,7 +43,9 @@ def test_scene_classes_are_distinct_and_counts_in_range():
     rng = np.random.default_rng(2)
     for _ in range(100):
         scene = random_scene(rng, config)
-        names = [s.track.class_name for s in scene.sources] + [d.class_name for d in scene.distractors]
+        names = [s.track.class_name for s in scene.sources] + [
+            d.class_name for d in scene.distractors
+        ]
         assert len(set(names)) == len(names)
         assert set(names) <= set(SOUND_CLASSES)
         assert 1 <= len(scene.sources) <= 3 and len(scene.distractors) <= 2

@@ -57,7 +57,9 @@ def test_corpus_run_counts_and_skips_failures(tmp_path, monkeypatch):
         return real(scene, config, seed)
 
     monkeypatch.setattr(synth, "render_scene_video", flaky)
-    summary = synthesize_corpus(tmp_path, clips=6, seed=0, split="val", config=TINY, workers=1, progress=False)
+    summary = synthesize_corpus(
+        tmp_path, clips=6, seed=0, split="val", config=TINY, workers=1, progress=False
+    )
     data = summary.to_json()
     assert data["clips"] == 4 and data["skipped"] == 2
     written = [p for p in (tmp_path / "val").iterdir()]
