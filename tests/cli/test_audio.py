@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from swansphere.cli import main
-from swansphere.foa.doa import angular_error_deg, clip_direction
+from swansphere.foa.doa import angular_error, clip_direction
 from swansphere.foa.io import read_audio, read_foa, write_audio
 
 RATE = 48000
@@ -25,7 +25,7 @@ def test_encode_fixed_direction(tmp_path, noise_wav):
     assert main(["encode", str(noise_wav), str(out), "--az", "120", "--el", "-20"]) == 0
     foa, rate = read_foa(out)
     assert rate == RATE and sf.info(str(out)).format == "WAVEX"
-    assert angular_error_deg(*clip_direction(foa), np.deg2rad(120), np.deg2rad(-20)) < 1e-3
+    assert np.rad2deg(angular_error(*clip_direction(foa), np.deg2rad(120), np.deg2rad(-20))) < 1e-3
 
 
 def test_encode_moving_then_doa_json(tmp_path, noise_wav, capsys):

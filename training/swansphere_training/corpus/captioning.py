@@ -12,8 +12,13 @@ to the loudest source; further sources are named without a direction.
 
 When ground truth exists the summary scores the pipeline: ``doa_mean_error_deg`` is
 the per-segment angle between the measured direction and the loudest source's true
-mean direction over that segment; ``region_accuracy`` is the share of clips whose
-caption names the coarse region(s) where the loudest source starts and ends.
+mean direction over that segment. ``region_accuracy`` is the share of clips whose
+caption names, for the start and for the end of the clip, a correct coarse region of
+the loudest source: the true direction is averaged over the first and last segment
+(the windows the caption is built from), and a region counts as correct if the true
+direction lies in it or within ``REGION_TOLERANCE_DEG`` of it (a source 1 degree from
+the front/right boundary is fairly called either). ``region_accuracy_strict`` uses no
+tolerance.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from swansphere.captions import (
     scene_from_trajectories,
 )
 from swansphere.errors import InputError
-from swansphere.foa.doa import angular_error_deg, doa_trajectory
+from swansphere.foa.doa import angular_error, doa_trajectory
 from swansphere.foa.encode import direction_to_vector, vector_to_direction
 from swansphere.foa.io import read_foa
 
@@ -53,6 +58,8 @@ from ..data.clip import (
 from .classes import CLASS_PHRASES
 
 log = logging.getLogger(__name__)
+
+REGION_TOLERANCE_DEG = 10.0
 
 _ALSO = ("{x} can also be heard.", "{x} is audible too.", "In the background there is {x}.")
 
@@ -78,6 +85,24 @@ def segment_truth(track: SourceTrack, start: float, end: float) -> tuple[float, 
     times = np.linspace(start, end, 32)
     az, el = track.direction_at(times)
     return vector_to_direction(direction_to_vector(az, el).mean(axis=0))
+
+
+def regions_near(azimuth: float, elevation: float, tolerance_deg: float) -> set[str]:
+    """Coarse regions of every direction within ``tolerance_deg`` of (azimuth, elevation)."""
+    if tolerance_deg <= 0:
+        return {coarse_region(azimuth, elevation)}
+    centre = direction_to_vector(azimuth, elevation)
+    # Probe a ring at the tolerance and the centre itself.
+    helper = np.cross(centre, [0.0, 0.0, 1.0] if abs(centre[2]) < 0.9 else [1.0, 0.0, 0.0])
+    u = helper / np.linalg.norm(helper)
+    v = np.cross(centre, u)
+    t = np.deg2rad(tolerance_deg)
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    ring = np.cos(t) * centre + np.sin(t) * (
+        np.outer(np.cos(angles), u) + np.outer(np.sin(angles), v)
+    )
+    az, el = vector_to_direction(np.vstack([centre, ring]))
+    return {coarse_region(float(a), float(e)) for a, e in zip(az, el, strict=True)}
 
 
 def caption_clip(
@@ -110,17 +135,20 @@ def caption_clip(
     errors = []
     for s, az, el in zip(segments, trajectory.azimuth, trajectory.elevation, strict=True):
         true_az, true_el = segment_truth(track, s["start_s"], s["end_s"])
-        errors.append(float(angular_error_deg(az, el, true_az, true_el)))
-    expected = {
-        coarse_region(float(track.azimuth[0]), float(track.elevation[0])),
-        coarse_region(float(track.azimuth[-1]), float(track.elevation[-1])),
-    }
+        errors.append(float(np.rad2deg(angular_error(az, el, true_az, true_el))))
+    first, last = segments[0], segments[-1]
+    start_truth = segment_truth(track, first["start_s"], first["end_s"])
+    end_truth = segment_truth(track, last["start_s"], last["end_s"])
     named = regions_in_caption(text.split(".")[0])  # the first sentence is the loudest source
+    strict = {coarse_region(*start_truth), coarse_region(*end_truth)}
+    tolerant_start = regions_near(*start_truth, REGION_TOLERANCE_DEG)
+    tolerant_end = regions_near(*end_truth, REGION_TOLERANCE_DEG)
     scores = {
         "sources": len(meta.get("sources") or []),
         "doa_error_deg": float(np.mean(errors)),
-        "region_correct": expected <= named,
-        "expected_regions": sorted(expected),
+        "region_correct": bool(named & tolerant_start and named & tolerant_end),
+        "region_correct_strict": strict <= named,
+        "expected_regions": sorted(strict),
         "caption_regions": sorted(named),
     }
     return record, scores
@@ -167,11 +195,18 @@ def caption_corpus(
         errors = [s["doa_error_deg"] for s in scored]
         summary["doa_mean_error_deg"] = round(float(np.mean(errors)), 3)
         summary["region_accuracy"] = round(float(np.mean([s["region_correct"] for s in scored])), 4)
+        summary["region_accuracy_strict"] = round(
+            float(np.mean([s["region_correct_strict"] for s in scored])), 4
+        )
+        summary["region_tolerance_deg"] = REGION_TOLERANCE_DEG
         summary["by_sources"] = {
             str(n): {
                 "clips": len(group),
                 "doa_mean_error_deg": round(float(np.mean([s["doa_error_deg"] for s in group])), 3),
                 "region_accuracy": round(float(np.mean([s["region_correct"] for s in group])), 4),
+                "region_accuracy_strict": round(
+                    float(np.mean([s["region_correct_strict"] for s in group])), 4
+                ),
             }
             for n, group in sorted(groups.items())
         }
