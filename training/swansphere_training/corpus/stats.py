@@ -120,15 +120,6 @@ def _ground_truth_frame(metas: list[tuple[Path, dict]], path: Path) -> Path | No
         marked = draw_markers(frames[index], points)
         fig, ax = plt.subplots(figsize=(10, 5.4))
         ax.imshow(marked, extent=(180, -180, -90, 90))
-        for az, el, label in points:
-            ax.annotate(
-                label,
-                (np.rad2deg(az), np.rad2deg(el)),
-                color="white",
-                fontsize=9,
-                xytext=(4, 8),
-                textcoords="offset points",
-            )
         ax.set_xlabel("azimuth (deg, +left)")
         ax.set_ylabel("elevation (deg)")
         ax.set_title(f"{meta.get('id', folder.name)} at t = {t:.2f} s: ground-truth sources")
