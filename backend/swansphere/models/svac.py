@@ -1,0 +1,577 @@
+"""SVAC: Spatial Video-Audio Contrastive encoders (one definition for training and serving).
+
+Two encoders map a panorama video and an FOA clip into one 512-d space, frame by frame:
+
+* :class:`VideoEncoder` -- a VideoMAE ViT (transformers' ``VideoMAEModel``; VideoMAE-V2
+  weights in that format load with :meth:`VideoEncoder.from_pretrained`) over
+  equirectangular RGB frames (the convention of :mod:`swansphere.foa.panorama`: the
+  centre column is the front). One feature per temporal tubelet (``tubelet`` frames),
+  the mean of that tubelet's patch tokens; the token grid itself stays available
+  (:meth:`VideoEncoder.tokens`) for direction-aware conditioning of the generator.
+* :class:`AudioEncoder` -- an AudioMAE-style ViT over :func:`foa_features` (log-mel of
+  W, Y, Z, X plus three normalised intensity maps) of AmbiX FOA (ACN W, Y, Z, X; SN3D).
+  Patches span ``audio_freq_patch`` mel bands by ``latent_hop / feature_hop`` frames, so
+  one token column is one FOA-VAE latent frame (21.53 frames/s); the output feature of a
+  frame is the mean of its column.
+* :class:`ProjectionHead` -- MLPs into the shared space, L2-normalised per frame; the
+  :class:`TextHead` puts 384-d caption embeddings (:mod:`swansphere.models.text`) there too.
+
+Video features come at fps / tubelet steps per second; :func:`replicate_to_audio_rate`
+repeats them, nearest neighbour in time, at the audio frame rate, so that both sides are
+compared frame by frame (the paper's temporally aligned cosine similarity). Both streams
+must span the same time window.
+
+Paper (DESIGN.md section 4): VideoMAE-V2 and AudioMAE encoders, frozen when pretrained,
+trained projection heads, 512-d space, temperature 0.07. The contrastive loss and its
+negatives live in ``swansphere_training.losses.svac``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import VideoMAEConfig, VideoMAEModel
+
+from swansphere.errors import InputError
+from swansphere.models.features import (
+    FOA_FEATURE_CHANNELS,
+    INTENSITY_CHANNELS,
+    LOGMEL_CHANNELS,
+    foa_features,
+)
+
+# VideoMAE(-V2) was pretrained on frames normalised with the ImageNet statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Log-mel maps enter the audio encoder as (dB - clip mean of W's dB) / this many dB.
+LOGMEL_SCALE_DB = 20.0
+
+
+@dataclass(frozen=True)
+class SVACConfig:
+    """Sizes of the SVAC networks. Presets in :data:`SVAC_PRESETS`; defaults are ``tiny``."""
+
+    # --- audio input and encoder
+    sample_rate: int = 22050  # Hz of the FOA the audio encoder takes
+    latent_hop: int = 1024  # samples per output audio frame = one FOA-VAE latent frame
+    feature_hop: int = 512  # samples per feature frame; latent_hop must be a multiple
+    n_fft: int = 1024  # FFT size of the features (Hann window)
+    n_mels: int = 32  # mel bands of the features
+    audio_freq_patch: int = 8  # mel bands per audio patch (n_mels must be a multiple)
+    audio_dim: int = 128  # transformer width of the audio encoder
+    audio_layers: int = 2  # transformer blocks of the audio encoder
+    audio_heads: int = 4  # attention heads of the audio encoder
+    audio_mlp_ratio: float = 2.0  # feed-forward width / audio_dim
+    # --- video input and encoder (VideoMAE)
+    video_height: int = 64  # equirectangular frame height fed to VideoMAE (pixels)
+    video_width: int = 128  # equirectangular frame width (2:1 for a full panorama)
+    video_window: int = 8  # frames per VideoMAE pass (its num_frames); longer videos go
+    #                        through in consecutive windows
+    video_tubelet: int = 2  # frames per temporal patch = per video feature step
+    video_patch: int = 16  # spatial patch side in pixels
+    video_dim: int = 128  # VideoMAE hidden size
+    video_layers: int = 2  # VideoMAE blocks
+    video_heads: int = 4  # VideoMAE attention heads
+    video_intermediate: int = 256  # VideoMAE feed-forward width
+    # --- shared space
+    embed_dim: int = 512  # joint embedding width (paper: 512)
+    text_dim: int = 384  # caption embedding width (MiniLM: 384)
+    head_hidden: int = 512  # hidden width of the projection MLPs
+    temperature: float = 0.07  # InfoNCE temperature (paper: 0.07)
+    freeze_video: bool = False  # freeze the VideoMAE backbone (paper: when pretrained)
+    freeze_audio: bool = False  # freeze the audio transformer (paper: when pretrained)
+
+    def __post_init__(self) -> None:
+        positive = [f.name for f in dataclasses.fields(self)
+                    if f.type in ("int", "float") and not getattr(self, f.name) > 0]
+        if positive:
+            raise InputError(f"SVACConfig fields must be positive: {', '.join(positive)}")
+        checks = [
+            (self.latent_hop % self.feature_hop == 0, "latent_hop must be a multiple of "
+             f"feature_hop ({self.latent_hop} vs {self.feature_hop})"),
+            (self.n_fft >= self.feature_hop, f"n_fft {self.n_fft} < feature_hop "
+             f"{self.feature_hop}"),
+            (self.n_mels % self.audio_freq_patch == 0, f"n_mels {self.n_mels} is not a "
+             f"multiple of audio_freq_patch {self.audio_freq_patch}"),
+            (self.audio_dim % self.audio_heads == 0, f"audio_dim {self.audio_dim} is not a "
+             f"multiple of audio_heads {self.audio_heads}"),
+            (self.video_dim % self.video_heads == 0, f"video_dim {self.video_dim} is not a "
+             f"multiple of video_heads {self.video_heads}"),
+            (self.video_height % self.video_patch == 0 and self.video_width % self.video_patch
+             == 0, f"video size {self.video_height}x{self.video_width} is not a multiple of "
+             f"video_patch {self.video_patch}"),
+            (self.video_window % self.video_tubelet == 0, f"video_window {self.video_window} "
+             f"is not a multiple of video_tubelet {self.video_tubelet}"),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise InputError("invalid SVACConfig: " + "; ".join(problems))
+
+    @property
+    def time_patch(self) -> int:
+        """Feature frames merged into one audio token along time."""
+        return self.latent_hop // self.feature_hop
+
+    @property
+    def freq_tokens(self) -> int:
+        """Audio tokens per time step (mel bands / patch height)."""
+        return self.n_mels // self.audio_freq_patch
+
+    @property
+    def audio_rate_hz(self) -> float:
+        """Audio frames (and latent frames) per second."""
+        return self.sample_rate / self.latent_hop
+
+    def audio_frames(self, num_samples: int) -> int:
+        """Audio frames of a clip of ``num_samples`` samples: ceil(num_samples / latent_hop)."""
+        return -(-int(num_samples) // self.latent_hop)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of the fields (for a checkpoint's config)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SVACConfig:
+        """Inverse of :meth:`to_dict`; InputError names unknown fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown SVACConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+SVAC_PRESETS: dict[str, SVACConfig] = {
+    # CPU tests and the shipped bundle: 22.05 kHz (VAE 1024x), 64x128 panoramas, 2 blocks.
+    "tiny": SVACConfig(),
+    # Paper scale: 44.1 kHz (VAE 2048x), ViT-B video (VideoMAE-V2 base, 16-frame windows,
+    # 224x448 panoramas) and a ViT-B audio encoder over 128 mels, 16 bands x 4 frames per
+    # patch. Set freeze_video / freeze_audio after loading pretrained backbones.
+    "paper": SVACConfig(
+        sample_rate=44100, latent_hop=2048, feature_hop=512, n_fft=2048, n_mels=128,
+        audio_freq_patch=16, audio_dim=768, audio_layers=12, audio_heads=12,
+        audio_mlp_ratio=4.0, video_height=224, video_width=448, video_window=16,
+        video_tubelet=2, video_patch=16, video_dim=768, video_layers=12, video_heads=12,
+        video_intermediate=3072, head_hidden=1024,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+
+
+def replicate_to_audio_rate(video_feats: torch.Tensor, n_audio_frames: int) -> torch.Tensor:
+    """Repeat video features (B, Tv, D) at the audio frame rate: (B, n_audio_frames, D).
+
+    Both sequences span the same window, so audio frame i (centre (i + 0.5) / Ta of the
+    window) takes the video step whose centre is nearest: j = floor((i + 0.5) Tv / Ta);
+    an exact tie goes to the later step.
+    """
+    if video_feats.ndim != 3 or video_feats.shape[1] < 1:
+        raise InputError(f"video features must be (B, Tv >= 1, D), got {tuple(video_feats.shape)}")
+    if n_audio_frames < 1:
+        raise InputError(f"n_audio_frames must be >= 1, got {n_audio_frames}")
+    tv = video_feats.shape[1]
+    centres = torch.arange(n_audio_frames, device=video_feats.device, dtype=torch.float64) + 0.5
+    index = torch.clamp(torch.floor(centres * tv / n_audio_frames).long(), max=tv - 1)
+    return video_feats[:, index]
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """Transformer sine/cosine position table (length, dim), float32."""
+    position = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    freqs = torch.exp(
+        torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim)
+    )
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * freqs)
+    table[:, 1::2] = torch.cos(position * freqs[: dim // 2])
+    return table
+
+
+def _set_frozen(module: nn.Module, frozen: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+
+
+# --------------------------------------------------------------------------------------
+# Video encoder
+# --------------------------------------------------------------------------------------
+
+
+def videomae_config(config: SVACConfig) -> VideoMAEConfig:
+    """The transformers ``VideoMAEConfig`` of an SVAC preset's video backbone."""
+    return VideoMAEConfig(
+        image_size=[config.video_height, config.video_width],
+        patch_size=config.video_patch,
+        num_channels=3,
+        num_frames=config.video_window,
+        tubelet_size=config.video_tubelet,
+        hidden_size=config.video_dim,
+        num_hidden_layers=config.video_layers,
+        num_attention_heads=config.video_heads,
+        intermediate_size=config.video_intermediate,
+        use_mean_pooling=True,  # VideoMAE-V2 layout: no final LayerNorm inside the backbone
+    )
+
+
+def _check_pretrained_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"{path} is not a local transformers model directory (config.json missing); "
+            "pretrained weights load from disk only, never from the hub"
+        )
+    return path
+
+
+class VideoEncoder(nn.Module):
+    """VideoMAE over equirectangular video: tokens (B, t, h*w, D) and features (B, t, D).
+
+    ``backbone_config`` fixes the frame size (``image_size``), the window length
+    (``num_frames``), tubelet and patch sizes. A frozen backbone keeps its weights and
+    stays in eval mode; the output LayerNorm is always trained.
+    """
+
+    def __init__(self, backbone_config: VideoMAEConfig, freeze: bool = False) -> None:
+        super().__init__()
+        self.backbone = VideoMAEModel(backbone_config)
+        self.norm = nn.LayerNorm(backbone_config.hidden_size)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1),
+                             persistent=False)
+        self.frozen = False
+        self.freeze(freeze)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        freeze: bool = True,
+        image_size: tuple[int, int] | None = None,
+        window: int | None = None,
+    ) -> VideoEncoder:
+        """Load a VideoMAE(-V2) backbone saved in transformers format in a local directory.
+
+        path: directory with config.json and weights (``save_pretrained`` layout; a
+        VideoMAE-V2 ViT converted to ``VideoMAEModel`` keys). Checkpoints of the
+        pretraining or classification heads load too (their backbone part).
+        image_size: (height, width) to run at instead of the checkpoint's; window: frames
+        per pass. VideoMAE's position table is a fixed sinusoid, so both change without
+        touching the weights. Never contacts the hub.
+        """
+        path = _check_pretrained_dir(path)
+        overrides: dict[str, Any] = {}
+        if image_size is not None:
+            overrides["image_size"] = [int(image_size[0]), int(image_size[1])]
+        if window is not None:
+            overrides["num_frames"] = int(window)
+        backbone = VideoMAEModel.from_pretrained(str(path), local_files_only=True, **overrides)
+        encoder = cls(backbone.config, freeze=False)
+        encoder.backbone.load_state_dict(backbone.state_dict())
+        encoder.freeze(freeze)
+        return encoder
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) the backbone weights; a frozen backbone runs in eval mode."""
+        self.frozen = bool(frozen)
+        _set_frozen(self.backbone, self.frozen)
+        if self.frozen:
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> VideoEncoder:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    @property
+    def dim(self) -> int:
+        """Token width D."""
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def window(self) -> int:
+        """Frames per VideoMAE pass."""
+        return int(self.backbone.config.num_frames)
+
+    @property
+    def tubelet(self) -> int:
+        """Frames per feature step."""
+        return int(self.backbone.config.tubelet_size)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of the frames VideoMAE takes."""
+        size = self.backbone.embeddings.patch_embeddings.image_size
+        return int(size[0]), int(size[1])
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the spatial token grid: rows top to bottom, columns left to right."""
+        patch = self.backbone.embeddings.patch_embeddings.patch_size
+        height, width = self.frame_size
+        return height // int(patch[0]), width // int(patch[1])
+
+    def time_steps(self, num_frames: int) -> int:
+        """Feature steps of a video of ``num_frames`` frames: ceil(num_frames / tubelet)."""
+        return -(-int(num_frames) // self.tubelet)
+
+    def _pixels(self, video: torch.Tensor) -> torch.Tensor:
+        """Normalised float frames (B, F, 3, H, W) at the backbone's frame size."""
+        if not isinstance(video, torch.Tensor) or video.ndim != 5 or video.shape[2] != 3:
+            shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video)
+            raise InputError(f"video must be a tensor (B, F, 3, H, W) of RGB frames, got {shape}")
+        if video.shape[0] < 1 or video.shape[1] < 1:
+            raise InputError(
+                f"video needs at least one clip and one frame, got {tuple(video.shape)}"
+            )
+        dtype = self.pixel_mean.dtype
+        x = video.to(dtype) / 255.0 if video.dtype == torch.uint8 else video.to(dtype)
+        batch, frames = x.shape[:2]
+        if tuple(x.shape[-2:]) != self.frame_size:
+            # Resize to the backbone's frame size (antialiased); panoramas stay panoramas.
+            x = nn.functional.interpolate(
+                x.reshape(batch * frames, 3, *x.shape[-2:]), size=self.frame_size,
+                mode="bilinear", align_corners=False, antialias=True,
+            ).reshape(batch, frames, 3, *self.frame_size)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (B, t, h*w, D) of video (B, F, 3, H, W), t = ceil(F / tubelet).
+
+        video: uint8 RGB in [0, 255] or float in [0, 1]; frames of another size are
+        resized to :attr:`frame_size`. Frames go through in windows of :attr:`window`; the
+        last window is padded by repeating the last frame and its padded steps dropped.
+        Tokens of one step are in raster order (rows top to bottom, columns left to right
+        of :attr:`grid`), after the output LayerNorm.
+        """
+        x = self._pixels(video)
+        batch, frames = x.shape[:2]
+        windows = -(-frames // self.window)
+        pad = windows * self.window - frames
+        if pad:
+            x = torch.cat([x, x[:, -1:].expand(batch, pad, *x.shape[2:])], dim=1)
+        x = x.reshape(batch * windows, self.window, *x.shape[2:])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.backbone(pixel_values=x).last_hidden_state  # (B*n, t_w*h*w, D)
+        h, w = self.grid
+        steps_per_window = self.window // self.tubelet
+        hidden = hidden.reshape(batch, windows * steps_per_window, h * w, self.dim)
+        return self.norm(hidden[:, : self.time_steps(frames)])
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Per-step features (B, t, D) of video (B, F, 3, H, W): the mean of each step's tokens."""
+        return self.tokens(video).mean(dim=2)
+
+
+# --------------------------------------------------------------------------------------
+# Audio encoder
+# --------------------------------------------------------------------------------------
+
+
+class AudioEncoder(nn.Module):
+    """AudioMAE-style ViT over FOA features: tokens (B, t, f, D) and features (B, t, D).
+
+    Patches of ``audio_freq_patch`` mel bands x ``time_patch`` feature frames (a linear
+    patch embedding, as a strided convolution) get a learned frequency embedding and a
+    sinusoidal time embedding (any clip length), then a pre-norm transformer encoder.
+    """
+
+    def __init__(self, config: SVACConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.audio_dim
+        patch = (config.audio_freq_patch, config.time_patch)
+        self.patch_embed = nn.Conv2d(FOA_FEATURE_CHANNELS, dim, kernel_size=patch, stride=patch)
+        self.freq_pos = nn.Parameter(torch.zeros(1, 1, config.freq_tokens, dim))
+        nn.init.trunc_normal_(self.freq_pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, config.audio_heads, int(round(dim * config.audio_mlp_ratio)), dropout=0.0,
+            activation="gelu", batch_first=True, norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(layer, config.audio_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.frozen = False
+        self.freeze(config.freeze_audio)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) everything but the output LayerNorm."""
+        self.frozen = bool(frozen)
+        for module in (self.patch_embed, self.blocks):
+            _set_frozen(module, self.frozen)
+        self.freq_pos.requires_grad_(not self.frozen)
+
+    def features(self, foa: torch.Tensor) -> torch.Tensor:
+        """Normalised encoder input (B, 7, n_mels, t * time_patch) of FOA (B, 4, T).
+
+        The FOA is zero-padded to a whole number of latent hops, so t = ceil(T / latent_hop).
+        Log-mel maps become (dB - the clip's mean W dB) / 20 dB: level-independent, with the
+        dipoles' level relative to W kept; intensity maps pass unchanged.
+        """
+        c = self.config
+        if not isinstance(foa, torch.Tensor) or foa.ndim != 3 or foa.shape[1] != 4:
+            shape = tuple(foa.shape) if isinstance(foa, torch.Tensor) else type(foa)
+            raise InputError(f"FOA must be a tensor (B, 4, T) in ACN order, got {shape}")
+        samples = c.audio_frames(foa.shape[-1]) * c.latent_hop
+        x = nn.functional.pad(foa.float(), (0, samples - foa.shape[-1]))
+        with torch.no_grad():
+            feats = foa_features(x, c.sample_rate, c.n_mels, c.feature_hop, c.n_fft)
+        log_mel = feats[:, LOGMEL_CHANNELS]
+        reference = log_mel[:, :1].mean(dim=(2, 3), keepdim=True)
+        return torch.cat(
+            [(log_mel - reference) / LOGMEL_SCALE_DB, feats[:, INTENSITY_CHANNELS]], dim=1
+        )
+
+    def tokens(self, foa: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, t, f, D) of FOA (B, 4, T): t = ceil(T / latent_hop), f = freq_tokens."""
+        x = self.patch_embed(self.features(foa))  # (B, D, f, t)
+        batch, dim, f, t = x.shape
+        x = x.permute(0, 3, 2, 1)  # (B, t, f, D)
+        x = x + self.freq_pos + sinusoidal_positions(t, dim, x.device)[None, :, None, :]
+        x = self.blocks(x.reshape(batch, t * f, dim))
+        return self.norm(x).reshape(batch, t, f, dim)
+
+    def forward(self, foa: torch.Tensor) -> torch.Tensor:
+        """Per-frame features (B, t, D) of FOA (B, 4, T): the mean over each frame's bands."""
+        return self.tokens(foa).mean(dim=2)
+
+
+# --------------------------------------------------------------------------------------
+# Heads and the joint model
+# --------------------------------------------------------------------------------------
+
+
+class ProjectionHead(nn.Module):
+    """MLP (LayerNorm, Linear, GELU, Linear) into the joint space, L2-normalised per vector."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_dim) -> unit vectors (..., out_dim)."""
+        return nn.functional.normalize(self.net(x), dim=-1)
+
+
+class TextHead(ProjectionHead):
+    """Caption embeddings (N, text_dim) -> unit vectors (N, embed_dim) in the SVAC space.
+
+    A null caption (a zero input row, see :class:`swansphere.models.text.CaptionEncoder`)
+    maps to a constant vector; losses leave such rows out with a mask.
+    """
+
+
+class SVAC(nn.Module):
+    """Video, audio and text into one space of ``embed_dim`` unit vectors per audio frame."""
+
+    def __init__(self, config: SVACConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.video_encoder = VideoEncoder(videomae_config(config), freeze=config.freeze_video)
+        self.audio_encoder = AudioEncoder(config)
+        self.video_head = ProjectionHead(config.video_dim, config.embed_dim, config.head_hidden)
+        self.audio_head = ProjectionHead(config.audio_dim, config.embed_dim, config.head_hidden)
+        self.text_head = TextHead(config.text_dim, config.embed_dim, config.head_hidden)
+
+    def project_video(self, feats: torch.Tensor) -> torch.Tensor:
+        """Video features (..., video_dim) -> unit vectors (..., embed_dim)."""
+        return self.video_head(feats)
+
+    def project_audio(self, feats: torch.Tensor) -> torch.Tensor:
+        """Audio features (..., audio_dim) -> unit vectors (..., embed_dim)."""
+        return self.audio_head(feats)
+
+    def audio_frames(self, num_samples: int) -> int:
+        """Audio frames of ``num_samples`` FOA samples (see :meth:`SVACConfig.audio_frames`)."""
+        return self.config.audio_frames(num_samples)
+
+    def video_tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """Direction-aware video tokens (B, t, h*w, video_dim), see :meth:`VideoEncoder.tokens`."""
+        return self.video_encoder.tokens(video)
+
+    def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
+        """Unit vectors (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
+
+        Without ``n_audio_frames``: (B, t, E) at the video step rate (t = ceil(F / tubelet)).
+        """
+        emb = self.project_video(self.video_encoder(video))
+        return emb if n_audio_frames is None else replicate_to_audio_rate(emb, n_audio_frames)
+
+    def embed_audio(self, foa: torch.Tensor) -> torch.Tensor:
+        """Unit vectors (B, Ta, E) of AmbiX FOA (B, 4, T) at ``sample_rate``; Ta = ceil(T/hop)."""
+        return self.project_audio(self.audio_encoder(foa))
+
+    def embed_text(self, caption_emb: torch.Tensor) -> torch.Tensor:
+        """Unit vectors (N, E) of caption embeddings (N, text_dim)."""
+        if caption_emb.ndim != 2 or caption_emb.shape[1] != self.config.text_dim:
+            raise InputError(f"caption embeddings must be (N, {self.config.text_dim}), "
+                             f"got {tuple(caption_emb.shape)}")
+        return self.text_head(caption_emb)
+
+    def forward(self, video: torch.Tensor, foa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Aligned embeddings of a batch: video (B, F, 3, H, W), FOA (B, 4, T) covering the
+        same window -> (video_emb, audio_emb), each (B, Ta, E) unit vectors per audio frame."""
+        audio_emb = self.embed_audio(foa)
+        return self.embed_video(video, audio_emb.shape[1]), audio_emb
+
+    def load_video_backbone(self, path: str | Path) -> None:
+        """Copy a local VideoMAE(-V2) backbone (transformers format) into the video encoder.
+
+        The checkpoint's architecture must match this config's video fields (see
+        :func:`svac_config_for_backbone`); InputError lists any mismatch. The backbone is
+        then frozen when ``config.freeze_video`` is set.
+        """
+        pretrained = VideoEncoder.from_pretrained(
+            path, freeze=False, image_size=self.video_encoder.frame_size,
+            window=self.video_encoder.window,
+        )
+        mine, theirs = self.video_encoder.backbone.config, pretrained.backbone.config
+        fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                  "patch_size", "tubelet_size", "num_channels", "qv_bias")
+        mismatch = [f"{f}: config {getattr(mine, f)} vs checkpoint {getattr(theirs, f)}"
+                    for f in fields if getattr(mine, f) != getattr(theirs, f)]
+        if mismatch:
+            raise InputError(f"VideoMAE checkpoint at {path} does not fit this SVAC config: "
+                             + "; ".join(mismatch))
+        self.video_encoder.backbone.load_state_dict(pretrained.backbone.state_dict())
+        self.video_encoder.freeze(self.config.freeze_video)
+
+
+def svac_config_for_backbone(
+    path: str | Path, base: SVACConfig, freeze: bool = True
+) -> SVACConfig:
+    """``base`` with its video fields taken from the VideoMAE checkpoint config at ``path``.
+
+    Frame size and window stay those of ``base`` (they do not change the weights);
+    ``freeze_video`` is set to ``freeze`` (the paper freezes pretrained encoders).
+    """
+    backbone = VideoMAEConfig.from_pretrained(str(_check_pretrained_dir(path)),
+                                              local_files_only=True)
+    patch = backbone.patch_size
+    if not isinstance(patch, int):
+        if len(set(patch)) != 1:
+            raise InputError(f"non-square VideoMAE patches {patch} are not supported")
+        patch = patch[0]
+    return dataclasses.replace(
+        base, video_dim=backbone.hidden_size, video_layers=backbone.num_hidden_layers,
+        video_heads=backbone.num_attention_heads, video_intermediate=backbone.intermediate_size,
+        video_patch=int(patch), video_tubelet=backbone.tubelet_size, freeze_video=freeze,
+    )
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (only those with requires_grad if asked)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,310 @@
+"""SVAC networks (swansphere.models.svac) and their FOA input features (models.features)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import VideoMAEConfig, VideoMAEModel
+
+from swansphere.errors import InputError
+from swansphere.foa.encode import encode_mono
+from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
+from swansphere.models.features import (
+    FOA_FEATURE_CHANNELS,
+    _hz_to_mel,
+    feature_frames,
+    foa_features,
+    latent_hop,
+    mel_filterbank,
+)
+from swansphere.models.svac import (
+    SVAC,
+    SVAC_PRESETS,
+    SVACConfig,
+    VideoEncoder,
+    count_parameters,
+    replicate_to_audio_rate,
+    svac_config_for_backbone,
+    videomae_config,
+)
+
+SR = 22050
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # The build machine's 2 cores are shared: small matmuls on 2 contended threads run
+    # about 10x slower than on one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SVAC:
+    torch.manual_seed(0)
+    return SVAC(SVAC_PRESETS["tiny"]).eval()
+
+
+def plane_wave(azimuth: float, elevation: float, seconds: float = 1.0, seed: int = 0):
+    """White noise from one direction as AmbiX FOA (1, 4, n) float64."""
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * SR))
+    return torch.from_numpy(encode_mono(noise, azimuth, elevation))[None]
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def test_latent_hop_gives_vae_frame_rate() -> None:
+    assert latent_hop(22050) == 1024
+    assert latent_hop(44100) == 2048
+    assert feature_frames(44100, 1024) == 44  # ceil(43.07)
+    assert feature_frames(2048, 1024) == 2
+
+
+def test_slaney_mel_scale_reference_points() -> None:
+    # Slaney: 200/3 Hz per mel below 1 kHz (1 kHz = 15 mel), 27 mels per factor 6.4 above.
+    hz = torch.tensor([440.0, 1000.0, 6400.0], dtype=torch.float64)
+    assert torch.allclose(_hz_to_mel(hz), torch.tensor([6.6, 15.0, 42.0], dtype=torch.float64))
+
+
+def test_mel_filterbank_shape_and_flat_response() -> None:
+    bank = mel_filterbank(2048, 44100, 128)
+    assert bank.shape == (128, 1025)
+    assert bool((bank >= 0).all())
+    # Area normalisation: a flat unit power density gives ~1 in every band that spans
+    # enough bins for the discrete sum to approximate the integral.
+    df = 44100 / 2048
+    bins_per_band = (bank > 0).sum(dim=1)
+    wide = bins_per_band >= 8
+    assert wide.sum() > 60
+    assert torch.allclose(bank[wide].sum(dim=1) * df, torch.ones(int(wide.sum()),
+                                                                  dtype=torch.float64), atol=0.1)
+
+
+def test_mel_filterbank_refuses_empty_bands() -> None:
+    with pytest.raises(InputError, match="hold no FFT bin"):
+        mel_filterbank(256, 44100, 128)
+
+
+def test_features_shape_and_tone_lands_in_its_band() -> None:
+    t = np.arange(SR) / SR
+    foa = torch.from_numpy(encode_mono(np.sin(2 * np.pi * 1500.0 * t), 0.0, 0.0))[None].float()
+    feats = foa_features(foa, SR, n_mels=32, hop=512, n_fft=1024)
+    assert feats.shape == (1, FOA_FEATURE_CHANNELS, 32, 44)
+    assert feats.dtype == torch.float32
+    # The loudest W band is the one whose triangle peaks nearest 1500 Hz.
+    bank = mel_filterbank(1024, SR, 32)
+    mel_edges = torch.linspace(0.0, float(_hz_to_mel(torch.tensor(SR / 2.0))), 34)
+    centres = mel_edges[1:-1]
+    expected = int(torch.argmin((centres - _hz_to_mel(torch.tensor(1500.0))).abs()))
+    assert int(feats[0, 0].mean(dim=1).argmax()) == expected
+    assert bank.shape == (32, 513)
+
+
+@pytest.mark.parametrize(("az_deg", "el_deg"), [(0, 0), (90, 0), (-135, 30), (60, -45)])
+def test_intensity_maps_of_a_plane_wave_are_its_direction(az_deg: float, el_deg: float) -> None:
+    az, el = math.radians(az_deg), math.radians(el_deg)
+    feats = foa_features(plane_wave(az, el), SR, n_mels=32, hop=1024)
+    u_yzx = torch.tensor([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)],
+                         dtype=torch.float64)
+    assert torch.allclose(feats[0, 4:], u_yzx[:, None, None].expand_as(feats[0, 4:]), atol=1e-5)
+    # Log-mel of the dipoles relative to W: 20 log10 |u_k| (where u_k is not ~0).
+    for k, ch in enumerate((1, 2, 3)):
+        if abs(float(u_yzx[k])) > 0.3:
+            diff = feats[0, ch] - feats[0, 0]
+            assert torch.allclose(diff, torch.full_like(diff, 20 * math.log10(abs(u_yzx[k]))),
+                                  atol=1e-3)
+
+
+def test_intensity_maps_rotate_with_the_foa_and_stay_bounded() -> None:
+    rng = np.random.default_rng(3)
+    foa = torch.from_numpy(rng.standard_normal((2, 4, SR)))  # incoherent: not a plane wave
+    foa[:, 1:] *= 3.0  # dipoles stronger than W: |I| / |W|^2 would exceed 1
+    mixing = torch.from_numpy(foa_rotation_matrix(ypr_to_matrix(70, -25, 40)))
+    rotated = torch.einsum("ij,bjt->bit", mixing, foa)
+    f0 = foa_features(foa, SR, n_mels=32, hop=1024)
+    f1 = foa_features(rotated, SR, n_mels=32, hop=1024)
+    assert float(f0[:, 4:].abs().max()) <= 1.0
+    expected = torch.einsum("ij,bjmt->bimt", mixing[1:, 1:], f0[:, 4:])
+    assert torch.allclose(f1[:, 4:], expected, atol=1e-9)
+    assert torch.allclose(f1[:, 0], f0[:, 0], atol=1e-9)  # W untouched
+
+
+def test_circular_shift_by_whole_hops_shifts_the_features() -> None:
+    foa = torch.randn(1, 4, 40 * 512, dtype=torch.float64)
+    f0 = foa_features(foa, SR, n_mels=32, hop=512, n_fft=1024)
+    f1 = foa_features(torch.roll(foa, 7 * 512, dims=-1), SR, n_mels=32, hop=512, n_fft=1024)
+    assert torch.allclose(f1, torch.roll(f0, 7, dims=-1), atol=1e-8)
+
+
+def test_features_refuse_bad_input() -> None:
+    with pytest.raises(InputError, match=r"\(B, 4, T\)"):
+        foa_features(torch.zeros(4, 4096), SR)
+    with pytest.raises(InputError, match="at least n_fft"):
+        foa_features(torch.zeros(1, 4, 100), SR)
+    bad = torch.zeros(1, 4, 4096)
+    bad[0, 2, 5] = float("nan")
+    with pytest.raises(InputError, match="non-finite"):
+        foa_features(bad, SR)
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_config_round_trip_and_validation() -> None:
+    paper = SVAC_PRESETS["paper"]
+    assert SVACConfig.from_dict(paper.to_dict()) == paper
+    assert paper.time_patch == 4 and paper.freq_tokens == 8
+    assert SVAC_PRESETS["tiny"].time_patch == 2
+    for preset in SVAC_PRESETS.values():  # one audio frame per VAE latent frame
+        assert preset.audio_rate_hz == pytest.approx(44100 / 2048)
+        assert preset.embed_dim == 512 and preset.temperature == 0.07
+    with pytest.raises(InputError, match="unknown SVACConfig field"):
+        SVACConfig.from_dict({**paper.to_dict(), "bogus": 1})
+    with pytest.raises(InputError, match="multiple of feature_hop"):
+        SVACConfig(latent_hop=1000)
+    with pytest.raises(InputError, match="must be positive: audio_layers"):
+        SVACConfig(audio_layers=0)
+
+
+# ------------------------------------------------------------------------------ networks
+
+
+def test_tiny_shapes_and_unit_embeddings(tiny: SVAC) -> None:
+    video = torch.randint(0, 256, (2, 8, 3, 64, 128), dtype=torch.uint8)
+    foa = torch.randn(2, 4, 2 * SR) * 0.1
+    with torch.no_grad():
+        video_emb, audio_emb = tiny(video, foa)
+        tokens = tiny.video_tokens(video)
+        audio_tokens = tiny.audio_encoder.tokens(foa)
+    assert video_emb.shape == audio_emb.shape == (2, 44, 512)  # ceil(44100 / 1024) frames
+    assert torch.allclose(video_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
+    assert torch.allclose(audio_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
+    assert tokens.shape == (2, 4, 4 * 8, 128)  # 8 frames / tubelet 2; 64x128 / 16 px patches
+    assert tiny.video_encoder.grid == (4, 8)
+    assert audio_tokens.shape == (2, 44, 4, 128)  # 32 mels / 8 per patch
+    assert tiny.embed_text(torch.randn(3, 384)).shape == (3, 512)
+    # The video embedding is its per-step embedding repeated at the audio rate.
+    with torch.no_grad():
+        steps = tiny.embed_video(video)
+    assert steps.shape == (2, 4, 512)
+    assert torch.equal(video_emb, replicate_to_audio_rate(steps, 44))
+
+
+def test_video_windows_resizing_and_odd_lengths(tiny: SVAC) -> None:
+    encoder = tiny.video_encoder
+    video = torch.rand(1, 19, 3, 64, 128)
+    with torch.no_grad():
+        long = encoder.tokens(video)  # 3 windows of 8 frames, the last padded
+        first = encoder.tokens(video[:, :8])
+        odd = encoder(video[:, :5])
+        big = encoder(torch.rand(1, 8, 3, 128, 256))  # resized to 64x128
+    assert long.shape == (1, 10, 32, 128)  # ceil(19 / 2)
+    assert torch.allclose(long[:, :4], first, atol=1e-5)  # windows are independent
+    assert odd.shape == (1, 3, 128)
+    assert big.shape == (1, 4, 128)
+    with pytest.raises(InputError, match=r"\(B, F, 3, H, W\)"):
+        encoder(torch.rand(8, 3, 64, 128))
+
+
+def test_audio_length_not_a_whole_number_of_frames(tiny: SVAC) -> None:
+    with torch.no_grad():
+        emb = tiny.embed_audio(torch.randn(1, 4, 1024 * 10 + 300))
+    assert emb.shape == (1, 11, 512)
+    assert tiny.audio_frames(1024 * 10 + 300) == 11
+    with pytest.raises(InputError, match=r"\(B, 4, T\)"):
+        tiny.embed_audio(torch.randn(1, 2, 4096))
+
+
+def test_replicate_to_audio_rate_is_nearest_neighbour() -> None:
+    feats = torch.arange(4.0)[None, :, None]  # (1, 4, 1): step j holds value j
+    out = replicate_to_audio_rate(feats, 10)
+    # Audio frame centres (i + 0.5) / 10 against step centres (j + 0.5) / 4; frames 2 and 7
+    # (centres 0.25, 0.75) are equally near two steps and take the later one.
+    assert out[0, :, 0].tolist() == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
+    for tv, ta in [(4, 44), (5, 43), (20, 215), (3, 7)]:
+        x = torch.randn(2, tv, 6)
+        got = replicate_to_audio_rate(x, ta)
+        audio_centres = (np.arange(ta) + 0.5) / ta
+        video_centres = (np.arange(tv) + 0.5) / tv
+        distance = np.abs(audio_centres[:, None] - video_centres[None, :])
+        # argmin of the reversed steps: ties go to the later step (20 -> 215 has some).
+        nearest = tv - 1 - np.round(distance[:, ::-1], 12).argmin(axis=1)
+        assert torch.equal(got, x[:, torch.from_numpy(nearest)])
+    same = torch.randn(1, 9, 3)
+    assert torch.equal(replicate_to_audio_rate(same, 9), same)
+
+
+def test_frozen_video_backbone() -> None:
+    model = SVAC(dataclasses.replace(SVAC_PRESETS["tiny"], freeze_video=True)).train()
+    backbone = model.video_encoder.backbone
+    assert not any(p.requires_grad for p in backbone.parameters())
+    assert not backbone.training
+    assert model.video_head.net[1].weight.requires_grad
+    assert count_parameters(model, trainable_only=True) == (
+        count_parameters(model) - count_parameters(backbone)
+    )
+    video_emb, audio_emb = model(torch.rand(2, 4, 3, 64, 128), torch.randn(2, 4, 8192))
+    (video_emb * audio_emb).sum().backward()
+    assert all(p.grad is None for p in backbone.parameters())
+    assert model.video_head.net[1].weight.grad is not None
+
+
+def test_paper_preset_parameter_count_on_meta_device() -> None:
+    paper = SVAC_PRESETS["paper"]
+    with torch.device("meta"):
+        model = SVAC(paper)
+
+    def vit_layer(d: int, mlp: int, k_bias: bool) -> int:  # attention + MLP + 2 LayerNorms
+        return 4 * d * d + (4 if k_bias else 3) * d + 2 * d * mlp + mlp + d + 4 * d
+
+    d = 768
+    video = (3 * 2 * 16 * 16 * d + d) + 12 * vit_layer(d, 3072, k_bias=False) + 2 * d
+    audio = (7 * 16 * 4 * d + d) + 8 * d + 12 * vit_layer(d, 3072, k_bias=True) + 2 * d
+
+    def head(n: int) -> int:
+        return 2 * n + n * 1024 + 1024 + 1024 * 512 + 512
+
+    assert count_parameters(model.video_encoder) == video == 86_227_200
+    assert count_parameters(model.audio_encoder) == audio == 85_406_976
+    assert count_parameters(model) == video + audio + 2 * head(768) + head(384) == 175_181_568
+
+
+def test_videomae_save_and_load_round_trip(tmp_path) -> None:
+    torch.manual_seed(1)
+    hf_config = VideoMAEConfig(image_size=[32, 64], patch_size=16, num_frames=4, tubelet_size=2,
+                               hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=128, use_mean_pooling=True)
+    reference = VideoMAEModel(hf_config).eval()
+    reference.save_pretrained(tmp_path)
+
+    encoder = VideoEncoder.from_pretrained(tmp_path)  # frozen by default
+    assert encoder.frozen and not any(p.requires_grad for p in encoder.backbone.parameters())
+    video = torch.rand(2, 4, 3, 32, 64)
+    pixels = (video - torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels).last_hidden_state.reshape(2, 2, 2 * 4, 64)
+        got = encoder.tokens(video)
+    assert torch.allclose(got, encoder.norm(expected), atol=1e-5)
+
+    # Into a whole SVAC whose config is derived from the checkpoint.
+    config = svac_config_for_backbone(tmp_path, SVAC_PRESETS["tiny"])
+    assert (config.video_dim, config.video_layers, config.freeze_video) == (64, 2, True)
+    model = SVAC(config)
+    model.load_video_backbone(tmp_path)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(model.video_encoder.backbone.state_dict()[name], value), name
+    assert not any(p.requires_grad for p in model.video_encoder.backbone.parameters())
+    assert videomae_config(config).hidden_size == 64
+
+    with pytest.raises(InputError, match="does not fit"):
+        SVAC(SVAC_PRESETS["tiny"]).load_video_backbone(tmp_path)
+    with pytest.raises(InputError, match=r"config\.json missing"):
+        VideoEncoder.from_pretrained(tmp_path / "nowhere")
