@@ -12,9 +12,9 @@ import sys
 from swansphere import __version__
 from swansphere.errors import InputError
 
-from . import audio, bench, data, demo, evaluate
+from . import audio, bench, data, demo, evaluate, train
 
-COMMAND_MODULES = (audio, data, evaluate, bench, demo)
+COMMAND_MODULES = (audio, data, train, evaluate, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     p.set_defaults(run=run_doa)
 
+    p = what.add_parser("vae", help="FOA-VAE: direction preservation, MR-STFT, streaming decode")
+    _model_args(p)
+    p.set_defaults(run=run_vae)
+    p = what.add_parser("svac", help="SVAC: retrieval, rotation and time-shift discrimination")
+    _model_args(p)
+    p.set_defaults(run=run_svac)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default="default", help="default, a bundle folder, or models:/NAME@ALIAS"
+    )
+    p.add_argument("--data", type=Path, required=True, help="corpus root")
+    p.add_argument("--split", default="test")
+    p.add_argument("--clips", type=int, default=64, help="clips to evaluate at most")
+    p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
+
+
+def run_vae(args: argparse.Namespace) -> int:
+    import torch
+
+    from swansphere.models.bundle import load_bundle
+    from swansphere_training.evaluation.vae import evaluate_vae
+
+    torch.set_num_threads(1)
+    vae = load_bundle(args.model).build("vae")
+    print_json({"model": args.model, **evaluate_vae(vae, args.data, args.split, args.clips)})
+    return 0
+
+
+def run_svac(args: argparse.Namespace) -> int:
+    import torch
+
+    from swansphere.models.bundle import load_bundle
+    from swansphere_training.evaluation.svac import evaluate_svac
+
+    torch.set_num_threads(1)
+    svac = load_bundle(args.model).build("svac")
+    print_json(
+        {"model": args.model, **evaluate_svac(svac, args.data, args.split, max(args.clips, 64))}
+    )
+    return 0
+
 
 def run_binaural(args: argparse.Namespace) -> int:
     from swansphere.foa.binaural import design_binaural_decoder, evaluate_binaural

@@ -1,0 +1,119 @@
+"""``swansphere train vae|svac`` and ``swansphere bundle``: training stages and model bundles.
+
+The work lives in the training package; this module parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from swansphere.errors import InputError
+
+from .common import print_json
+
+
+def _override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set takes NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model stage (MLflow-tracked, resumable)")
+    p.add_argument("stage", choices=["vae", "svac"])
+    p.add_argument("--data", type=Path, required=True, help="corpus root (train/ and test/ splits)")
+    p.add_argument("--preset", default="tiny", help="network preset: tiny or paper")
+    p.add_argument("--steps", type=int, default=3000, help="total optimisation steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="run folder (default runs/STAGE-PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=0, help="0: evaluate at the end only")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument(
+        "--set",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a stage setting, e.g. --set batch_size=4",
+    )
+    p.set_defaults(run=run_train)
+
+    b = sub.add_parser("bundle", help="write (and register) a model bundle from training runs")
+    b.add_argument("out", type=Path, help="bundle folder to write")
+    b.add_argument("--vae", type=Path, help="VAE run folder")
+    b.add_argument("--svac", type=Path, help="SVAC run folder")
+    b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
+    b.add_argument(
+        "--metrics",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON files of eval results to record (name.json -> metrics[name])",
+    )
+    b.add_argument("--register", metavar="NAME@ALIAS", help="register in the MLflow registry")
+    b.set_defaults(run=run_bundle)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from swansphere_training.pipeline import stage_config, train_stage
+
+    if args.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {args.steps}")
+    if not (args.data / "train").is_dir():
+        raise InputError(
+            f"no training split at {args.data / 'train'} (make one with 'swansphere data synth')"
+        )
+    config = stage_config(args.stage, str(args.data), args.preset, args.seed, dict(args.set))
+    out = args.out or Path("runs") / f"{args.stage}-{args.preset}"
+    options = {
+        "checkpoint_every": args.checkpoint_every,
+        "eval_every": args.eval_every,
+        "track": not args.no_track,
+        "device": args.device,
+    }
+    result = train_stage(args.stage, config, out, args.steps, args.resume, options)
+    print_json(
+        {
+            "stage": args.stage,
+            "out": str(out),
+            "step": result.step,
+            "checkpoint": str(result.checkpoint),
+            "mlflow_run": result.run_id,
+            "metrics": result.metrics,
+            "eval": result.eval_metrics,
+        }
+    )
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from swansphere_training.pipeline import export_bundle, read_json
+
+    runs = {name: path for name, path in (("vae", args.vae), ("svac", args.svac)) if path}
+    if not runs:
+        raise InputError("give at least one of --vae and --svac")
+    metrics = {Path(m).stem: read_json(m) for m in args.metrics}
+    data = {"corpus": str(args.data) if args.data else None}
+    if args.data and (args.data / "train").is_dir():
+        data["train_clips"] = sum(1 for _ in (args.data / "train").iterdir())
+    path = export_bundle(args.out, runs, data, metrics)
+    result = {"bundle": str(path)}
+    if args.register:
+        from swansphere_training import tracking
+
+        if "@" not in args.register:
+            raise InputError(f"--register takes NAME@ALIAS, got {args.register!r}")
+        name, alias = args.register.split("@", 1)
+        result["registered_version"] = tracking.register_model(path, name, alias)
+        result["uri"] = f"models:/{name}@{alias}"
+    print_json(result)
+    return 0

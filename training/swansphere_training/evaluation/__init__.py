@@ -1,0 +1,1 @@
+"""Evaluations shared by the training stages and the ``swansphere eval`` commands."""

@@ -1,0 +1,93 @@
+"""SVAC evaluation on held-out clips (first window of each clip).
+
+* ``r_at_1``: video-to-audio retrieval: for each clip's video, is its own audio the most
+  similar among ``candidates`` clips (itself and the next ones)? Aligned similarity =
+  mean over time of frame-wise cosine similarity.
+* ``rotation_top1``: is the true FOA more similar to the video than its 7 yaw rotations
+  by 45, 90, ..., 315 degrees?
+* ``shift_top1``: is the true alignment more similar than the 7 circular time shifts by
+  1/8, ..., 7/8 of the window?
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
+from swansphere.models.svac import SVAC
+
+from ..data.dataset import ClipDataset, TorchClipDataset
+
+
+def svac_window(config) -> tuple[int, int]:
+    """(audio samples, video frames) of one SVAC window: 4 s at 4 fps, whole latent frames."""
+    samples = int(4.0 * config.sample_rate) // config.latent_hop * config.latent_hop
+    return samples, 16
+
+
+@torch.no_grad()
+def embed_clips(model: SVAC, root: Path, split: str | None, max_clips: int):
+    """Video and audio embeddings (N, Ta, E) plus the raw FOA windows (N, 4, T)."""
+    config = model.config
+    samples, frames = svac_window(config)
+    clips = ClipDataset(root, split=split, require_video=True)
+    data = TorchClipDataset(
+        clips,
+        num_samples=samples,
+        sample_rate=config.sample_rate,
+        num_frames=frames,
+        frame_size=(config.video_width, config.video_height),
+    )
+    n = min(len(data), max_clips)
+    if n < 2:
+        raise ValueError(f"need at least 2 clips with video under {root}/{split or ''}")
+    items = [data[i] for i in range(n)]
+    foa = torch.stack([it["foa"] for it in items])
+    video = torch.stack([it["video"] for it in items])
+    video_emb, audio_emb = [], []
+    for i in range(0, n, 16):
+        v, a = model(video[i : i + 16], foa[i : i + 16])
+        video_emb.append(v)
+        audio_emb.append(a)
+    return torch.cat(video_emb), torch.cat(audio_emb), foa, video
+
+
+def _similarity(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Aligned similarity of (..., T, E) unit sequences -> (...)."""
+    return (v * a).sum(-1).mean(-1)
+
+
+@torch.no_grad()
+def evaluate_svac(
+    model: SVAC, root: Path, split: str | None = "test", max_clips: int = 128, candidates: int = 64
+) -> dict:
+    model.eval()
+    video_emb, audio_emb, foa, _ = embed_clips(model, root, split, max_clips)
+    n = video_emb.shape[0]
+    k = min(candidates, n)
+    sim = _similarity(video_emb[:, None], audio_emb[None, :])  # (N, N)
+    hits = []
+    for i in range(n):
+        pool = [(i + j) % n for j in range(k)]
+        hits.append(int(torch.argmax(sim[i, pool])) == 0)
+    rotation_hits, shift_hits = [], []
+    for i in range(n):
+        rotations = np.stack([foa_rotation_matrix(ypr_to_matrix(45.0 * r, 0, 0)) for r in range(8)])
+        rotated = torch.einsum("rkc,ct->rkt", torch.from_numpy(rotations).float(), foa[i].float())
+        a_rot = model.embed_audio(rotated)
+        rotation_hits.append(int(torch.argmax(_similarity(video_emb[i][None], a_rot))) == 0)
+        t = foa.shape[-1]
+        shifts = torch.stack([torch.roll(foa[i], s * t // 8, dims=-1) for s in range(8)])
+        a_shift = model.embed_audio(shifts)
+        shift_hits.append(int(torch.argmax(_similarity(video_emb[i][None], a_shift))) == 0)
+    return {
+        "clips": n,
+        "candidates": k,
+        "r_at_1": float(np.mean(hits)),
+        "rotation_top1": float(np.mean(rotation_hits)),
+        "shift_top1": float(np.mean(shift_hits)),
+        "chance": {"r_at_1": 1.0 / k, "rotation_top1": 1 / 8, "shift_top1": 1 / 8},
+    }

@@ -1,0 +1,97 @@
+"""Running stages from the command line: config from a preset plus overrides, one MLflow
+parent run per pipeline, and the model bundle the runtime loads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from swansphere.errors import InputError
+from swansphere.models.bundle import write_bundle
+
+from . import tracking
+from .checkpoint import latest_checkpoint, load_checkpoint
+from .stages.base import FitOptions, FitResult
+from .stages.svac import SVACStage, SVACStageConfig
+from .stages.vae import VAEStage, VAEStageConfig
+
+STAGES: dict[str, tuple[type, type]] = {
+    "vae": (VAEStage, VAEStageConfig),
+    "svac": (SVACStage, SVACStageConfig),
+}
+
+
+def stage_config(stage: str, data: str, preset: str, seed: int, overrides: dict[str, Any]):
+    """The stage's config dataclass; unknown override names raise InputError naming them."""
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    config_cls = STAGES[stage][1]
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise InputError(
+            f"unknown {stage} setting(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    return config_cls(data=str(data), preset=preset, seed=seed, **overrides)
+
+
+def train_stage(
+    stage: str, config: Any, out: Path, steps: int, resume: bool, options: dict[str, Any]
+) -> FitResult:
+    """Train one stage into ``out`` (checkpoints under out/checkpoints)."""
+    stage_cls = STAGES[stage][0]
+    fit_options = FitOptions(out_dir=Path(out), **options)
+    return stage_cls(config, fit_options).fit(steps, resume=resume)
+
+
+def export_bundle(
+    out: Path, runs: dict[str, Path], data_meta: dict[str, Any], metrics: dict
+) -> Path:
+    """Write a bundle from the latest checkpoint of each stage run folder.
+
+    ``runs`` maps a component name ("vae", "svac") to the folder given to ``train --out``.
+    Only model weights go in (no optimizer state); configs are the networks' own.
+    """
+    from swansphere.models.svac import SVAC_PRESETS
+    from swansphere.models.vae import VAE_PRESETS
+
+    presets = {"vae": VAE_PRESETS, "svac": SVAC_PRESETS}
+    components = {}
+    for name, run in runs.items():
+        path = latest_checkpoint(Path(run) / "checkpoints")
+        if path is None:
+            raise InputError(f"no checkpoint under {run}/checkpoints")
+        checkpoint = load_checkpoint(path)
+        stage_cfg = checkpoint.config
+        state = {
+            k.removeprefix("vae."): v
+            for k, v in checkpoint.model_state.items()
+            if name != "vae" or k.startswith("vae.")
+        }
+        network_config = presets[name][stage_cfg["preset"]]
+        components[name] = (network_config, state, name)
+        data_meta.setdefault("stages", {})[name] = {
+            "checkpoint": str(path),
+            "step": checkpoint.step,
+            "config": stage_cfg,
+        }
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    return write_bundle(
+        out,
+        components,
+        manifest_extra={"data": data_meta, "training_command": command, "metrics": metrics},
+    )
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
+__all__ = ["STAGES", "export_bundle", "stage_config", "tracking", "train_stage"]

@@ -1,0 +1,109 @@
+"""The SVAC training stage: symmetric InfoNCE between panoramic video and FOA with the
+four negative kinds (batch, time shift, 3D rotation, panorama roll), plus a caption-audio
+head so captions share the space (ODPO's semantic reward uses it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from swansphere.models.svac import SVAC, SVAC_PRESETS
+from swansphere.models.text import CaptionEncoder
+
+from ..data.dataset import ClipDataset, TorchClipDataset
+from ..evaluation.svac import evaluate_svac, svac_window
+from ..losses.svac import NegativeConfig, build_negatives, svac_loss, text_audio_loss
+from .base import Stage
+
+
+@dataclass
+class SVACStageConfig:
+    """What an SVAC run trains on and how (stored in every checkpoint)."""
+
+    data: str  # corpus root (DATA/train for training, DATA/test for evaluation)
+    preset: str = "tiny"  # a key of SVAC_PRESETS
+    seed: int = 0
+    batch_size: int = 16
+    lr: float = 1e-4  # 1e-3 collapses at temperature 0.07 (all embeddings equal)
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    text_weight: float = 0.5  # weight of the caption-audio InfoNCE
+    negatives: dict = field(default_factory=lambda: dataclasses.asdict(NegativeConfig()))
+    eval_clips: int = 128
+
+
+class SVACStage(Stage):
+    name = "svac"
+    find_unused_parameters = True
+
+    def build_model(self) -> nn.Module:
+        return SVAC(SVAC_PRESETS[self.config.preset])
+
+    def build_data(self):
+        config = SVAC_PRESETS[self.config.preset]
+        samples, frames = svac_window(config)
+        clips = ClipDataset(Path(self.config.data), split="train", require_video=True)
+        self._captions = CaptionEncoder()
+        return TorchClipDataset(
+            clips,
+            num_samples=samples,
+            sample_rate=config.sample_rate,
+            num_frames=frames,
+            frame_size=(config.video_width, config.video_height),
+            random_crop=True,
+        )
+
+    def collate(self, items):
+        from ..data.dataset import collate_clips
+
+        return collate_clips(items)
+
+    def step(self, batch: dict) -> dict[str, float]:
+        model: SVAC = self.model
+        negatives_config = NegativeConfig(**self.config.negatives)
+        foa, video = batch["foa"], batch["video"]
+        video_emb, audio_emb = self.wrapped(video, foa)
+        # The negatives' draws come from the global NumPy RNG, which checkpoints restore.
+        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))  # noqa: NPY002
+        negatives = build_negatives(model, foa, video, negatives_config, rng, audio_emb.shape[1])
+        loss, metrics = svac_loss(
+            video_emb,
+            audio_emb,
+            negatives,
+            config=negatives_config,
+            temperature=model.config.temperature,
+        )
+        captions = list(batch["caption"])
+        text, present = self._captions.encode_with_mask(captions)
+        if present.any():
+            t_loss, t_metrics = text_audio_loss(
+                model.embed_text(text.to(audio_emb.device)),
+                audio_emb,
+                temperature=model.config.temperature,
+                valid=present.to(audio_emb.device),
+            )
+            loss = loss + self.config.text_weight * t_loss
+            metrics.update({f"text_{k}": v for k, v in t_metrics.items()})
+        opt = self.optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        )
+        opt.step()
+        metrics["total_loss"] = float(loss)
+        return {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, float | int) or torch.is_tensor(v)
+        }
+
+    def evaluate(self) -> dict[str, float]:
+        result = evaluate_svac(self.model, Path(self.config.data), "test", self.config.eval_clips)
+        self.log_dict(result, f"eval/svac_step{self.global_step}.json")
+        return {k: v for k, v in result.items() if isinstance(v, float | int)}

@@ -1,0 +1,146 @@
+"""The FOA-VAE training stage: reconstruction (per-channel MR-STFT), KL, and after a
+warm-up, a multi-scale STFT discriminator with feature matching (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from swansphere.models.vae import FOAVAE, VAE_PRESETS, kl_divergence
+
+from ..audio_data import FOACrops
+from ..evaluation.vae import evaluate_vae
+from ..losses.audio import (
+    MultiResolutionSTFTLoss,
+    MultiScaleSTFTDiscriminator,
+    VAELossWeights,
+    default_fft_sizes,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from .base import Stage
+
+
+@dataclass
+class VAEStageConfig:
+    """What a VAE run trains on and how (stored in every checkpoint)."""
+
+    data: str  # corpus root (clips under DATA/train, evaluation on DATA/test)
+    preset: str = "tiny"  # a key of VAE_PRESETS
+    seed: int = 0
+    batch_size: int = 8
+    crop_frames: int = 16  # latent frames per training crop (16 x 1024 samples = 0.74 s, tiny)
+    lr: float = 5e-4
+    disc_lr: float = 3e-4
+    adversarial_start: int = 2000  # steps of reconstruction-only warm-up before the GAN
+    disc_filters: int = 16
+    rotate: bool = True  # random 3D rotations of the crops
+    # MR-STFT of W +- each dipole: magnitudes of sums and differences pin the inter-channel
+    # phase that per-channel magnitudes ignore, and that phase is the direction (intensity
+    # = Re{W* (X, Y, Z)}); the same idea as the mid/side loss of stereo codecs.
+    spatial_weight: float = 1.0
+    eval_clips: int = 16
+    weights: dict = field(default_factory=lambda: dataclasses.asdict(VAELossWeights()))
+
+
+class VAEStage(Stage):
+    name = "vae"
+    find_unused_parameters = True
+
+    def build_model(self) -> nn.Module:
+        config = VAE_PRESETS[self.config.preset]
+        rate = config.sample_rate
+        return nn.ModuleDict(
+            {
+                "vae": FOAVAE(config),
+                "disc": MultiScaleSTFTDiscriminator(
+                    filters=self.config.disc_filters,
+                    fft_sizes=tuple(default_fft_sizes(rate)[:3]),
+                ),
+            }
+        )
+
+    def build_data(self):
+        config = VAE_PRESETS[self.config.preset]
+        samples = self.config.crop_frames * config.hop_length
+        return FOACrops(
+            Path(self.config.data), "train", samples, config.sample_rate, self.config.rotate
+        )
+
+    def build_optimizers(self):
+        betas = (0.8, 0.99)
+        return {
+            "vae": torch.optim.AdamW(
+                self.model["vae"].parameters(), lr=self.config.lr, betas=betas
+            ),
+            "disc": torch.optim.AdamW(
+                self.model["disc"].parameters(), lr=self.config.disc_lr, betas=betas
+            ),
+        }
+
+    def step(self, batch: torch.Tensor) -> dict[str, float]:
+        vae: FOAVAE = self.model["vae"]
+        vae_ddp, disc = self.wrapped["vae"], self.wrapped["disc"]  # DDP wrappers when distributed
+        weights = VAELossWeights(**self.config.weights)
+        if not hasattr(self, "_mrstft"):
+            self._mrstft = MultiResolutionSTFTLoss(default_fft_sizes(vae.config.sample_rate))
+        adversarial = self.global_step >= self.config.adversarial_start
+        recon, mean, logvar = vae_ddp(batch)
+        rec = self._mrstft(recon, batch)
+        terms = {"mrstft": rec.total, "kl": kl_divergence(mean, logvar)}
+        spatial = self._spatial_mrstft(recon, batch)
+        metrics_spatial = float(spatial.detach())
+        per_channel = rec.per_channel.detach()
+        metrics = {f"mrstft_{c}": float(v) for c, v in zip("WYZX", per_channel, strict=True)}
+        if adversarial:
+            fake_logits, fake_feats = disc(recon)
+            with torch.no_grad():
+                _, real_feats = disc(batch)
+            terms["adversarial"] = generator_adversarial_loss(fake_logits)
+            terms["feature_matching"] = feature_matching_loss(real_feats, fake_feats)
+        else:  # reconstruction-only warm-up
+            weights = dataclasses.replace(weights, adversarial=0.0, feature_matching=0.0)
+        loss = weights.total(terms) + self.config.spatial_weight * spatial
+        opt = self.optimizers["vae"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 5.0)
+        opt.step()
+        if adversarial:
+            real_logits, _ = disc(batch)
+            fake_logits, _ = disc(recon.detach())
+            d_loss = discriminator_loss(real_logits, fake_logits)
+            self.optimizers["disc"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optimizers["disc"].step()
+            metrics["disc_loss"] = float(d_loss)
+        metrics.update({k: float(v) for k, v in terms.items()})
+        metrics["spatial_mrstft"] = metrics_spatial
+        metrics["loss"] = float(loss)
+        metrics["grad_norm"] = float(grad_norm)
+        return metrics
+
+    def _spatial_mrstft(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MR-STFT of (W + D, W - D) for the three dipoles D (ACN Y, Z, X)."""
+
+        def sums(x: torch.Tensor) -> torch.Tensor:
+            w, d = x[:, :1], x[:, 1:]
+            return torch.cat([w + d, w - d], dim=1)  # (B, 6, T)
+
+        a, b = sums(recon), sums(target)
+        first = self._mrstft(a[:, :4], b[:, :4]).total
+        return 0.5 * (first + self._mrstft(a[:, 2:], b[:, 2:]).total)
+
+    def evaluate(self) -> dict[str, float]:
+        result = evaluate_vae(
+            self.model["vae"], Path(self.config.data), "test", self.config.eval_clips
+        )
+        self.log_dict(result, f"eval/vae_step{self.global_step}.json")
+        flat = {k: v for k, v in result.items() if isinstance(v, float | int)}
+        flat.update({f"mrstft_{k}": v for k, v in result["mrstft_per_channel"].items()})
+        return flat
