@@ -80,12 +80,13 @@ class SVACStage(Stage):
         )
         captions = list(batch["caption"])
         text, present = self._captions.encode_with_mask(captions)
+        text = text.clone()  # the encoder runs in inference mode; autograd needs a normal tensor
         if present.any():
             t_loss, t_metrics = text_audio_loss(
                 model.embed_text(text.to(audio_emb.device)),
                 audio_emb,
                 temperature=model.config.temperature,
-                valid=present.to(audio_emb.device),
+                valid=present.clone().to(audio_emb.device),
             )
             loss = loss + self.config.text_weight * t_loss
             metrics.update({f"text_{k}": v for k, v in t_metrics.items()})
