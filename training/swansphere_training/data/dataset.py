@@ -347,6 +347,7 @@ class TorchClipDataset(torch.utils.data.Dataset):
         frame_size: tuple[int, int] | None = None,
         random_crop: bool = False,
         generator: torch.Generator | None = None,
+        cache: bool = False,
     ) -> None:
         if int(num_samples) != num_samples or num_samples < 1:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
@@ -363,6 +364,11 @@ class TorchClipDataset(torch.utils.data.Dataset):
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         self.random_crop = random_crop
         self.generator = generator
+        # cache: keep each clip's resampled audio and resized frames in memory after the
+        # first read (training re-reads every clip every epoch; decoding dominates on CPU).
+        self.cache = cache
+        self._audio_cache: dict[int, np.ndarray] = {}
+        self._video_cache: dict[int, tuple[np.ndarray, float]] = {}
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -378,23 +384,39 @@ class TorchClipDataset(torch.utils.data.Dataset):
         if not record.has_video:
             width, height = self.frame_size or (0, 0)
             return torch.zeros((0, 3, height, width), dtype=torch.uint8)
-        frames, fps = record.load_video()  # (n, H, W, 3)
+        key = id(record)
+        if self.cache and key in self._video_cache:
+            frames, fps = self._video_cache[key]
+        else:
+            frames, fps = record.load_video()  # (n, H, W, 3)
+            if self.cache:
+                frames = self._resize(torch.from_numpy(frames).permute(0, 3, 1, 2))
+                frames = frames.permute(0, 2, 3, 1).numpy()
+                self._video_cache[key] = (frames, fps)
         window_s = self.num_samples / self.sample_rate
         idx = frame_indices(start_s, window_s, self.num_frames, fps, frames.shape[0])
         video = torch.from_numpy(np.ascontiguousarray(frames[idx])).permute(0, 3, 1, 2)
-        if self.frame_size is not None and video.shape[-2:] != (self.frame_size[1],
-                                                                 self.frame_size[0]):
-            size = (self.frame_size[1], self.frame_size[0])
-            resized = torch.nn.functional.interpolate(
-                video.float(), size=size, mode="bilinear", align_corners=False, antialias=True
-            )
-            video = resized.round().clamp(0, 255).to(torch.uint8)
-        return video.contiguous()
+        return self._resize(video).contiguous()
+
+    def _resize(self, video: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) uint8 resized to ``frame_size`` when given (antialiased bilinear)."""
+        if self.frame_size is None or video.shape[-2:] == (self.frame_size[1], self.frame_size[0]):
+            return video
+        size = (self.frame_size[1], self.frame_size[0])
+        resized = torch.nn.functional.interpolate(
+            video.float(), size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+        return resized.round().clamp(0, 255).to(torch.uint8)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.clips[index]
-        audio, rate = record.load_audio()
-        audio = resample(audio, rate, self.sample_rate)
+        if self.cache and id(record) in self._audio_cache:
+            audio = self._audio_cache[id(record)]
+        else:
+            audio, rate = record.load_audio()
+            audio = resample(audio, rate, self.sample_rate).astype(np.float32)
+            if self.cache:
+                self._audio_cache[id(record)] = audio
         offset = self._offset(audio.shape[1])
         foa = crop_or_pad(audio, offset, self.num_samples).astype(np.float32)
         start_s = offset / self.sample_rate

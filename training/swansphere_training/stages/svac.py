@@ -56,6 +56,7 @@ class SVACStage(Stage):
             num_frames=frames,
             frame_size=(config.video_width, config.video_height),
             random_crop=True,
+            cache=True,
         )
 
     def collate(self, items):
