@@ -1,0 +1,143 @@
+"""Train -> bundle -> eval through the CLI on a tiny corpus (a few steps: plumbing, not quality)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from swansphere.cli import main
+from swansphere.models.bundle import load_bundle
+from swansphere_training.corpus.scene import PRESETS
+from swansphere_training.corpus.synth import synthesize_corpus
+
+TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pipeline")
+    corpus = root / "corpus"
+    synthesize_corpus(
+        corpus, clips=4, seed=2, split="train", config=TINY, workers=1, progress=False
+    )
+    synthesize_corpus(corpus, clips=3, seed=2, split="test", config=TINY, workers=1, progress=False)
+    common = ["--data", str(corpus), "--steps", "2", "--no-track", "--checkpoint-every", "1"]
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                *common,
+                "--out",
+                str(root / "vae"),
+                "--set",
+                "batch_size=2",
+                "--set",
+                "eval_clips=1",
+                "--set",
+                "adversarial_start=1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "svac",
+                *common,
+                "--out",
+                str(root / "svac"),
+                "--set",
+                "batch_size=2",
+                "--set",
+                "eval_clips=3",
+            ]
+        )
+        == 0
+    )
+    return root, corpus
+
+
+def test_bundle_and_eval_commands(runs, capsys):
+    root, corpus = runs
+    capsys.readouterr()
+    bundle = root / "bundle"
+    assert (
+        main(
+            [
+                "bundle",
+                str(bundle),
+                "--vae",
+                str(root / "vae"),
+                "--svac",
+                str(root / "svac"),
+                "--data",
+                str(corpus),
+            ]
+        )
+        == 0
+    )
+    loaded = load_bundle(bundle)
+    assert set(loaded.components) == {"vae", "svac"}
+    assert loaded.data["train_clips"] == 4
+    capsys.readouterr()
+    assert main(["eval", "vae", "--model", str(bundle), "--data", str(corpus), "--json"]) == 0
+    vae = json.loads(capsys.readouterr().out)
+    assert set(vae["mrstft_per_channel"]) == {"W", "Y", "Z", "X"}
+    assert vae["streaming_max_abs_diff"] < 1e-4 and 0 <= vae["angular_error_deg"] <= 180
+    assert main(["eval", "svac", "--model", str(bundle), "--data", str(corpus), "--json"]) == 0
+    svac = json.loads(capsys.readouterr().out)
+    assert {"r_at_1", "rotation_top1", "shift_top1"} <= set(svac) and svac["clips"] == 3
+
+
+def test_resume_continues_from_the_checkpoint(runs, capsys):
+    root, corpus = runs
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--data",
+                str(corpus),
+                "--steps",
+                "3",
+                "--no-track",
+                "--resume",
+                "--out",
+                str(root / "vae"),
+                "--set",
+                "batch_size=2",
+                "--set",
+                "eval_clips=1",
+                "--set",
+                "adversarial_start=1",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+
+
+def test_tampered_bundle_is_refused_naming_the_file(runs, capsys):
+    root, corpus = runs
+    bundle = root / "bundle2"
+    assert main(["bundle", str(bundle), "--vae", str(root / "vae")]) == 0
+    weights = bundle / "vae.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["eval", "vae", "--model", str(bundle), "--data", str(corpus)]) == 2
+    assert "vae.safetensors" in capsys.readouterr().err
+
+
+def test_bad_training_arguments(runs, capsys):
+    _, corpus = runs
+    assert main(["train", "vae", "--data", str(corpus), "--set", "nonsense=1", "--no-track"]) == 2
+    assert "unknown vae setting" in capsys.readouterr().err
+    assert main(["train", "svac", "--data", str(corpus / "nowhere")]) == 2
+    assert "no training split" in capsys.readouterr().err
