@@ -40,7 +40,8 @@ def evaluate_vae(
     errors, per_channel, stream_diff = [], [], 0.0
     for i, clip in enumerate(clips):
         foa, _ = clip.load_audio()
-        x = torch.from_numpy(np.ascontiguousarray(foa[:, :samples], dtype=np.float32))[None]
+        n = min(samples, foa.shape[1]) // hop * hop  # whole latent frames
+        x = torch.from_numpy(np.ascontiguousarray(foa[:, :n], dtype=np.float32))[None]
         mean, _ = vae.encode(x)
         recon = vae.decode(mean)
         az_in, el_in = clip_direction(x[0].double().numpy())

@@ -119,9 +119,9 @@ class VAEStage(Stage):
             d_loss.backward()
             self.optimizers["disc"].step()
             metrics["disc_loss"] = float(d_loss)
-        metrics.update({k: float(v) for k, v in terms.items()})
+        metrics.update({k: float(v.detach()) for k, v in terms.items()})
         metrics["spatial_mrstft"] = metrics_spatial
-        metrics["loss"] = float(loss)
+        metrics["loss"] = float(loss.detach())
         metrics["grad_norm"] = float(grad_norm)
         return metrics
 
