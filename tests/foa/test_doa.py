@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import scipy.signal
 
+import swansphere.foa.doa as doa
 from swansphere.errors import InputError
 from swansphere.foa.doa import (
     Trajectory,
@@ -355,3 +357,274 @@ def test_bad_input_is_rejected() -> None:
         evaluate_doa(n_directions=0)
     with pytest.raises(InputError, match="drr_db"):
         evaluate_doa(drr_db=float("inf"))
+
+
+# ---------------------------------------------------------------- methods: paper and direct
+
+
+def _errors_deg(trajectory: Trajectory, az_deg: float, el_deg: float) -> np.ndarray:
+    return angular_error_deg(
+        np.rad2deg(trajectory.azimuth), np.rad2deg(trajectory.elevation), az_deg, el_deg
+    )
+
+
+@pytest.mark.parametrize(("az_deg", "el_deg"), DIRECTIONS_DEG)
+@pytest.mark.parametrize("method", ["paper", "direct"])
+def test_each_method_gives_a_plane_wave_its_own_direction(
+    method: str, az_deg: float, el_deg: float
+) -> None:
+    trajectory = doa_trajectory(_plane_wave(az_deg, el_deg), FS, method=method)
+    assert np.max(_errors_deg(trajectory, az_deg, el_deg)) < 1e-9
+    np.testing.assert_allclose(trajectory.diffuseness, 0.0, atol=1e-9)
+
+
+def test_direct_method_without_any_onset_falls_back_to_the_steady_intensity() -> None:
+    # A steady two-partial tone present from the first sample has no onset anywhere; the
+    # direct method then uses the plane-wave-weighted intensity, exact for one plane wave.
+    t = np.arange(3 * FS) / FS
+    tone = np.sin(2 * np.pi * 700 * t) + 0.5 * np.sin(2 * np.pi * 1900 * t + 1.0)
+    trajectory = doa_trajectory(encode_mono(tone, np.deg2rad(-40.0), np.deg2rad(25.0)), FS)
+    assert np.max(_errors_deg(trajectory, -40.0, 25.0)) < 1e-6
+
+
+def _reference_paper_trajectory(
+    foa: np.ndarray, rate: int, segment_s: float = 1.0, smooth: int = 3, n_fft: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's estimator written out frame by frame: (azimuth, elevation, psi, distance)."""
+    hop, n = n_fft // 2, foa.shape[1]
+    padded = np.pad(foa, ((0, 0), (hop, hop)))
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
+    freqs = np.fft.rfftfreq(n_fft, 1 / rate)
+    band = (freqs >= 500) & (freqs <= min(8000, rate / 2))
+    seg = round(segment_s * rate)
+    bounds = list(range(0, (n // seg) * seg + 1, seg))
+    if n - bounds[-1] >= seg / 2:
+        bounds.append(n)
+    else:
+        bounds[-1] = n
+    k_count = len(bounds) - 1
+    sums_i, sums_e, counts = np.zeros((k_count, 3)), np.zeros(k_count), np.zeros(k_count)
+    for frame in range(n // hop + 1):
+        spec = np.fft.rfft(padded[:, frame * hop : frame * hop + n_fft] * window)[:, band]
+        w, x, y, z = spec[0], spec[3], spec[1], spec[2]
+        k = min(np.searchsorted(bounds, frame * hop, side="right") - 1, k_count - 1)
+        sums_i[k] += [np.sum(np.real(np.conj(w) * d)) for d in (x, y, z)]
+        sums_e[k] += 0.5 * np.sum(np.abs(w) ** 2 + np.abs(x) ** 2 + np.abs(y) ** 2 + np.abs(z) ** 2)
+        counts[k] += 1
+    v = sums_i / sums_e[:, None]
+    psi = 1 - np.linalg.norm(v, axis=1)
+    units = v / np.linalg.norm(v, axis=1, keepdims=True)
+    smoothed = np.array(
+        [
+            units[k - h : k + h + 1].sum(axis=0)
+            for k in range(k_count)
+            for h in [min(smooth // 2, k, k_count - 1 - k)]
+        ]
+    )
+    direct = (1 - psi) * sums_e / counts
+    azimuth = np.arctan2(smoothed[:, 1], smoothed[:, 0])
+    elevation = np.arctan2(smoothed[:, 2], np.hypot(smoothed[:, 0], smoothed[:, 1]))
+    return azimuth, elevation, psi, np.sqrt(direct.max() / direct)
+
+
+def _moving_noise_scene(seconds: float = 3.6, seed: int = 21) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = round(seconds * FS)
+    source = encode_mono(rng.standard_normal(n), np.linspace(-1.0, 2.0, n), 0.3)
+    return mix_at_drr(source, diffuse_field(n, FS, rng), 3.0)
+
+
+def test_paper_method_matches_a_frame_by_frame_reference() -> None:
+    foa = _moving_noise_scene()
+    for kwargs in ({}, {"smooth": 1, "n_fft": 512, "segment_s": 0.5}):
+        trajectory = doa_trajectory(foa, FS, method="paper", **kwargs)
+        azimuth, elevation, psi, distance = _reference_paper_trajectory(foa, FS, **kwargs)
+        np.testing.assert_allclose(trajectory.azimuth, azimuth, atol=1e-9)
+        np.testing.assert_allclose(trajectory.elevation, elevation, atol=1e-9)
+        np.testing.assert_allclose(trajectory.diffuseness, psi, atol=1e-9)
+        np.testing.assert_allclose(trajectory.distance, distance, rtol=1e-9)
+
+
+def test_paper_method_reproduces_the_previous_default_numbers() -> None:
+    # Values of doa_trajectory(foa, FS) before the direct method became the default.
+    foa = _moving_noise_scene()
+    trajectory = doa_trajectory(foa, FS, method="paper")
+    np.testing.assert_allclose(
+        trajectory.azimuth,
+        [-0.5769623613087, 0.2540202551589, 1.030589979052, 1.745720046269],
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        trajectory.elevation,
+        [0.3037388599893, 0.3791248702527, 0.3656665316253, 0.310675888496],
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        trajectory.diffuseness,
+        [0.3549604775994, 0.3554750142216, 0.3475139297495, 0.3434404821029],
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        trajectory.distance, [1.026553101697, 1.015035028594, 1.0, 1.004547663946], rtol=1e-9
+    )
+    half_seconds = doa_trajectory(foa, FS, smooth=1, n_fft=512, segment_s=0.5, method="paper")
+    np.testing.assert_allclose(
+        half_seconds.azimuth,
+        [
+            -0.7849372520207,
+            -0.3760156794962,
+            0.04668124782092,
+            0.4564838754831,
+            0.870127350368,
+            1.285019893082,
+            1.751760902025,
+        ],
+        atol=1e-9,
+    )
+
+
+# A tonal source in a room: struck partials (a bell-like tone, 620 Hz and overtones) from
+# az 30, el 10, one coherent reflection 3 dB down from az -100, el -20 arriving `delay_ms`
+# later (8 ms: 2.7 m of extra path), and an exponentially decaying diffuse tail
+# (independent per channel, isotropic SN3D) carrying half the direct energy. At 16 kHz the
+# direct method's windows are 8 ms long (512 / 4 samples); a reflection that arrives well
+# within one window is only partly told apart from the direct sound.
+SOURCE_AZ_DEG, SOURCE_EL_DEG = 30.0, 10.0
+
+
+def _struck_partials(
+    seconds: float, strikes_s: list[float], rng: np.random.Generator
+) -> np.ndarray:
+    """Four partials struck at ``strikes_s`` (2 ms attack, 0.25 s decay), random phases."""
+    t = np.arange(round(seconds * FS)) / FS
+    out = np.zeros_like(t)
+    partials = zip([1.0, 0.6, 0.4, 0.25], 620.0 * np.array([1.0, 2.0, 3.0, 4.1]), strict=True)
+    for amp, freq in partials:
+        for strike in strikes_s:
+            after = t >= strike
+            tt = t[after] - strike
+            envelope = np.minimum(tt / 0.002, 1.0) * np.exp(-tt / 0.25)
+            phase = rng.uniform(0, 2 * np.pi)
+            out[after] += amp * envelope * np.sin(2 * np.pi * freq * tt + phase)
+    return out
+
+
+def _tonal_room_scene(
+    seed: int = 0,
+    seconds: float = 4.0,
+    strikes_s: list[float] | None = None,
+    delay_ms: float = 8.0,
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    strikes = list(np.arange(0.05, seconds, 0.5)) if strikes_s is None else strikes_s
+    source = _struck_partials(seconds, strikes, rng)
+    direct = encode_mono(source, np.deg2rad(SOURCE_AZ_DEG), np.deg2rad(SOURCE_EL_DEG))
+    delay = round(delay_ms * 1e-3 * FS)
+    delayed = np.concatenate([np.zeros(delay), source[:-delay]]) * 10 ** (-3 / 20)
+    reflection = encode_mono(delayed, np.deg2rad(-100.0), np.deg2rad(-20.0))
+    rt60 = 0.6
+    t = np.arange(round(rt60 * FS)) / FS
+    envelope = np.exp(-6.91 * t / rt60) * (t > 0.01)
+    gains = np.array([1.0, *[3**-0.5] * 3])[:, None]
+    responses = rng.standard_normal((4, t.size)) * envelope * gains
+    tail = scipy.signal.fftconvolve(responses, source[None], axes=1)[:, : source.size]
+    tail *= np.sqrt(0.5 * np.sum(source**2) / np.sum(tail[0] ** 2))
+    return direct + reflection + tail
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_direct_method_resists_a_coherent_reflection_of_a_tonal_source(seed: int) -> None:
+    foa = _tonal_room_scene(seed)
+    paper = _errors_deg(doa_trajectory(foa, FS, method="paper"), SOURCE_AZ_DEG, SOURCE_EL_DEG)
+    direct = _errors_deg(doa_trajectory(foa, FS), SOURCE_AZ_DEG, SOURCE_EL_DEG)
+    assert np.mean(paper) > 20.0  # the cross terms of the partials bias it by tens of degrees
+    # What is left is mostly the diffuse tail in the few onset frames (2 strikes a segment).
+    assert np.mean(direct) < 4.0
+    assert np.max(direct) < 7.0
+    assert np.mean(direct) < 0.15 * np.mean(paper)
+
+
+def test_segments_without_onsets_take_the_direction_of_their_neighbours() -> None:
+    # Strikes only in the first and last of 5 segments; the ringing in between, biased by
+    # the reflection, holds no onset, so those segments borrow from the struck ones.
+    foa = _tonal_room_scene(seed=3, seconds=5.0, strikes_s=[0.05, 4.05])
+    paper = _errors_deg(doa_trajectory(foa, FS, method="paper"), SOURCE_AZ_DEG, SOURCE_EL_DEG)
+    direct = _errors_deg(doa_trajectory(foa, FS), SOURCE_AZ_DEG, SOURCE_EL_DEG)
+    assert np.min(paper[1:4]) > 10.0
+    assert np.max(direct) < 5.0
+
+
+@pytest.mark.parametrize("method", ["paper", "direct"])
+def test_rotating_a_reverberant_scene_rotates_the_estimates(method: str) -> None:
+    foa = _tonal_room_scene(seed=4, seconds=3.0)
+    before = doa_trajectory(foa, FS, method=method)
+    for rotation in (_random_rotation(np.random.default_rng(s)) for s in (8, 9)):
+        after = doa_trajectory(rotate_foa(foa, rotation), FS, method=method)
+        expected = direction_to_vector(before.azimuth, before.elevation) @ rotation.T
+        np.testing.assert_allclose(
+            direction_to_vector(after.azimuth, after.elevation), expected, atol=1e-9
+        )
+        np.testing.assert_allclose(after.diffuseness, before.diffuseness, atol=1e-9)
+        np.testing.assert_allclose(after.distance, before.distance, rtol=1e-9)
+
+
+def test_direct_method_keeps_diffuseness_and_distance_of_all_energy() -> None:
+    # Computed from every bin (unweighted), they agree with the paper method's.
+    rng = np.random.default_rng(10)
+    gain = np.repeat([1.0, 0.5, 0.25], FS)
+    source = encode_mono(_noise(3.0, seed=11), 0.5, -0.2, gain)
+    foa = mix_at_drr(source, diffuse_field(3 * FS, FS, rng), 6.0)
+    paper, direct = doa_trajectory(foa, FS, method="paper"), doa_trajectory(foa, FS)
+    np.testing.assert_allclose(direct.diffuseness, paper.diffuseness, atol=0.02)
+    np.testing.assert_allclose(direct.distance, paper.distance, rtol=0.05)
+    np.testing.assert_allclose(direct.distance, [1, 2, 4], rtol=0.1)
+
+
+def test_direct_method_does_not_depend_on_its_chunking(monkeypatch) -> None:
+    foa = _tonal_room_scene(seed=5, seconds=2.5)
+    whole = doa_trajectory(foa, FS)
+    monkeypatch.setattr(doa, "_FRAMES_PER_CHUNK", 5)  # chunks of 20 frames, shorter than a strike
+    chunked = doa_trajectory(foa, FS)
+    for name in ("azimuth", "elevation", "diffuseness", "distance"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), atol=1e-12)
+
+
+def test_default_frame_follows_the_sample_rate() -> None:
+    # direct: the power of two nearest to 23 ms (512 samples at 16 kHz, 1024 at 44.1 kHz);
+    # paper: 1024 samples at any rate. A clip must hold one frame.
+    short = _plane_wave(10.0, 0.0, seconds=600 / FS)
+    assert _errors_deg(doa_trajectory(short, FS), 10.0, 0.0)[0] < 1e-9
+    with pytest.raises(InputError, match="STFT frame"):
+        doa_trajectory(short, FS, method="paper")
+    with pytest.raises(InputError, match="STFT frame"):
+        doa_trajectory(short[:, :1000], 44100)
+    assert doa_trajectory(short, FS, method="paper", n_fft=512).azimuth.shape == (1,)
+
+
+@pytest.mark.parametrize("method", ["paper", "direct"])
+def test_acceptance_both_methods_on_noise(method: str) -> None:
+    clean = evaluate_doa(n_directions=10, seconds=2.0, sample_rate=FS, method=method)
+    assert clean["trajectory_mean_deg"] <= 0.5
+    assert clean["method"] == method
+    diffuse = evaluate_doa(n_directions=10, drr_db=10.0, seconds=2.0, sample_rate=FS, method=method)
+    assert diffuse["trajectory_mean_deg"] <= 2.0
+    moving = evaluate_moving_source(seconds=8.0, drr_db=10.0, sample_rate=FS, method=method)
+    assert moving["azimuth_max_error_deg"] < 2.0
+
+
+def test_bad_method_and_frame_are_rejected() -> None:
+    good = _plane_wave(0.0, 0.0, 1.0)
+    for method in ("robust", "", None, 3):
+        with pytest.raises(InputError, match="method must be one of"):
+            doa_trajectory(good, FS, method=method)
+    with pytest.raises(InputError, match="method must be one of"):
+        evaluate_doa(n_directions=1, method="onset")
+    with pytest.raises(InputError, match="method must be one of"):
+        evaluate_moving_source(method="onset")
+    with pytest.raises(InputError, match="multiple of 16"):
+        doa_trajectory(good, FS, n_fft=1000)
+    with pytest.raises(InputError, match="at least 64"):
+        doa_trajectory(good, FS, n_fft=32)
+    assert len(doa_trajectory(good, FS, n_fft=1000, method="paper")) == 1  # even is enough
+    with pytest.raises(InputError, match="n_fft must be even"):
+        doa_trajectory(good, FS, n_fft=1001, method="paper")

@@ -8,9 +8,11 @@ Two estimators:
 
 - :func:`clip_direction` -- the research code's broadband clip-level estimator: the mean over
   the clip of W * (X, Y, Z) in the time domain.
-- :func:`doa_trajectory` -- the SwanSphere paper's caption annotation (appendix A.2): active
-  intensity from an STFT, 500-8000 Hz, one direction per 1.0 s segment, smoothed over 3
-  segments, with a diffuseness and a relative distance per segment.
+- :func:`doa_trajectory` -- one direction per 1.0 s segment, smoothed over 3 segments, with
+  a diffuseness and a relative distance per segment, from the active intensity of an STFT
+  in 500-8000 Hz. ``method="paper"`` is the SwanSphere paper's caption annotation (appendix
+  A.2: energy-weighted intensity); ``method="direct"`` (the default) weights the
+  time-frequency bins towards the direct sound, for rooms (see :func:`doa_trajectory`).
 
 Energy density for SN3D FOA. For one time-frequency bin with pressure W and dipoles
 V = (X, Y, Z), the active intensity is I = Re{conj(W) V} and the energy density is taken as
@@ -48,8 +50,39 @@ MIN_LAST_SEGMENT_FRACTION = 0.5
 # Cap on the relative distance (direct energy 60 dB below the loudest segment, or none at all).
 MAX_RELATIVE_DISTANCE = 1000.0
 
-# Frames transformed per FFT call; bounds memory to about 4 * 256 * n_fft complex values.
+# Frames transformed per FFT call (four times as many of the direct method's windows of
+# n_fft / 4); bounds memory to about 4 * 256 * n_fft complex values.
 _FRAMES_PER_CHUNK = 256
+
+# Trajectory estimators accepted by doa_trajectory(method=...).
+DOA_METHODS = ("direct", "paper")
+
+# The paper method's STFT size in samples, at any sample rate.
+PAPER_N_FFT = 1024
+# The "direct" method's frame n_fft defaults to the power of two nearest to this duration
+# (the paper's 1024 samples at 44.1 kHz: 1024 at 44.1 and 48 kHz, 512 at 16 kHz). It is cut
+# into windows of n_fft / 4 samples (5.8 ms) with a hop of n_fft / 16 (1.45 ms), short
+# enough to see a direct sound arrive before the early reflections of a small room, a few
+# ms behind it.
+DIRECT_FRAME_S = PAPER_N_FFT / 44100.0
+_DIRECT_WINDOW_DIVISOR = 4
+_DIRECT_HOP_DIVISOR = 16
+# Onset reference: the mean energy of a bin over the preceding 8 hops (n_fft / 2 samples).
+ONSET_MEMORY_HOPS = 8
+# A bin counts as an onset to the extent that its energy exceeds this multiple of the
+# reference (6 dB): weight max(0, 1 - ONSET_RISE * reference / energy).
+ONSET_RISE = 4.0
+# Exponent of the plane-wave test (1 - local diffuseness) ** p over 3 x 3 bins.
+PLANE_WAVE_EXPONENT = 4
+# Weight every bin gets on top of its onset weight (both times the plane-wave test): far
+# below any onset's, it only decides where a clip has no onsets at all (a steady tone that
+# began before the clip), which then gets the plane-wave-weighted mean intensity.
+STEADY_WEIGHT = 1e-4
+# Segment confidence c / (c + EVIDENCE_FLOOR * c_max), c = |weighted intensity| (see
+# _smooth_by_evidence); a smoothing window holding less total confidence than
+# MIN_WINDOW_CONFIDENCE is widened until it holds that much.
+EVIDENCE_FLOOR = 0.01
+MIN_WINDOW_CONFIDENCE = 0.5
 
 
 # --------------------------------------------------------------------------- validation
@@ -184,6 +217,88 @@ def _band_frame_sums(
     return np.arange(n_frames) * hop, intensity, energy
 
 
+def _box3(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum of each element and its two neighbours along ``axis``, the end elements repeated."""
+    x = np.moveaxis(x, axis, 0)
+    padded = np.concatenate([x[:1], x, x[-1:]])
+    return np.moveaxis(padded[:-2] + padded[1:-1] + padded[2:], 0, axis)
+
+
+def _onset_gain(energy: np.ndarray, first: int) -> np.ndarray:
+    """Onset weight in [0, 1] per bin of ``energy`` (m, B), rows being frames first .. first+m-1.
+
+    max(0, 1 - ONSET_RISE * R / E), R the mean energy of the bin over the preceding
+    ONSET_MEMORY_HOPS frames (fewer at the start of the clip; frame 0 is its own reference,
+    so the start of a recording cut in mid-sound is not taken for an onset). The caller
+    passes enough earlier rows (from frame max(0, first_needed - ONSET_MEMORY_HOPS)) for
+    the rows it keeps; a bin with no energy gets 0.
+    """
+    frames = first + np.arange(energy.shape[0])
+    past_start = np.maximum(frames - ONSET_MEMORY_HOPS, first)
+    cumulative = np.concatenate([np.zeros((1, energy.shape[1])), np.cumsum(energy, axis=0)])
+    local = frames - first
+    counts = (frames - past_start)[:, None]
+    reference = np.where(
+        counts > 0,
+        (cumulative[local] - cumulative[past_start - first]) / np.maximum(counts, 1),
+        energy,
+    )
+    ratio = np.divide(reference, energy, out=np.full_like(energy, np.inf), where=energy > 0)
+    return np.clip(1.0 - ONSET_RISE * ratio, 0.0, 1.0)
+
+
+def _direct_frame_sums(
+    foa: np.ndarray, sample_rate: float, n_fft: int, band_hz: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per short STFT frame, band sums of direct-weighted intensity, intensity and energy.
+
+    Frames: periodic Hann window of L = n_fft / 4 samples, hop n_fft / 16, the signal
+    zero-padded by L / 2 at both ends so frame k is centred on sample k * hop. Per bin,
+    I = Re{conj(W) (X, Y, Z)} and E = (|W|^2 + |X|^2 + |Y|^2 + |Z|^2) / 2 as in the paper
+    method, and the weight is (onset gain (:func:`_onset_gain`) + STEADY_WEIGHT) times
+    (1 - local diffuseness) ** PLANE_WAVE_EXPONENT, the local diffuseness being
+    1 - |sum I| / sum E over the bin and its 8 neighbours (3 frames x 3 bins; edges repeated).
+
+    Returns centres (F,) in samples, weighted intensity (F, 3) = sum over the band of
+    weight * I, intensity (F, 3) and energy (F,) summed over the band unweighted. Frames are
+    processed in chunks with ONSET_MEMORY_HOPS frames of context before and one after, so
+    memory stays bounded and the result does not depend on the chunking.
+    """
+    size, hop = n_fft // _DIRECT_WINDOW_DIVISOR, n_fft // _DIRECT_HOP_DIVISOR
+    padded = np.pad(foa, ((0, 0), (size // 2, size // 2)))
+    frames = sliding_window_view(padded, size, axis=1)[:, ::hop]  # (4, F, size), a view
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)
+    freqs = np.fft.rfftfreq(size, d=1.0 / sample_rate)
+    in_band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    n_frames = frames.shape[1]
+    weighted = np.empty((n_frames, 3))
+    intensity = np.empty((n_frames, 3))
+    energy = np.empty(n_frames)
+    chunk = 4 * _FRAMES_PER_CHUNK
+    for start in range(0, n_frames, chunk):
+        stop = min(start + chunk, n_frames)
+        lo, hi = max(0, start - ONSET_MEMORY_HOPS), min(n_frames, stop + 1)
+        spec = np.fft.rfft(frames[:, lo:hi] * window, axis=-1)[..., in_band]  # (4, m, B)
+        w, v = spec[0], spec[_XYZ_ROWS]
+        i_bins = np.real(np.conj(w) * v)  # (3, m, B)
+        e_bins = 0.5 * (np.abs(w) ** 2 + np.sum(np.abs(v) ** 2, axis=0))  # (m, B)
+        i_local = _box3(_box3(i_bins, 1), 2)
+        e_local = _box3(_box3(e_bins, 0), 1)
+        directness = np.divide(
+            np.linalg.norm(i_local, axis=0),
+            e_local,
+            out=np.zeros_like(e_local),
+            where=e_local > 0,
+        )
+        plane = np.clip(directness, 0.0, 1.0) ** PLANE_WAVE_EXPONENT
+        weight = (_onset_gain(e_bins, lo) + STEADY_WEIGHT) * plane
+        keep = slice(start - lo, stop - lo)
+        weighted[start:stop] = (weight[keep] * i_bins[:, keep]).sum(axis=-1).T
+        intensity[start:stop] = i_bins[:, keep].sum(axis=-1).T
+        energy[start:stop] = e_bins[keep].sum(axis=-1)
+    return np.arange(n_frames) * hop, weighted, intensity, energy
+
+
 def _segment_bounds(n_samples: int, segment_samples: int) -> np.ndarray:
     """Segment boundaries (K + 1,) in samples covering [0, n_samples].
 
@@ -232,6 +347,35 @@ def _smooth_directions(vectors: np.ndarray, smooth: int) -> np.ndarray:
     return np.divide(out, out_norms, out=np.zeros_like(out), where=out_norms > 0)
 
 
+def _smooth_by_evidence(vectors: np.ndarray, smooth: int) -> np.ndarray:
+    """Confidence-weighted centred average (K, 3) of the directions of ``vectors`` (K, 3).
+
+    Segment k's confidence is c_k / (c_k + EVIDENCE_FLOOR * max c), c = |vector|: about 1
+    for any segment with a fair amount of direct-sound evidence, about 0 for one with next
+    to none (the source silent or steady, so no onsets). The window is the centred one of
+    :func:`_smooth_directions` (``smooth`` segments, shrinking symmetrically at the ends);
+    while it holds less than MIN_WINDOW_CONFIDENCE in all, it widens by a segment on each
+    side (clipped at the clip's ends), so a segment with no evidence takes the direction
+    of the nearest segments that have some rather than that of noise. Returns unit vectors;
+    zero rows where the clip has no evidence at all.
+    """
+    norms = np.linalg.norm(vectors, axis=1)
+    units = np.divide(vectors, norms[:, None], out=np.zeros_like(vectors), where=norms[:, None] > 0)
+    floor = EVIDENCE_FLOOR * float(np.max(norms))
+    confidence = norms / (norms + floor) if floor > 0 else np.zeros_like(norms)
+    half = smooth // 2
+    count = units.shape[0]
+    out = np.empty_like(units)
+    for k in range(count):
+        h = min(half, k, count - 1 - k)
+        lo, hi = k - h, k + h + 1
+        while confidence[lo:hi].sum() < MIN_WINDOW_CONFIDENCE and (lo > 0 or hi < count):
+            lo, hi = max(lo - 1, 0), min(hi + 1, count)
+        out[k] = confidence[lo:hi] @ units[lo:hi]
+    out_norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, out_norms, out=np.zeros_like(out), where=out_norms > 0)
+
+
 def _relative_distance(direct_energy: np.ndarray) -> np.ndarray:
     """sqrt(E_ref / E_direct) per segment, E_ref the largest direct energy; capped (see module)."""
     reference = float(np.max(direct_energy))
@@ -241,43 +385,41 @@ def _relative_distance(direct_energy: np.ndarray) -> np.ndarray:
     return np.sqrt(reference / np.maximum(direct_energy, floor))
 
 
-def doa_trajectory(
-    foa: np.ndarray,
-    sample_rate: float,
-    segment_s: float = 1.0,
-    band_hz: tuple[float, float] = (500.0, 8000.0),
-    smooth: int = 3,
-    n_fft: int = 1024,
-) -> Trajectory:
-    """Per-segment direction, diffuseness and relative distance of AmbiX FOA (4, n).
+def _check_method(method: str) -> str:
+    """``method`` if it is one of DOA_METHODS, else InputError."""
+    if not isinstance(method, str) or method not in DOA_METHODS:
+        raise InputError(f"method must be one of {DOA_METHODS}, got {method!r}")
+    return method
 
-    The SwanSphere paper's caption annotation (appendix A.2):
 
-    1. STFT of W, X, Y, Z (Hann, ``n_fft`` samples, hop n_fft / 2); keep bins in ``band_hz``
-       (Hz, the upper edge clipped to Nyquist).
-    2. Active intensity I = Re{conj(W) (X, Y, Z)} and energy density
-       E = (|W|^2 + |X|^2 + |Y|^2 + |Z|^2) / 2 per bin (SN3D; see the module docstring).
-    3. Per segment of ``segment_s`` seconds (frames assigned by their centre), the
-       energy-weighted average of the normalised intensity I / E over band and frames:
-       V = sum(E * I / E) / sum(E) = sum(I) / sum(E).
-    4. Diffuseness psi = 1 - |V|; direction of V smoothed as unit vectors with a centred
-       moving average over ``smooth`` segments (odd; 1 disables), renormalised;
-       azimuth = atan2(Vy, Vx), elevation = asin(Vz / |V|) computed as
-       atan2(Vz, sqrt(Vx^2 + Vy^2)) (equal, and stable near the poles).
-    5. Relative distance by the inverse-square law from the direct energy (1 - psi) * E
-       (mean per frame): sqrt(E_direct_ref / E_direct), the reference being the segment with
-       the most direct energy. Dimensionless; diffuseness and distance are not smoothed.
+def _default_n_fft(method: str, rate: float) -> int:
+    """PAPER_N_FFT for the paper method; for the direct method the power of two nearest to
+    DIRECT_FRAME_S seconds (in the log domain; at least 64 samples)."""
+    if method == "paper":
+        return PAPER_N_FFT
+    return max(64, 2 ** int(round(float(np.log2(DIRECT_FRAME_S * rate)))))
 
-    A final remainder shorter than half a segment is merged into the previous segment (no
-    audio is dropped); a clip shorter than one segment gives a single segment. A segment
-    with no net intensity in the band has psi = 1 and, if its smoothing window has no
-    direction either, azimuth = elevation = 0.
-    """
-    rate = _check_sample_rate(sample_rate)
+
+def _check_trajectory_args(
+    rate: float,
+    segment_s: float,
+    band_hz: tuple[float, float],
+    smooth: int,
+    n_fft: int,
+    method: str,
+) -> tuple[float, float, float]:
+    """Validate doa_trajectory's options (method already checked); returns (segment_s,
+    low Hz, high Hz clipped to Nyquist)."""
     if isinstance(n_fft, bool) or not isinstance(n_fft, int | np.integer) or n_fft < 16:
         raise InputError(f"n_fft must be an integer >= 16, got {n_fft!r}")
     if n_fft % 2:
         raise InputError(f"n_fft must be even (the hop is n_fft / 2), got {n_fft}")
+    if method == "direct" and (n_fft % _DIRECT_HOP_DIVISOR or n_fft < 64):
+        raise InputError(
+            f"n_fft must be a multiple of {_DIRECT_HOP_DIVISOR}, at least 64, for "
+            f"method='direct' (window n_fft / {_DIRECT_WINDOW_DIVISOR}, hop "
+            f"n_fft / {_DIRECT_HOP_DIVISOR}), got {n_fft}"
+        )
     if isinstance(smooth, bool) or not isinstance(smooth, int | np.integer) or smooth < 1:
         raise InputError(f"smooth must be a positive odd number of segments, got {smooth!r}")
     if smooth % 2 == 0:
@@ -294,11 +436,94 @@ def doa_trajectory(
             f"band_hz must be (low, high) with 0 <= low < high <= Nyquist ({rate / 2:g} Hz), "
             f"got {band_hz!r}"
         )
-    if rate / n_fft > high - low:
+    fft_size = n_fft // _DIRECT_WINDOW_DIVISOR if method == "direct" else n_fft
+    if rate / fft_size > high - low:
         raise InputError(f"band_hz {band_hz!r} holds no STFT bin at n_fft={n_fft}")
+    return segment, low, high
+
+
+def doa_trajectory(
+    foa: np.ndarray,
+    sample_rate: float,
+    segment_s: float = 1.0,
+    band_hz: tuple[float, float] = (500.0, 8000.0),
+    smooth: int = 3,
+    n_fft: int | None = None,
+    method: str = "direct",
+) -> Trajectory:
+    """Per-segment direction, diffuseness and relative distance of AmbiX FOA (4, n).
+
+    ``method="paper"`` is the SwanSphere paper's caption annotation (appendix A.2):
+
+    1. STFT of W, X, Y, Z (Hann, ``n_fft`` samples, default PAPER_N_FFT = 1024 at any
+       rate, hop n_fft / 2); keep bins in ``band_hz`` (Hz, the upper edge clipped to
+       Nyquist).
+    2. Active intensity I = Re{conj(W) (X, Y, Z)} and energy density
+       E = (|W|^2 + |X|^2 + |Y|^2 + |Z|^2) / 2 per bin (SN3D; see the module docstring).
+    3. Per segment of ``segment_s`` seconds (frames assigned by their centre), the
+       energy-weighted average of the normalised intensity I / E over band and frames:
+       V = sum(E * I / E) / sum(E) = sum(I) / sum(E).
+    4. Diffuseness psi = 1 - |V|; direction of V smoothed as unit vectors with a centred
+       moving average over ``smooth`` segments (odd; 1 disables), renormalised;
+       azimuth = atan2(Vy, Vx), elevation = asin(Vz / |V|) computed as
+       atan2(Vz, sqrt(Vx^2 + Vy^2)) (equal, and stable near the poles).
+    5. Relative distance by the inverse-square law from the direct energy (1 - psi) * E
+       (mean per frame): sqrt(E_direct_ref / E_direct), the reference being the segment with
+       the most direct energy. Dimensionless; diffuseness and distance are not smoothed.
+
+    ``method="direct"`` (the default) keeps steps 2, 4 and 5 but estimates the direction
+    from the bins where the direct sound dominates. In a room, the early reflections of a
+    tonal sound are coherent with the direct sound, so the intensity of a bin holding one
+    partial carries cross terms that do not average out over a few partials (errors of
+    tens of degrees in small rooms), and the reverberant energy dilutes the rest. But the
+    direct sound arrives first (the precedence effect): at an onset a bin briefly holds
+    the direct sound alone. So:
+
+    1'. A finer STFT: Hann windows of n_fft / 4 samples, hop n_fft / 16, the same band.
+        ``n_fft`` defaults to the power of two nearest to DIRECT_FRAME_S (23 ms): 1024 at
+        44.1 and 48 kHz (windows of 5.8 ms and 5.3 ms), 512 at 16 kHz (8 ms).
+    2'. Each bin's intensity I is weighted by
+        w = (onset + STEADY_WEIGHT) * plane ** PLANE_WAVE_EXPONENT:
+        onset = max(0, 1 - ONSET_RISE * R / E), R the bin's mean energy over the previous
+        ONSET_MEMORY_HOPS frames (the share of the energy that is new, counted once it
+        exceeds 6 dB over the recent past); plane = |sum I| / sum E over the bin and its
+        3 x 3 time-frequency neighbours (1 for one plane wave, lower where reflections,
+        the tail or the ambience interfere). The tiny STEADY_WEIGHT only matters in a clip
+        with no onsets at all, which so gets the plane-wave-weighted mean intensity.
+    3'. Per segment the direction is that of the mean of w * I; its length (evidence) is
+        the amount of direct, onset sound.
+    4'. Smoothing weights each segment by its confidence c / (c + EVIDENCE_FLOOR * c_max)
+        and widens the window around segments with next to no evidence (a steady tone, a
+        pause) until it holds MIN_WINDOW_CONFIDENCE, so they take the direction of their
+        nearest segments with onsets (:func:`_smooth_by_evidence`; with ``smooth=1`` too,
+        which then only leaves segments with evidence unsmoothed).
+
+    A plane wave still gives its exact direction (every bin's I is along it), and rotating
+    the field rotates the estimates. Diffuseness and distance are computed as in steps 4-5
+    from all the band's energy (unweighted) of the finer STFT, so they keep their meaning
+    (psi ~ 1 / (1 + DRR) in a diffuse field). On 150 clips of the procedural corpus
+    (shoebox rooms with image sources and a diffuse tail, 44.1 kHz) the mean per-segment
+    error fell from 13.9 deg (paper) to 2.9 deg, in small rooms from 19.0 to 3.1 deg and
+    for church bells from 36 to 6 deg; outdoors from 3.1 to 1.2 deg.
+
+    A final remainder shorter than half a segment is merged into the previous segment (no
+    audio is dropped); a clip shorter than one segment gives a single segment. A segment
+    with no net intensity in the band has psi = 1 and, if its smoothing window has no
+    direction either, azimuth = elevation = 0. Raises InputError for an unknown ``method``,
+    a clip shorter than ``n_fft`` samples, a segment shorter than that and bad options
+    (``n_fft`` must be even; for the direct method a multiple of 16, at least 64).
+    """
+    rate = _check_sample_rate(sample_rate)
+    method = _check_method(method)
+    if n_fft is None:
+        n_fft = _default_n_fft(method, rate)
+    segment, low, high = _check_trajectory_args(rate, segment_s, band_hz, smooth, n_fft, method)
     a = _check_foa(foa, min_samples=n_fft)
 
-    centres, intensity, energy = _band_frame_sums(a, rate, n_fft, (low, high))
+    if method == "paper":
+        centres, intensity, energy = _band_frame_sums(a, rate, n_fft, (low, high))
+    else:
+        centres, weighted, intensity, energy = _direct_frame_sums(a, rate, n_fft, (low, high))
     bounds = _segment_bounds(a.shape[1], round(segment * rate))
     n_segments = bounds.shape[0] - 1
     # Frame k belongs to segment j when bounds[j] <= centre < bounds[j+1]; the last frame,
@@ -315,7 +540,12 @@ def doa_trajectory(
         where=seg_energy[:, None] > 0,
     )
     diffuseness = np.clip(1.0 - np.linalg.norm(v, axis=1), 0.0, 1.0)
-    azimuth, elevation = vector_to_direction(_smooth_directions(v, smooth))
+    if method == "paper":
+        directions = _smooth_directions(v, smooth)
+    else:
+        evidence = _segment_means(segment_of, weighted, n_segments)  # (K, 3)
+        directions = _smooth_by_evidence(evidence, smooth)
+    azimuth, elevation = vector_to_direction(directions)
     direct_energy = (1.0 - diffuseness) * seg_energy
     return Trajectory(
         start_s=bounds[:-1] / rate,
@@ -453,6 +683,7 @@ def evaluate_doa(
     seconds: float = 4.0,
     sample_rate: int = 48000,
     seed: int = 0,
+    method: str = "direct",
 ) -> dict[str, float | int | None]:
     """Measured angular accuracy of both estimators on white noise sources at random directions.
 
@@ -464,11 +695,13 @@ def evaluate_doa(
     Returns degrees: clip_mean_deg / clip_max_deg (clip estimator, over clips);
     trajectory_mean_deg / trajectory_max_deg (per clip, the mean great-circle error over the
     trajectory's segments; then mean and max over clips); trajectory_segment_max_deg (worst
-    single segment); mean_diffuseness over all segments; and the arguments.
+    single segment); mean_diffuseness over all segments; and the arguments. ``method`` is
+    the :func:`doa_trajectory` method.
     """
     if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
         raise InputError(f"n_directions must be a positive integer, got {n_directions!r}")
     _check_eval_args(seconds, sample_rate, drr_db)
+    _check_method(method)
     rng = np.random.default_rng(seed)
     azimuths, elevations = random_directions(n_directions, rng)
     n_samples = round(seconds * sample_rate)
@@ -477,7 +710,7 @@ def evaluate_doa(
         source = rng.standard_normal(n_samples)
         foa = _test_scene(source, azimuth, elevation, drr_db, sample_rate, rng)
         clip_errors.append(np.rad2deg(angular_error(*clip_direction(foa), azimuth, elevation)))
-        trajectory = doa_trajectory(foa, sample_rate)
+        trajectory = doa_trajectory(foa, sample_rate, method=method)
         errors = np.rad2deg(
             angular_error(trajectory.azimuth, trajectory.elevation, azimuth, elevation)
         )
@@ -490,6 +723,7 @@ def evaluate_doa(
         "seconds": float(seconds),
         "sample_rate": sample_rate,
         "seed": seed,
+        "method": method,
         "clip_mean_deg": float(np.mean(clip_errors)),
         "clip_max_deg": float(np.max(clip_errors)),
         "trajectory_mean_deg": float(np.mean(trajectory_errors)),
@@ -507,20 +741,23 @@ def evaluate_moving_source(
     drr_db: float | None = None,
     sample_rate: int = 48000,
     seed: int = 0,
+    method: str = "direct",
 ) -> dict[str, object]:
     """Trajectory of a white noise source sweeping linearly in azimuth, against the truth.
 
     The truth per segment is the circular mean of the source's true azimuth over the
     segment's samples. Returns azimuth_mean_error_deg and azimuth_max_error_deg over segments,
-    the per-segment true and estimated azimuths in degrees, and the arguments.
+    the per-segment true and estimated azimuths in degrees, and the arguments. ``method`` is
+    the :func:`doa_trajectory` method.
     """
     _check_eval_args(seconds, sample_rate, drr_db)
+    _check_method(method)
     rng = np.random.default_rng(seed)
     n_samples = round(seconds * sample_rate)
     true_azimuth = np.deg2rad(np.linspace(azimuth_start_deg, azimuth_end_deg, n_samples))
     source = rng.standard_normal(n_samples)
     foa = _test_scene(source, true_azimuth, np.deg2rad(elevation_deg), drr_db, sample_rate, rng)
-    trajectory = doa_trajectory(foa, sample_rate)
+    trajectory = doa_trajectory(foa, sample_rate, method=method)
     starts = np.round(trajectory.start_s * sample_rate).astype(int)
     ends = np.round(trajectory.end_s * sample_rate).astype(int)
     truth = np.array(
@@ -536,6 +773,7 @@ def evaluate_moving_source(
         "azimuth_end_deg": float(azimuth_end_deg),
         "elevation_deg": float(elevation_deg),
         "drr_db": drr_db,
+        "method": method,
         "azimuth_mean_error_deg": float(np.mean(errors)),
         "azimuth_max_error_deg": float(np.max(errors)),
         "true_azimuth_deg": np.rad2deg(truth).tolist(),
