@@ -6,6 +6,7 @@ import pytest
 
 from swansphere.foa.doa import angular_error, clip_direction
 from swansphere.foa.io import read_foa
+from swansphere_training.corpus import synth
 from swansphere_training.corpus.scene import PRESETS
 from swansphere_training.corpus.synth import clip_rng, make_clip, synthesize_corpus
 from swansphere_training.data.clip import source_tracks
@@ -48,17 +49,15 @@ def test_single_source_direction_matches_ground_truth(tmp_path):
 
 
 def test_corpus_run_counts_and_skips_failures(tmp_path, monkeypatch):
-    import swansphere_training.corpus.synth as synth
-
     real = synth.render_scene_video
 
     calls = {"n": 0}
 
-    def flaky(scene, config, seed):
+    def flaky(scene, config, seed, activity=None):
         calls["n"] += 1
         if calls["n"] in (2, 5):
             raise RuntimeError("simulated failure")
-        return real(scene, config, seed)
+        return real(scene, config, seed, activity)
 
     monkeypatch.setattr(synth, "render_scene_video", flaky)
     summary = synthesize_corpus(
@@ -76,3 +75,35 @@ def test_corpus_run_counts_and_skips_failures(tmp_path, monkeypatch):
 def test_unknown_split_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown split"):
         synthesize_corpus(tmp_path, clips=1, split="dev", config=TINY, progress=False)
+
+
+def test_activity_envelope_follows_the_sound():
+    rate, fps = 8000, 4.0
+    mono = np.zeros(rate * 2)
+    mono[rate // 2 : rate] = np.sin(np.arange(rate // 2) * 0.3)  # sounds from 0.5 s to 1.0 s
+    env = synth.activity_envelope(mono, rate, fps, 8)
+    assert env.shape == (8,) and env.max() == 1.0
+    assert env[2] > 0.85 and env[3] == 1.0  # frame 2 (0.375-0.625 s) is half sounding
+    assert env[0] == 0.0 and env[6] == 0.0
+    assert not synth.activity_envelope(np.zeros(rate), rate, fps, 4).any()
+
+
+def test_sources_pulse_with_their_sound_and_decoys_with_their_own_rhythm():
+    rng = np.random.default_rng(3)
+    decoy = synth.decoy_activity(40, 4.0, rng)
+    assert decoy.shape == (40,) and 0.0 <= decoy.min() and decoy.max() <= 1.0
+    assert decoy.std() > 0.1  # on/off, not constant
+    from swansphere_training.corpus.video import VisualObject, render_frames
+
+    still = np.zeros(2)
+    kwargs = dict(azimuth=still, elevation=still, distance=still + 3.0, sounding=True, seed=1)
+    quiet = render_frames(
+        [VisualObject("drum_kit", **kwargs, pulse=np.zeros(2))], 2, background_seed=0
+    )
+    loud = render_frames(
+        [VisualObject("drum_kit", **kwargs, pulse=np.ones(2))], 2, background_seed=0
+    )
+    background = render_frames([], 2, background_seed=0)
+    changed_quiet = np.any(quiet != background, axis=-1).sum()
+    changed_loud = np.any(loud != background, axis=-1).sum()
+    assert changed_loud > 1.3 * changed_quiet  # a loud source is drawn larger

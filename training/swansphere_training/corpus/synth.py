@@ -36,6 +36,9 @@ from .scene import Scene, SynthConfig, random_scene
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+# Loudness range of the visual pulse: a frame this many dB below the source's loudest
+# frame shows the object at rest.
+ACTIVITY_RANGE_DB = 30.0
 
 
 @dataclass
@@ -77,19 +80,69 @@ def fit_scene_to_room(scene: Scene, room) -> Scene:
     return replace(scene, sources=sources)
 
 
+def activity_envelope(
+    mono: np.ndarray, sample_rate: float, fps: float, n_frames: int
+) -> np.ndarray:
+    """How loud a dry source is at each video frame: (n_frames,) in [0, 1].
+
+    RMS over the 1 / fps seconds centred on frame i (time i / fps), in dB relative to the
+    loudest frame, mapped linearly from -ACTIVITY_RANGE_DB (0) to 0 dB (1). A silent
+    source gives zeros.
+    """
+    hop = sample_rate / fps
+    rms = np.zeros(n_frames)
+    for i in range(n_frames):
+        lo = max(0, int(round((i - 0.5) * hop)))
+        hi = min(mono.size, int(round((i + 0.5) * hop)))
+        if hi > lo:
+            rms[i] = np.sqrt(np.mean(mono[lo:hi] ** 2))
+    peak = rms.max()
+    if peak <= 0:
+        return rms
+    db = 20 * np.log10(np.maximum(rms / peak, 1e-6))
+    return np.clip(1.0 + db / ACTIVITY_RANGE_DB, 0.0, 1.0)
+
+
+def decoy_activity(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """A random on/off envelope (n_frames,) in [0, 1] for a silent distractor.
+
+    Sounding objects pulse with their sound (:func:`activity_envelope`); distractors pulse
+    too, to a rhythm of their own, so that only the audio tells which object is heard.
+    Bursts of 0.25-1.5 s alternate with pauses of 0.25-2 s, edges softened over a frame.
+    """
+    out = np.zeros(n_frames)
+    t = float(rng.uniform(0.0, 1.0))
+    on = bool(rng.integers(0, 2))
+    while t * fps < n_frames:
+        length = float(rng.uniform(0.25, 1.5) if on else rng.uniform(0.25, 2.0))
+        if on:
+            lo, hi = int(t * fps), min(n_frames, int(np.ceil((t + length) * fps)))
+            out[lo:hi] = rng.uniform(0.6, 1.0)
+        t += length
+        on = not on
+    return np.convolve(out, [0.25, 0.5, 0.25], mode="same")
+
+
 def render_scene_audio(
     scene: Scene, room, config: SynthConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, float]:
-    """Mix the sources through the room plus the ambient bed; returns (FOA (4, n), gain)."""
+) -> tuple[np.ndarray, float, list[np.ndarray]]:
+    """Mix the sources through the room plus the ambient bed.
+
+    Returns (FOA (4, n), gain, activity): activity holds each source's
+    :func:`activity_envelope` at the video frame rate, for the video to animate.
+    """
     from .room import render_ambience, render_source
     from .sources import synthesize_source
 
     n = int(round(config.seconds * config.sample_rate))
     mix = np.zeros((4, n))
+    n_frames = int(round(config.seconds * config.fps))
+    activity = []
     for source in scene.sources:
         mono = synthesize_source(source.track.class_name, config.seconds, config.sample_rate, rng)[
             :n
         ]
+        activity.append(activity_envelope(mono, config.sample_rate, config.fps, n_frames))
         foa = render_source(
             mono,
             config.sample_rate,
@@ -105,22 +158,32 @@ def render_scene_audio(
     amb_rms = np.sqrt(np.mean(ambience[0] ** 2)) + 1e-12
     mix += ambience * (w_rms / amb_rms) * 10 ** (scene.ambience_db / 20)
     gain = 10 ** (config.peak_dbfs / 20) / max(np.max(np.abs(mix)), 1e-9)
-    return mix * gain, float(gain)
+    return mix * gain, float(gain), activity
 
 
-def render_scene_video(scene: Scene, config: SynthConfig, seed: int) -> np.ndarray:
-    """Equirectangular frames (frames, H, W, 3) uint8 with sources and distractors drawn."""
+def render_scene_video(
+    scene: Scene, config: SynthConfig, seed: int, activity: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """Equirectangular frames (frames, H, W, 3) uint8 with sources and distractors drawn.
+
+    ``activity``: per source, its loudness per frame (:func:`render_scene_audio`); the
+    sources pulse with it and each distractor with a :func:`decoy_activity` of its own.
+    Without it nothing pulses.
+    """
     from .video import VisualObject, render_frames
 
     n_frames = int(round(config.seconds * config.fps))
     frame_times = np.arange(n_frames) / config.fps
     objects = []
+    decoys = np.random.default_rng([seed, 1])
     for i, source in enumerate(scene.sources):
         az, el = source.track.direction_at(frame_times)
         dist = np.interp(frame_times, source.track.t, source.track.distance)
-        objects.append(VisualObject(source.track.class_name, az, el, dist, True, seed + i))
+        pulse = None if activity is None else activity[i]
+        objects.append(VisualObject(source.track.class_name, az, el, dist, True, seed + i, pulse))
     for j, d in enumerate(scene.distractors):
         ones = np.ones(n_frames)
+        pulse = None if activity is None else decoy_activity(n_frames, config.fps, decoys)
         objects.append(
             VisualObject(
                 d.class_name,
@@ -129,6 +192,7 @@ def render_scene_video(scene: Scene, config: SynthConfig, seed: int) -> np.ndarr
                 ones * d.distance,
                 False,
                 seed + 100 + j,
+                pulse,
             )
         )
     return render_frames(
@@ -201,9 +265,9 @@ def make_clip(
     rng = clip_rng(seed, split, index)
     room = random_room(rng)
     scene = fit_scene_to_room(random_scene(rng, config, n_sources), room)
-    foa, gain = render_scene_audio(scene, room, config, rng)
+    foa, gain, activity = render_scene_audio(scene, room, config, rng)
     video_seed = int(rng.integers(0, 2**31 - 1))
-    frames = render_scene_video(scene, config, video_seed)
+    frames = render_scene_video(scene, config, video_seed, activity)
     clip_id = f"{split}-{index:06d}"
     meta = clip_metadata(clip_id, split, seed, index, scene, room, config, gain)
 

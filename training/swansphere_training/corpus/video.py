@@ -79,6 +79,10 @@ _APPARENT_SIZE_M: dict[str, float] = {
     "crowd": 1.5,
 }
 
+# A fully active object (pulse 1) is this much larger and brighter than at rest.
+PULSE_SCALE = 0.3
+PULSE_BRIGHTEN = 0.35
+
 MIN_ANGULAR_RADIUS = np.deg2rad(4.0)  # about 3 pixels at 256 columns: never vanish
 MAX_ANGULAR_RADIUS = np.deg2rad(30.0)  # a source at arm's length still leaves room
 # Every class shape lies inside this many angular radii of its centre (the drawing window).
@@ -101,6 +105,7 @@ class VisualObject:
     distance: np.ndarray
     sounding: bool
     seed: int
+    pulse: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.class_name not in SOUND_CLASSES:
@@ -111,10 +116,17 @@ class VisualObject:
         for name in ("azimuth", "elevation", "distance"):
             values = np.array(getattr(self, name), dtype=np.float64)  # a private copy
             if values.ndim != 1 or values.size == 0:
-                raise InputError(f"VisualObject.{name} must be a non-empty 1-D array, got shape "
-                                 f"{values.shape}")
+                raise InputError(
+                    f"VisualObject.{name} must be a non-empty 1-D array, got shape {values.shape}"
+                )
             require_finite(f"VisualObject.{name}", values)
             arrays[name] = values
+        if self.pulse is not None:
+            pulse = np.array(self.pulse, dtype=np.float64)
+            if pulse.ndim != 1:
+                raise InputError(f"VisualObject.pulse must be 1-D, got shape {pulse.shape}")
+            require_finite("VisualObject.pulse", pulse)
+            arrays["pulse"] = np.clip(pulse, 0.0, 1.0)
         lengths = {name: v.size for name, v in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise InputError(f"VisualObject trajectories differ in length: {lengths}")
@@ -178,8 +190,9 @@ def _tangent_basis(azimuth: float, elevation: float) -> np.ndarray:
     """
     ca, sa = np.cos(azimuth), np.sin(azimuth)
     ce, se = np.cos(elevation), np.sin(elevation)
-    return np.array([[ca * ce, sa * ce, se], [sa, -ca, 0.0], [-se * ca, -se * sa, ce]],
-                    dtype=np.float32)
+    return np.array(
+        [[ca * ce, sa * ce, se], [sa, -ca, 0.0], [-se * ca, -se * sa, ce]], dtype=np.float32
+    )
 
 
 def _window(
@@ -416,8 +429,9 @@ def _draw_footsteps(c: _Canvas) -> None:
     for side in (-1, 1):
         newest = (step % 2 == 0) == (side < 0)
         fx, fy = 0.27 * side, 0.3 if newest else -0.3
-        sole = np.minimum(_ellipse(x, y, fx, fy + 0.15, 0.17, 0.32),
-                          _ellipse(x, y, fx, fy - 0.35, 0.14, 0.15))
+        sole = np.minimum(
+            _ellipse(x, y, fx, fy + 0.15, 0.17, 0.32), _ellipse(x, y, fx, fy - 0.35, 0.14, 0.15)
+        )
         c.fill(sole - 0.05, (230, 200, 140), 0.9 if newest else 0.4)  # sandy rim for contrast
         c.fill(sole, _PALETTE["footsteps"], 1.0 if newest else 0.45)
         treads = np.abs(np.sin(18 * y)) < 0.3
@@ -447,8 +461,11 @@ def _draw_car_engine(c: _Canvas) -> None:
     orange = _PALETTE["car_engine"]
     for i in range(3):
         p = (t * 0.8 + i / 3 + ph / (2 * np.pi)) % 1.0
-        c.fill(_circle(x, y, -0.95 - 0.25 * p, -0.3 + 0.4 * p, 0.08 + 0.12 * p), (170, 170, 170),
-               0.6 * (1 - p))
+        c.fill(
+            _circle(x, y, -0.95 - 0.25 * p, -0.3 + 0.4 * p, 0.08 + 0.12 * p),
+            (170, 170, 170),
+            0.6 * (1 - p),
+        )
     c.fill(_box(x, y, 0.0, -0.12, 0.9, 0.24, 0.08), orange)
     c.fill(_box(x, y, -0.05, 0.25, 0.5, 0.2, 0.12), orange)
     c.fill(_box(x, y, -0.28, 0.27, 0.19, 0.12, 0.04), (170, 210, 235))
@@ -470,8 +487,16 @@ def _draw_helicopter(c: _Canvas) -> None:
     c.fill(_segment(x, y, (0.35, 0.02), (1.1, 0.15), 0.07), grey)
     c.fill(_segment(x, y, (1.05, 0.1), (1.15, 0.35), 0.05), grey)
     tail = 9.0 * t + ph
-    c.fill(_segment(x, y, (1.12 - 0.18 * np.cos(tail), 0.3 - 0.18 * np.sin(tail)),
-                    (1.12 + 0.18 * np.cos(tail), 0.3 + 0.18 * np.sin(tail)), 0.03), dark)
+    c.fill(
+        _segment(
+            x,
+            y,
+            (1.12 - 0.18 * np.cos(tail), 0.3 - 0.18 * np.sin(tail)),
+            (1.12 + 0.18 * np.cos(tail), 0.3 + 0.18 * np.sin(tail)),
+            0.03,
+        ),
+        dark,
+    )
     c.fill(_segment(x, y, (-0.55, -0.58), (0.35, -0.58), 0.035), dark)
     for sx in (-0.3, 0.1):
         c.fill(_segment(x, y, (sx, -0.3), (sx, -0.58), 0.03), dark)
@@ -487,13 +512,16 @@ def _draw_speech_babble(c: _Canvas) -> None:
     """Two white speech bubbles filled with grey text; the one speaking pops forward."""
     x, y, t = c.x, c.y, c.t
     turn = int(np.floor(t * 1.3 + c.phase / np.pi)) % 2
-    bubbles = ((-0.35, 0.32, 0.55, 0.32, (-0.45, 0.0), (-0.65, -0.3)),
-               (0.4, -0.35, 0.5, 0.28, (0.55, -0.6), (0.75, -0.85)))
+    bubbles = (
+        (-0.35, 0.32, 0.55, 0.32, (-0.45, 0.0), (-0.65, -0.3)),
+        (0.4, -0.35, 0.5, 0.28, (0.55, -0.6), (0.75, -0.85)),
+    )
     for i, (bx, by, hw, hh, tail_a, tail_b) in enumerate(bubbles):
         speaking = i == turn
         s = 1.08 if speaking else 1.0
-        shape = np.minimum(_box(x, y, bx, by, hw * s, hh * s, 0.15),
-                           _segment(x, y, tail_a, tail_b, 0.07))
+        shape = np.minimum(
+            _box(x, y, bx, by, hw * s, hh * s, 0.15), _segment(x, y, tail_a, tail_b, 0.07)
+        )
         c.fill(shape - 0.04, (80, 80, 90), 1.0 if speaking else 0.6)
         c.fill(shape, _PALETTE["speech_babble"], 1.0 if speaking else 0.75)
         row = (y - by) * 4.5
@@ -592,8 +620,13 @@ def _draw_crowd(c: _Canvas) -> None:
     x, y, t, ph = c.x, c.y, c.t, c.phase
     navy = np.array(_PALETTE["crowd"], np.float32)
     skin = (205, 155, 120)
-    people = ((-0.55, 0.22, 0.85), (0.0, 0.25, 0.85), (0.55, 0.2, 0.85),
-              (-0.28, -0.22, 1.0), (0.3, -0.25, 1.0))
+    people = (
+        (-0.55, 0.22, 0.85),
+        (0.0, 0.25, 0.85),
+        (0.55, 0.2, 0.85),
+        (-0.28, -0.22, 1.0),
+        (0.3, -0.25, 1.0),
+    )
     for i, (px, py, s) in enumerate(people):
         sway = 0.05 * np.sin(2 * np.pi * 0.9 * t + 1.3 * i + ph)
         shade = navy * (0.8 + 0.1 * (i % 3))
@@ -643,8 +676,13 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
     return np.mod(angle + np.pi, 2 * np.pi) - np.pi
 
 
-def _sky(az: np.ndarray, el: np.ndarray, zenith: np.ndarray, horizon: np.ndarray,
-         rng: np.random.Generator) -> np.ndarray:
+def _sky(
+    az: np.ndarray,
+    el: np.ndarray,
+    zenith: np.ndarray,
+    horizon: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Sky (H, W, 3): gradient from the horizon to the zenith colour, a sun and clouds."""
     s = np.clip(el / (np.pi / 2), 0.0, 1.0)[..., None] ** 0.6
     img = horizon * (1 - s) + zenith * s
@@ -663,8 +701,9 @@ def _sky(az: np.ndarray, el: np.ndarray, zenith: np.ndarray, horizon: np.ndarray
     return img
 
 
-def _mountains(img: np.ndarray, az: np.ndarray, el: np.ndarray, colour: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:
+def _mountains(
+    img: np.ndarray, az: np.ndarray, el: np.ndarray, colour: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Paint a ridge 2..12 degrees high (a periodic sum of sines of azimuth) over ``img``."""
     ridge = np.full(az.shape[1], 0.1)
     for k in range(1, 9):
@@ -677,8 +716,14 @@ def _mountains(img: np.ndarray, az: np.ndarray, el: np.ndarray, colour: np.ndarr
     return np.where(is_mountain, np.where(snow, np.array((235, 238, 245)), rock), img)
 
 
-def _ground(img: np.ndarray, az: np.ndarray, el: np.ndarray, near: np.ndarray, far: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
+def _ground(
+    img: np.ndarray,
+    az: np.ndarray,
+    el: np.ndarray,
+    near: np.ndarray,
+    far: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Paint the ground plane 1.6 m below the camera: perspective texture and a path."""
     depth = 1.6 / np.tan(np.clip(-el, 1e-3, None))  # metres along the ground
     gx, gy = depth * np.cos(az), depth * np.sin(az)
@@ -771,15 +816,16 @@ def _draw_object(
     distance: float,
     t: float,
     anim: tuple[float, float, float],
+    pulse: float = 0.0,
 ) -> None:
-    """Composite one object into ``frame`` (H, W, 3) float32 in place."""
+    """Composite one object into ``frame`` (H, W, 3) float32 in place; ``pulse`` in [0, 1]."""
     height, width = frame.shape[:2]
-    radius = float(angular_radius(class_name, distance))
+    radius = float(angular_radius(class_name, distance)) * (1.0 + PULSE_SCALE * pulse)
     rows, cols = _window(azimuth, elevation, _SHAPE_EXTENT * radius, width, height)
     x, y = _local_coords(dirs[rows][:, cols], _tangent_basis(azimuth, elevation), radius)
     phase, tempo, tone = anim
     soft = (np.pi / height) / radius  # one pixel in object radii
-    canvas = _Canvas(x, y, t * tempo, phase, soft, tone)
+    canvas = _Canvas(x, y, t * tempo, phase, soft, tone * (1.0 + PULSE_BRIGHTEN * pulse))
     _DRAWERS[class_name](canvas)
     a = canvas.alpha.reshape(*x.shape, 1)
     rgb = canvas.rgb.reshape(*x.shape, 3)
@@ -831,8 +877,17 @@ def render_frames(
         frame = background.copy()
         for k in np.argsort(-distances[:, i], kind="stable"):  # far to near
             obj = objects[k]
-            _draw_object(frame, dirs, obj.class_name, obj.azimuth[i], obj.elevation[i],
-                         obj.distance[i], i / fps, anims[k])
+            _draw_object(
+                frame,
+                dirs,
+                obj.class_name,
+                obj.azimuth[i],
+                obj.elevation[i],
+                obj.distance[i],
+                i / fps,
+                anims[k],
+                0.0 if obj.pulse is None else float(obj.pulse[i]),
+            )
         np.clip(np.rint(frame), 0, 255, out=frame)
         out[i] = frame
     return out
@@ -844,35 +899,59 @@ def render_frames(
 
 # 3 x 5 pixel font for marker labels (rows top to bottom, '#' = ink).
 _FONT: dict[str, tuple[str, ...]] = {
-    "A": (".#.", "#.#", "###", "#.#", "#.#"), "B": ("##.", "#.#", "##.", "#.#", "##."),
-    "C": (".##", "#..", "#..", "#..", ".##"), "D": ("##.", "#.#", "#.#", "#.#", "##."),
-    "E": ("###", "#..", "##.", "#..", "###"), "F": ("###", "#..", "##.", "#..", "#.."),
-    "G": (".##", "#..", "#.#", "#.#", ".##"), "H": ("#.#", "#.#", "###", "#.#", "#.#"),
-    "I": ("###", ".#.", ".#.", ".#.", "###"), "J": ("..#", "..#", "..#", "#.#", ".#."),
-    "K": ("#.#", "#.#", "##.", "#.#", "#.#"), "L": ("#..", "#..", "#..", "#..", "###"),
-    "M": ("#.#", "###", "###", "#.#", "#.#"), "N": ("##.", "#.#", "#.#", "#.#", "#.#"),
-    "O": (".#.", "#.#", "#.#", "#.#", ".#."), "P": ("##.", "#.#", "##.", "#..", "#.."),
-    "Q": (".#.", "#.#", "#.#", "##.", ".##"), "R": ("##.", "#.#", "##.", "#.#", "#.#"),
-    "S": (".##", "#..", ".#.", "..#", "##."), "T": ("###", ".#.", ".#.", ".#.", ".#."),
-    "U": ("#.#", "#.#", "#.#", "#.#", "###"), "V": ("#.#", "#.#", "#.#", "#.#", ".#."),
-    "W": ("#.#", "#.#", "###", "###", "#.#"), "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
-    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."), "Z": ("###", "..#", ".#.", "#..", "###"),
-    "0": ("###", "#.#", "#.#", "#.#", "###"), "1": (".#.", "##.", ".#.", ".#.", "###"),
-    "2": ("##.", "..#", ".#.", "#..", "###"), "3": ("##.", "..#", ".#.", "..#", "##."),
-    "4": ("#.#", "#.#", "###", "..#", "..#"), "5": ("###", "#..", "##.", "..#", "##."),
-    "6": (".##", "#..", "###", "#.#", "###"), "7": ("###", "..#", ".#.", ".#.", ".#."),
-    "8": ("###", "#.#", "###", "#.#", "###"), "9": ("###", "#.#", "###", "..#", "##."),
-    "_": ("...", "...", "...", "...", "###"), "-": ("...", "...", "###", "...", "..."),
-    ".": ("...", "...", "...", "...", ".#."), " ": ("...", "...", "...", "...", "..."),
-    "+": ("...", ".#.", "###", ".#.", "..."), ":": ("...", ".#.", "...", ".#.", "..."),
-    "/": ("..#", "..#", ".#.", "#..", "#.."), "?": ("##.", "..#", ".#.", "...", ".#."),
+    "A": (".#.", "#.#", "###", "#.#", "#.#"),
+    "B": ("##.", "#.#", "##.", "#.#", "##."),
+    "C": (".##", "#..", "#..", "#..", ".##"),
+    "D": ("##.", "#.#", "#.#", "#.#", "##."),
+    "E": ("###", "#..", "##.", "#..", "###"),
+    "F": ("###", "#..", "##.", "#..", "#.."),
+    "G": (".##", "#..", "#.#", "#.#", ".##"),
+    "H": ("#.#", "#.#", "###", "#.#", "#.#"),
+    "I": ("###", ".#.", ".#.", ".#.", "###"),
+    "J": ("..#", "..#", "..#", "#.#", ".#."),
+    "K": ("#.#", "#.#", "##.", "#.#", "#.#"),
+    "L": ("#..", "#..", "#..", "#..", "###"),
+    "M": ("#.#", "###", "###", "#.#", "#.#"),
+    "N": ("##.", "#.#", "#.#", "#.#", "#.#"),
+    "O": (".#.", "#.#", "#.#", "#.#", ".#."),
+    "P": ("##.", "#.#", "##.", "#..", "#.."),
+    "Q": (".#.", "#.#", "#.#", "##.", ".##"),
+    "R": ("##.", "#.#", "##.", "#.#", "#.#"),
+    "S": (".##", "#..", ".#.", "..#", "##."),
+    "T": ("###", ".#.", ".#.", ".#.", ".#."),
+    "U": ("#.#", "#.#", "#.#", "#.#", "###"),
+    "V": ("#.#", "#.#", "#.#", "#.#", ".#."),
+    "W": ("#.#", "#.#", "###", "###", "#.#"),
+    "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
+    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."),
+    "Z": ("###", "..#", ".#.", "#..", "###"),
+    "0": ("###", "#.#", "#.#", "#.#", "###"),
+    "1": (".#.", "##.", ".#.", ".#.", "###"),
+    "2": ("##.", "..#", ".#.", "#..", "###"),
+    "3": ("##.", "..#", ".#.", "..#", "##."),
+    "4": ("#.#", "#.#", "###", "..#", "..#"),
+    "5": ("###", "#..", "##.", "..#", "##."),
+    "6": (".##", "#..", "###", "#.#", "###"),
+    "7": ("###", "..#", ".#.", ".#.", ".#."),
+    "8": ("###", "#.#", "###", "#.#", "###"),
+    "9": ("###", "#.#", "###", "..#", "##."),
+    "_": ("...", "...", "...", "...", "###"),
+    "-": ("...", "...", "###", "...", "..."),
+    ".": ("...", "...", "...", "...", ".#."),
+    " ": ("...", "...", "...", "...", "..."),
+    "+": ("...", ".#.", "###", ".#.", "..."),
+    ":": ("...", ".#.", "...", ".#.", "..."),
+    "/": ("..#", "..#", ".#.", "#..", "#.."),
+    "?": ("##.", "..#", ".#.", "...", ".#."),
 }
 
 
 def _text_mask(text: str) -> np.ndarray:
     """Boolean ink mask (5, 4 * len(text) - 1) of ``text`` in the 3 x 5 font."""
-    glyphs = [np.array([[ch == "#" for ch in row] for row in _FONT.get(c, _FONT["?"])])
-              for c in text.upper()]
+    glyphs = [
+        np.array([[ch == "#" for ch in row] for row in _FONT.get(c, _FONT["?"])])
+        for c in text.upper()
+    ]
     gap = np.zeros((5, 1), dtype=bool)
     parts: list[np.ndarray] = []
     for g in glyphs:
@@ -948,7 +1027,7 @@ def draw_markers(
             shadow = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)
             for dr in range(3):
                 for dc in range(3):
-                    shadow[dr:dr + 5, dc:dc + mask.shape[1]] |= mask
+                    shadow[dr : dr + 5, dc : dc + mask.shape[1]] |= mask
             _stamp(out, shadow, top - 1, left - 1, np.zeros(3, dtype=np.uint8))
             _stamp(out, mask, top, left, colour)
     return out
@@ -973,8 +1052,9 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 4.0) -> 
     """
     video = np.asarray(frames)
     if video.ndim != 4 or video.shape[3] != 3 or video.dtype != np.uint8 or video.shape[0] < 1:
-        raise InputError(f"frames must be (n >= 1, H, W, 3) uint8, got shape {video.shape} "
-                         f"dtype {video.dtype}")
+        raise InputError(
+            f"frames must be (n >= 1, H, W, 3) uint8, got shape {video.shape} dtype {video.dtype}"
+        )
     n, height, width = video.shape[:3]
     if height % 2 or width % 2:
         raise InputError(f"mp4 frame size must be even (yuv420p), got {width} x {height}")
