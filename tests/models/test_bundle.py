@@ -62,8 +62,12 @@ EXTRA = {
 def _write(path: Path, seed: int = 0) -> tuple[Path, Toy]:
     torch.manual_seed(seed)
     toy = Toy(ToyConfig(dims=(3, 2), inner=Inner(8, (0.5, 2.0)), tag="x"))
-    out = write_bundle(path, {"toy": (toy.config, toy.state_dict(), "toy")}, EXTRA,
-                       extra_files={"notes/README.txt": "trained on 12 clips\n"})
+    out = write_bundle(
+        path,
+        {"toy": (toy.config, toy.state_dict(), "toy")},
+        EXTRA,
+        extra_files={"notes/README.txt": "trained on 12 clips\n"},
+    )
     return out, toy
 
 
@@ -208,8 +212,7 @@ def test_a_failed_write_keeps_the_previous_bundle(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temporary left
     load_bundle(path)
     with pytest.raises(BundleError, match="may not set files"):
-        write_bundle(tmp_path / "x", {"toy": (toy.config, toy.state_dict(), "toy")},
-                     {"files": {}})
+        write_bundle(tmp_path / "x", {"toy": (toy.config, toy.state_dict(), "toy")}, {"files": {}})
     with pytest.raises(BundleError, match="component name"):
         write_bundle(tmp_path / "x", {"../toy": (toy.config, toy.state_dict(), "toy")})
 

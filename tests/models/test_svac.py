@@ -83,8 +83,9 @@ def test_mel_filterbank_shape_and_flat_response() -> None:
     bins_per_band = (bank > 0).sum(dim=1)
     wide = bins_per_band >= 8
     assert wide.sum() > 60
-    assert torch.allclose(bank[wide].sum(dim=1) * df, torch.ones(int(wide.sum()),
-                                                                  dtype=torch.float64), atol=0.1)
+    assert torch.allclose(
+        bank[wide].sum(dim=1) * df, torch.ones(int(wide.sum()), dtype=torch.float64), atol=0.1
+    )
 
 
 def test_mel_filterbank_refuses_empty_bands() -> None:
@@ -111,15 +112,18 @@ def test_features_shape_and_tone_lands_in_its_band() -> None:
 def test_intensity_maps_of_a_plane_wave_are_its_direction(az_deg: float, el_deg: float) -> None:
     az, el = math.radians(az_deg), math.radians(el_deg)
     feats = foa_features(plane_wave(az, el), SR, n_mels=32, hop=1024)
-    u_yzx = torch.tensor([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)],
-                         dtype=torch.float64)
+    u_yzx = torch.tensor(
+        [math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)],
+        dtype=torch.float64,
+    )
     assert torch.allclose(feats[0, 4:], u_yzx[:, None, None].expand_as(feats[0, 4:]), atol=1e-5)
     # Log-mel of the dipoles relative to W: 20 log10 |u_k| (where u_k is not ~0).
     for k, ch in enumerate((1, 2, 3)):
         if abs(float(u_yzx[k])) > 0.3:
             diff = feats[0, ch] - feats[0, 0]
-            assert torch.allclose(diff, torch.full_like(diff, 20 * math.log10(abs(u_yzx[k]))),
-                                  atol=1e-3)
+            assert torch.allclose(
+                diff, torch.full_like(diff, 20 * math.log10(abs(u_yzx[k]))), atol=1e-3
+            )
 
 
 def test_intensity_maps_rotate_with_the_foa_and_stay_bounded() -> None:
@@ -278,9 +282,17 @@ def test_paper_preset_parameter_count_on_meta_device() -> None:
 
 def test_videomae_save_and_load_round_trip(tmp_path) -> None:
     torch.manual_seed(1)
-    hf_config = VideoMAEConfig(image_size=[32, 64], patch_size=16, num_frames=4, tubelet_size=2,
-                               hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                               intermediate_size=128, use_mean_pooling=True)
+    hf_config = VideoMAEConfig(
+        image_size=[32, 64],
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        use_mean_pooling=True,
+    )
     reference = VideoMAEModel(hf_config).eval()
     reference.save_pretrained(tmp_path)
 
@@ -288,7 +300,8 @@ def test_videomae_save_and_load_round_trip(tmp_path) -> None:
     assert encoder.frozen and not any(p.requires_grad for p in encoder.backbone.parameters())
     video = torch.rand(2, 4, 3, 32, 64)
     pixels = (video - torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)) / torch.tensor(
-        [0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+        [0.229, 0.224, 0.225]
+    ).view(1, 1, 3, 1, 1)
     with torch.no_grad():
         expected = reference(pixel_values=pixels).last_hidden_state.reshape(2, 2, 2 * 4, 64)
         got = encoder.tokens(video)

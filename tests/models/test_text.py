@@ -88,12 +88,27 @@ def test_local_transformers_encoder_by_path(tmp_path, kind: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
     tokenizer.save_pretrained(tmp_path)
     if kind == "bert":
-        model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
-                                     num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=64))
+        model = BertModel(
+            BertConfig(
+                vocab_size=tokenizer.vocab_size,
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=64,
+            )
+        )
     else:  # encoder-decoder: only the encoder is used, and it takes no token_type_ids
-        model = T5Model(T5Config(vocab_size=tokenizer.vocab_size, d_model=48, d_kv=8, d_ff=64,
-                                 num_layers=1, num_decoder_layers=1, num_heads=2))
+        model = T5Model(
+            T5Config(
+                vocab_size=tokenizer.vocab_size,
+                d_model=48,
+                d_kv=8,
+                d_ff=64,
+                num_layers=1,
+                num_decoder_layers=1,
+                num_heads=2,
+            )
+        )
     model.save_pretrained(tmp_path)
     encoder = CaptionEncoder(tmp_path)
     emb, present = encoder.encode_with_mask(["a siren passes", "", "birds sing above"])
@@ -107,5 +122,4 @@ def test_local_transformers_encoder_by_path(tmp_path, kind: str) -> None:
     with torch.no_grad():
         net = model if kind == "bert" else model.get_encoder()
         hidden = net.eval()(**inputs).last_hidden_state[0]
-    assert torch.allclose(emb[0], torch.nn.functional.normalize(hidden.mean(0), dim=0),
-                          atol=1e-5)
+    assert torch.allclose(emb[0], torch.nn.functional.normalize(hidden.mean(0), dim=0), atol=1e-5)

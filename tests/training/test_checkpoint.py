@@ -52,8 +52,10 @@ def _save(root: Path, step: int, model: nn.Module, **kw) -> Path:
 def test_tree_round_trip_is_exact() -> None:
     value = {
         "ints": {0: [1, 2], 7: (3.5, None)},  # non-string keys and tuples keep their types
-        "floats": [0.1, 1e-300, math.inf, -math.inf, 2.0 ** -1074],
-        "text": "x", "flag": True, "blob": b"\x00\xff",
+        "floats": [0.1, 1e-300, math.inf, -math.inf, 2.0**-1074],
+        "text": "x",
+        "flag": True,
+        "blob": b"\x00\xff",
         "tensor": torch.arange(6, dtype=torch.float64).reshape(2, 3),
         "scalar": torch.tensor(3, dtype=torch.int64),
         "array": np.arange(4, dtype=np.uint32),
@@ -87,9 +89,16 @@ def test_round_trip_restores_model_optimizer_scheduler_and_rng(tmp_path: Path) -
     np.random.seed(5)  # noqa: NPY002
     torch.manual_seed(6)
     rng = capture_rng_states({"loader": gen})
-    path = _save(tmp_path, 3, model, optimizer_state={"main": opt.state_dict()},
-                 scheduler_state={"main": sched.state_dict()}, rng_states=rng, epoch=1,
-                 extra={"run": "abc"})
+    path = _save(
+        tmp_path,
+        3,
+        model,
+        optimizer_state={"main": opt.state_dict()},
+        scheduler_state={"main": sched.state_dict()},
+        rng_states=rng,
+        epoch=1,
+        extra={"run": "abc"},
+    )
     expected = (random.random(), np.random.rand(), torch.rand(2), torch.rand(2, generator=gen))  # noqa: NPY002
 
     loaded = load_checkpoint(tmp_path)
@@ -126,10 +135,17 @@ def test_checkpoints_hold_no_pickle_and_load_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, opt, _ = _trained()
-    path = _save(tmp_path, 1, model, optimizer_state={"main": opt.state_dict()},
-                 rng_states=capture_rng_states())
+    path = _save(
+        tmp_path,
+        1,
+        model,
+        optimizer_state={"main": opt.state_dict()},
+        rng_states=capture_rng_states(),
+    )
     assert sorted(p.name for p in path.iterdir()) == [
-        "model.safetensors", "state.json", "trainer_state.safetensors"
+        "model.safetensors",
+        "state.json",
+        "trainer_state.safetensors",
     ]
 
     def refuse(*args, **kwargs):
@@ -209,8 +225,13 @@ def test_corrupted_checkpoint_file_is_named(tmp_path: Path) -> None:
 
 def test_export_drops_optimizer_state(tmp_path: Path) -> None:
     model, opt, _ = _trained()
-    _save(tmp_path / "ckpt", 3, model, optimizer_state={"main": opt.state_dict()},
-          rng_states=capture_rng_states())
+    _save(
+        tmp_path / "ckpt",
+        3,
+        model,
+        optimizer_state={"main": opt.state_dict()},
+        rng_states=capture_rng_states(),
+    )
     out = export_weights(tmp_path / "ckpt", tmp_path / "export")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     meta = json.loads((out / "config.json").read_text())

@@ -206,7 +206,9 @@ def _train_process(*jobs: str, **env: str) -> subprocess.Popen:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     return subprocess.Popen(
         [sys.executable, str(HERE), *jobs],
-        env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -251,10 +253,13 @@ def test_killed_and_terminated_runs_resume_to_bitwise_equal_weights(tmp_path: Pa
     # SIGTERM: the stalled step finished, then a checkpoint was written at once.
     assert load_checkpoint(tmp_path / "termed/checkpoints").step == 8
 
-    _finish(_train_process(
-        f"fresh:{tmp_path / 'straight'}", f"resume:{tmp_path / 'killed'}",
-        f"resume:{tmp_path / 'termed'}",
-    ))
+    _finish(
+        _train_process(
+            f"fresh:{tmp_path / 'straight'}",
+            f"resume:{tmp_path / 'killed'}",
+            f"resume:{tmp_path / 'termed'}",
+        )
+    )
     reference = final_state(tmp_path / "straight")
     assert load_checkpoint(tmp_path / "killed/checkpoints").step == 20
     assert_bitwise_equal(reference, final_state(tmp_path / "killed"))
@@ -264,8 +269,14 @@ def test_killed_and_terminated_runs_resume_to_bitwise_equal_weights(tmp_path: Pa
 def test_ddp_on_two_cpu_processes_resumes_exactly(tmp_path: Path) -> None:
     """torchrun, 2 ranks (gloo): an uninterrupted run vs 10 steps then --resume to 20."""
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(HERE), f"fresh:{tmp_path / 'a'}", f"first10:{tmp_path / 'b'}",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE),
+        f"fresh:{tmp_path / 'a'}",
+        f"first10:{tmp_path / 'b'}",
         f"resume:{tmp_path / 'b'}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -64,9 +64,7 @@ def test_flatten_params() -> None:
     assert len(flat["f"]) == tracking.MAX_PARAM_LENGTH and flat["f"].endswith("...")
 
 
-def test_pipeline_with_nested_stage_runs_params_metrics_and_artifacts(
-    store: Path, client
-) -> None:
+def test_pipeline_with_nested_stage_runs_params_metrics_and_artifacts(store: Path, client) -> None:
     foa = (0.1 * np.random.default_rng(0).standard_normal((4, 2205))).astype(np.float32)
     with tracking.pipeline_run("tiny-pipeline", params={"corpus": "small"}) as parent:
         with tracking.stage_run("vae", params={"lr": 1e-3, "model": {"latent": 32}}) as vae:
@@ -148,13 +146,15 @@ register_component_kind("tiny-test", lambda cfg: Tiny(cfg["width"]))
 
 def test_registry_round_trip(tmp_path: Path, client) -> None:
     net = Tiny(3)
-    bundle = write_bundle(tmp_path / "bundle", {"net": ({"width": 3}, net.state_dict(),
-                                                        "tiny-test")})
+    bundle = write_bundle(
+        tmp_path / "bundle", {"net": ({"width": 3}, net.state_dict(), "tiny-test")}
+    )
     assert tracking.register_model(bundle, "swansphere-test", "default") == 1
     with torch.no_grad():
         net.lin.weight.zero_()
-    bundle2 = write_bundle(tmp_path / "bundle2", {"net": ({"width": 3}, net.state_dict(),
-                                                          "tiny-test")})
+    bundle2 = write_bundle(
+        tmp_path / "bundle2", {"net": ({"width": 3}, net.state_dict(), "tiny-test")}
+    )
     assert tracking.register_model(bundle2, "swansphere-test", "default") == 2
 
     local = tracking.resolve_model_uri("models:/swansphere-test@default", tmp_path / "dl")
@@ -174,8 +174,9 @@ def test_registry_round_trip(tmp_path: Path, client) -> None:
 
 
 def test_a_broken_bundle_is_never_registered(tmp_path: Path, client) -> None:
-    bundle = write_bundle(tmp_path / "b", {"net": ({"width": 2}, Tiny(2).state_dict(),
-                                                   "tiny-test")})
+    bundle = write_bundle(
+        tmp_path / "b", {"net": ({"width": 2}, Tiny(2).state_dict(), "tiny-test")}
+    )
     (bundle / "net.config.json").write_text('{"width": 3}\n')
     with pytest.raises(BundleError, match=r"net\.config\.json"):
         tracking.register_model(bundle, "swansphere-broken", "default")

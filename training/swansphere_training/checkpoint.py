@@ -137,7 +137,7 @@ def decode_tree(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         if tag == "__tensor__":
             return tensors[inner]
         if tag == "__ndarray__":

@@ -341,8 +341,13 @@ def _registration_run(name: str) -> Iterator[str]:
     if run_id is not None:
         yield run_id
         return
-    with _run(f"register-{name}", run_id=None, nested=False, params=None,
-              tags={"swansphere.kind": "registration"}) as rid:
+    with _run(
+        f"register-{name}",
+        run_id=None,
+        nested=False,
+        params=None,
+        tags={"swansphere.kind": "registration"},
+    ) as rid:
         yield rid
 
 
@@ -388,8 +393,10 @@ def resolve_model_uri(uri: str, dst_path: str | os.PathLike | None = None) -> Pa
     mlflow = _mlflow()
     from mlflow.exceptions import MlflowException
 
-    dst = Path(dst_path) if dst_path is not None else Path(
-        tempfile.mkdtemp(prefix="swansphere-model-")
+    dst = (
+        Path(dst_path)
+        if dst_path is not None
+        else Path(tempfile.mkdtemp(prefix="swansphere-model-"))
     )
     dst.mkdir(parents=True, exist_ok=True)
     try:

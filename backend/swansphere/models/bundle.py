@@ -308,8 +308,10 @@ class Bundle:
         """The bytes of a listed file, re-checked against the manifest as they are used."""
         data = (self.path / rel).read_bytes()
         if hashlib.sha256(data).hexdigest() != self.manifest["files"][rel]:
-            raise BundleError(f"checksum mismatch for {rel} in bundle {self.path} "
-                              "(file changed after the bundle was verified)")
+            raise BundleError(
+                f"checksum mismatch for {rel} in bundle {self.path} "
+                "(file changed after the bundle was verified)"
+            )
         return data
 
     def component(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

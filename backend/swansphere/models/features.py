@@ -93,8 +93,9 @@ def mel_filterbank(
     bins = torch.linspace(0.0, nyquist, n_fft // 2 + 1, dtype=torch.float64)
     lo_hi = torch.tensor([fmin, fmax], dtype=torch.float64)
     mel_lo, mel_hi = _hz_to_mel(lo_hi)
-    edges = _mel_to_hz(torch.linspace(float(mel_lo), float(mel_hi), n_mels + 2,
-                                      dtype=torch.float64))
+    edges = _mel_to_hz(
+        torch.linspace(float(mel_lo), float(mel_hi), n_mels + 2, dtype=torch.float64)
+    )
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins - lower) / (centre - lower)
     falling = (upper - bins) / (upper - centre)
@@ -137,7 +138,11 @@ def foa_stft(foa: torch.Tensor, hop: int, n_fft: int) -> torch.Tensor:
     x = torch.nn.functional.pad(x, (left, n_fft - hop - left), mode="circular")
     window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.stft(
-        x.reshape(batch * channels, -1), n_fft, hop_length=hop, window=window, center=False,
+        x.reshape(batch * channels, -1),
+        n_fft,
+        hop_length=hop,
+        window=window,
+        center=False,
         return_complex=True,
     )
     return spec.reshape(batch, channels, spec.shape[-2], spec.shape[-1])[..., :frames]

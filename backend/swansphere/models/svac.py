@@ -89,26 +89,47 @@ class SVACConfig:
     freeze_audio: bool = False  # freeze the audio transformer (paper: when pretrained)
 
     def __post_init__(self) -> None:
-        positive = [f.name for f in dataclasses.fields(self)
-                    if f.type in ("int", "float") and not getattr(self, f.name) > 0]
+        positive = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.type in ("int", "float") and not getattr(self, f.name) > 0
+        ]
         if positive:
             raise InputError(f"SVACConfig fields must be positive: {', '.join(positive)}")
         checks = [
-            (self.latent_hop % self.feature_hop == 0, "latent_hop must be a multiple of "
-             f"feature_hop ({self.latent_hop} vs {self.feature_hop})"),
-            (self.n_fft >= self.feature_hop, f"n_fft {self.n_fft} < feature_hop "
-             f"{self.feature_hop}"),
-            (self.n_mels % self.audio_freq_patch == 0, f"n_mels {self.n_mels} is not a "
-             f"multiple of audio_freq_patch {self.audio_freq_patch}"),
-            (self.audio_dim % self.audio_heads == 0, f"audio_dim {self.audio_dim} is not a "
-             f"multiple of audio_heads {self.audio_heads}"),
-            (self.video_dim % self.video_heads == 0, f"video_dim {self.video_dim} is not a "
-             f"multiple of video_heads {self.video_heads}"),
-            (self.video_height % self.video_patch == 0 and self.video_width % self.video_patch
-             == 0, f"video size {self.video_height}x{self.video_width} is not a multiple of "
-             f"video_patch {self.video_patch}"),
-            (self.video_window % self.video_tubelet == 0, f"video_window {self.video_window} "
-             f"is not a multiple of video_tubelet {self.video_tubelet}"),
+            (
+                self.latent_hop % self.feature_hop == 0,
+                "latent_hop must be a multiple of "
+                f"feature_hop ({self.latent_hop} vs {self.feature_hop})",
+            ),
+            (
+                self.n_fft >= self.feature_hop,
+                f"n_fft {self.n_fft} < feature_hop {self.feature_hop}",
+            ),
+            (
+                self.n_mels % self.audio_freq_patch == 0,
+                f"n_mels {self.n_mels} is not a "
+                f"multiple of audio_freq_patch {self.audio_freq_patch}",
+            ),
+            (
+                self.audio_dim % self.audio_heads == 0,
+                f"audio_dim {self.audio_dim} is not a multiple of audio_heads {self.audio_heads}",
+            ),
+            (
+                self.video_dim % self.video_heads == 0,
+                f"video_dim {self.video_dim} is not a multiple of video_heads {self.video_heads}",
+            ),
+            (
+                self.video_height % self.video_patch == 0
+                and self.video_width % self.video_patch == 0,
+                f"video size {self.video_height}x{self.video_width} is not a multiple of "
+                f"video_patch {self.video_patch}",
+            ),
+            (
+                self.video_window % self.video_tubelet == 0,
+                f"video_window {self.video_window} "
+                f"is not a multiple of video_tubelet {self.video_tubelet}",
+            ),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
@@ -154,11 +175,26 @@ SVAC_PRESETS: dict[str, SVACConfig] = {
     # 224x448 panoramas) and a ViT-B audio encoder over 128 mels, 16 bands x 4 frames per
     # patch. Set freeze_video / freeze_audio after loading pretrained backbones.
     "paper": SVACConfig(
-        sample_rate=44100, latent_hop=2048, feature_hop=512, n_fft=2048, n_mels=128,
-        audio_freq_patch=16, audio_dim=768, audio_layers=12, audio_heads=12,
-        audio_mlp_ratio=4.0, video_height=224, video_width=448, video_window=16,
-        video_tubelet=2, video_patch=16, video_dim=768, video_layers=12, video_heads=12,
-        video_intermediate=3072, head_hidden=1024,
+        sample_rate=44100,
+        latent_hop=2048,
+        feature_hop=512,
+        n_fft=2048,
+        n_mels=128,
+        audio_freq_patch=16,
+        audio_dim=768,
+        audio_layers=12,
+        audio_heads=12,
+        audio_mlp_ratio=4.0,
+        video_height=224,
+        video_width=448,
+        video_window=16,
+        video_tubelet=2,
+        video_patch=16,
+        video_dim=768,
+        video_layers=12,
+        video_heads=12,
+        video_intermediate=3072,
+        head_hidden=1024,
     ),
 }
 
@@ -245,10 +281,12 @@ class VideoEncoder(nn.Module):
         super().__init__()
         self.backbone = VideoMAEModel(backbone_config)
         self.norm = nn.LayerNorm(backbone_config.hidden_size)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False
+        )
         self.frozen = False
         self.freeze(freeze)
 
@@ -342,8 +380,11 @@ class VideoEncoder(nn.Module):
         if tuple(x.shape[-2:]) != self.frame_size:
             # Resize to the backbone's frame size (antialiased); panoramas stay panoramas.
             x = nn.functional.interpolate(
-                x.reshape(batch * frames, 3, *x.shape[-2:]), size=self.frame_size,
-                mode="bilinear", align_corners=False, antialias=True,
+                x.reshape(batch * frames, 3, *x.shape[-2:]),
+                size=self.frame_size,
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             ).reshape(batch, frames, 3, *self.frame_size)
         return (x - self.pixel_mean) / self.pixel_std
 
@@ -397,8 +438,13 @@ class AudioEncoder(nn.Module):
         self.freq_pos = nn.Parameter(torch.zeros(1, 1, config.freq_tokens, dim))
         nn.init.trunc_normal_(self.freq_pos, std=0.02)
         layer = nn.TransformerEncoderLayer(
-            dim, config.audio_heads, int(round(dim * config.audio_mlp_ratio)), dropout=0.0,
-            activation="gelu", batch_first=True, norm_first=True,
+            dim,
+            config.audio_heads,
+            int(round(dim * config.audio_mlp_ratio)),
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.blocks = nn.TransformerEncoder(layer, config.audio_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -517,8 +563,10 @@ class SVAC(nn.Module):
     def embed_text(self, caption_emb: torch.Tensor) -> torch.Tensor:
         """Unit vectors (N, E) of caption embeddings (N, text_dim)."""
         if caption_emb.ndim != 2 or caption_emb.shape[1] != self.config.text_dim:
-            raise InputError(f"caption embeddings must be (N, {self.config.text_dim}), "
-                             f"got {tuple(caption_emb.shape)}")
+            raise InputError(
+                f"caption embeddings must be (N, {self.config.text_dim}), "
+                f"got {tuple(caption_emb.shape)}"
+            )
         return self.text_head(caption_emb)
 
     def forward(self, video: torch.Tensor, foa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -535,40 +583,59 @@ class SVAC(nn.Module):
         then frozen when ``config.freeze_video`` is set.
         """
         pretrained = VideoEncoder.from_pretrained(
-            path, freeze=False, image_size=self.video_encoder.frame_size,
+            path,
+            freeze=False,
+            image_size=self.video_encoder.frame_size,
             window=self.video_encoder.window,
         )
         mine, theirs = self.video_encoder.backbone.config, pretrained.backbone.config
-        fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                  "patch_size", "tubelet_size", "num_channels", "qv_bias")
-        mismatch = [f"{f}: config {getattr(mine, f)} vs checkpoint {getattr(theirs, f)}"
-                    for f in fields if getattr(mine, f) != getattr(theirs, f)]
+        fields = (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "patch_size",
+            "tubelet_size",
+            "num_channels",
+            "qv_bias",
+        )
+        mismatch = [
+            f"{f}: config {getattr(mine, f)} vs checkpoint {getattr(theirs, f)}"
+            for f in fields
+            if getattr(mine, f) != getattr(theirs, f)
+        ]
         if mismatch:
-            raise InputError(f"VideoMAE checkpoint at {path} does not fit this SVAC config: "
-                             + "; ".join(mismatch))
+            raise InputError(
+                f"VideoMAE checkpoint at {path} does not fit this SVAC config: "
+                + "; ".join(mismatch)
+            )
         self.video_encoder.backbone.load_state_dict(pretrained.backbone.state_dict())
         self.video_encoder.freeze(self.config.freeze_video)
 
 
-def svac_config_for_backbone(
-    path: str | Path, base: SVACConfig, freeze: bool = True
-) -> SVACConfig:
+def svac_config_for_backbone(path: str | Path, base: SVACConfig, freeze: bool = True) -> SVACConfig:
     """``base`` with its video fields taken from the VideoMAE checkpoint config at ``path``.
 
     Frame size and window stay those of ``base`` (they do not change the weights);
     ``freeze_video`` is set to ``freeze`` (the paper freezes pretrained encoders).
     """
-    backbone = VideoMAEConfig.from_pretrained(str(_check_pretrained_dir(path)),
-                                              local_files_only=True)
+    backbone = VideoMAEConfig.from_pretrained(
+        str(_check_pretrained_dir(path)), local_files_only=True
+    )
     patch = backbone.patch_size
     if not isinstance(patch, int):
         if len(set(patch)) != 1:
             raise InputError(f"non-square VideoMAE patches {patch} are not supported")
         patch = patch[0]
     return dataclasses.replace(
-        base, video_dim=backbone.hidden_size, video_layers=backbone.num_hidden_layers,
-        video_heads=backbone.num_attention_heads, video_intermediate=backbone.intermediate_size,
-        video_patch=int(patch), video_tubelet=backbone.tubelet_size, freeze_video=freeze,
+        base,
+        video_dim=backbone.hidden_size,
+        video_layers=backbone.num_hidden_layers,
+        video_heads=backbone.num_attention_heads,
+        video_intermediate=backbone.intermediate_size,
+        video_patch=int(patch),
+        video_tubelet=backbone.tubelet_size,
+        freeze_video=freeze,
     )
 
 

@@ -113,8 +113,11 @@ class CaptionEncoder:
     @property
     def dim(self) -> int:
         """Embedding width (384 for MiniLM)."""
-        return int(self._model.config.hidden_size if hasattr(self._model.config, "hidden_size")
-                   else self._model.config.d_model)
+        return int(
+            self._model.config.hidden_size
+            if hasattr(self._model.config, "hidden_size")
+            else self._model.config.d_model
+        )
 
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:
         batch = self._tokenizer(
@@ -138,8 +141,9 @@ class CaptionEncoder:
         texts = list(texts)
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
-            raise InputError(f"captions must be strings; item {bad[0]} is "
-                             f"{type(texts[bad[0]]).__name__}")
+            raise InputError(
+                f"captions must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}"
+            )
         present = torch.tensor([bool(t.strip()) for t in texts], dtype=torch.bool)
         out = torch.zeros(len(texts), self.dim, device=self.device)
         real = [i for i, ok in enumerate(present.tolist()) if ok]

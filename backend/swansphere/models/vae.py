@@ -121,13 +121,19 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     # CPU-sized: 22.05 kHz, 1024x, five levels like the paper preset, 1.8 M parameters
     # (forward + backward of 2 x 1 s clips: about 0.2 s on 2 idle CPU cores).
     "tiny": VAEConfig(
-        channels=16, multipliers=(1, 2, 4, 8, 8), strides=(2, 4, 4, 4, 8), latent_dim=32,
+        channels=16,
+        multipliers=(1, 2, 4, 8, 8),
+        strides=(2, 4, 4, 4, 8),
+        latent_dim=32,
         sample_rate=22050,
     ),
     # Stable Audio Open's Oobleck widths and strides (2048x at 44.1 kHz), d = 128 as in the
     # SwanSphere paper (SAO itself has a 64-dim latent).
     "paper": VAEConfig(
-        channels=128, multipliers=(1, 2, 4, 8, 16), strides=(2, 4, 4, 8, 8), latent_dim=128,
+        channels=128,
+        multipliers=(1, 2, 4, 8, 16),
+        strides=(2, 4, 4, 8, 8),
+        latent_dim=128,
         sample_rate=44100,
     ),
 }
@@ -448,9 +454,7 @@ class FOAVAE(nn.Module):
     @staticmethod
     def sample(mean: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised draw mean + exp(logvar / 2) * eps, eps ~ N(0, 1); shape of ``mean``."""
-        eps = torch.randn(
-            mean.shape, generator=generator, dtype=mean.dtype, device=mean.device
-        )
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: Tensor) -> Tensor:
@@ -572,7 +576,7 @@ def _sao_tensors(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], d
             tensors[name] = value
     for target, parts in pairs.items():
         if set(parts) != {"g", "v"}:
-            (key, _), = parts.values()
+            ((key, _),) = parts.values()
             skipped[key] = "weight-norm magnitude and direction are not both present"
             continue
         g, v = parts["g"][1].float(), parts["v"][1].float()
@@ -678,4 +682,3 @@ def _assign(module: nn.Module, attr: str, value: Tensor) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Number of scalar parameters (works on the meta device)."""
     return sum(p.numel() for p in module.parameters())
-

@@ -26,8 +26,9 @@ SEED = 7
 def still(name, az_deg, el_deg, distance=3.0, n=1, seed=0, sounding=True):
     """A VisualObject standing still at a direction in degrees."""
     full = lambda value: np.full(n, value, dtype=np.float64)  # noqa: E731
-    return VisualObject(name, full(np.deg2rad(az_deg)), full(np.deg2rad(el_deg)), full(distance),
-                        sounding, seed)
+    return VisualObject(
+        name, full(np.deg2rad(az_deg)), full(np.deg2rad(el_deg)), full(distance), sounding, seed
+    )
 
 
 def object_mask(objects, n=1, frame=0, **kwargs):
@@ -67,7 +68,7 @@ def test_render_is_deterministic_and_seeded():
 
 def test_background_is_sky_above_ground_below_and_seamless():
     frame = render_frames([], 1, background_seed=SEED)[0].astype(float)
-    sky, ground = frame[: H // 8], frame[-H // 8:]
+    sky, ground = frame[: H // 8], frame[-H // 8 :]
     assert sky[..., 2].mean() > ground[..., 2].mean() + 30  # bluer and brighter up top
     assert sky.mean() > ground.mean()
     # The seam is invisible: the jump between the last and first column is like any other.
@@ -102,7 +103,7 @@ def test_object_behind_straddles_the_seam():
     columns = np.nonzero(mask.any(axis=0))[0]
     assert columns.min() == 0 and columns.max() == W - 1
     assert mask[:, :10].sum() > 30 and mask[:, -10:].sum() > 30
-    assert not mask[:, W // 4: 3 * W // 4].any()
+    assert not mask[:, W // 4 : 3 * W // 4].any()
     u = circular_mean_u(mask)
     assert min(u, W - u) < 1.0
     # The two halves are the same drawing as the front object rolled by 180 degrees.
@@ -116,7 +117,7 @@ def test_object_near_the_pole_spans_many_columns():
     polar, _ = object_mask([still("church_bell", 0, 82)])
     assert np.count_nonzero(equator.any(axis=0)) < W / 5
     assert np.count_nonzero(polar.any(axis=0)) > W / 2
-    assert not polar[H // 3:].any()  # it stays near the top
+    assert not polar[H // 3 :].any()  # it stays near the top
 
 
 def test_drawing_is_rotation_consistent_on_the_sphere():
@@ -146,8 +147,9 @@ def test_objects_are_drawn_far_to_near():
         objs = [still("rain", 0, 0, distance=rain_d), still("church_bell", 0, 0, distance=bell_d)]
         return render_frames(objs, 1, background_seed=SEED)[0]
 
-    bell_alone = render_frames([still("church_bell", 0, 0, distance=2.5)], 1,
-                               background_seed=SEED)[0]
+    bell_alone = render_frames([still("church_bell", 0, 0, distance=2.5)], 1, background_seed=SEED)[
+        0
+    ]
     bell_mask, _ = object_mask([still("church_bell", 0, 0, distance=2.5)])
     bell_front = frame(rain_d=5.0, bell_d=2.5)
     assert np.mean(np.all(bell_front[bell_mask] == bell_alone[bell_mask], axis=-1)) > 0.8
@@ -165,8 +167,9 @@ def test_animation_changes_frames_and_distractors_look_the_same():
     objs = [still("siren", 0, 0, n=3), still("helicopter", 90, 10, n=3)]
     frames = render_frames(objs, 3, background_seed=SEED)
     assert np.abs(frames[0].astype(int) - frames[1]).sum() > 1000
-    silent = [VisualObject(o.class_name, o.azimuth, o.elevation, o.distance, False, o.seed)
-              for o in objs]
+    silent = [
+        VisualObject(o.class_name, o.azimuth, o.elevation, o.distance, False, o.seed) for o in objs
+    ]
     np.testing.assert_array_equal(frames, render_frames(silent, 3, background_seed=SEED))
 
 
@@ -220,7 +223,7 @@ def test_markers_wrap_at_the_seam_and_keep_the_input():
     red = np.all(marked == np.array(class_colour("siren"), dtype=np.uint8), axis=-1)
     columns = np.nonzero(red.any(axis=0))[0]
     assert columns.min() < 8 and columns.max() > W - 8  # ring split by the seam
-    assert red[H // 2 + 6: H // 2 + 14].sum() > 10  # the label is written below it
+    assert red[H // 2 + 6 : H // 2 + 14].sum() > 10  # the label is written below it
     white = np.all(marked == 255, axis=-1)
     u, v = centroid(white)
     assert abs(u - W / 2) < 1.0 and abs(v - H / 2) < 1.0  # unlabelled marker is white
@@ -276,12 +279,17 @@ def test_drawing_window_never_clips_a_shape(monkeypatch):
     # Rendering only inside the computed pixel window must equal evaluating every
     # class over the whole panorama, for directions near the poles and the seam too.
     rng = np.random.default_rng(5)
-    objs = [still(name, rng.uniform(-180, 180), el, distance=d, seed=i)
-            for i, (name, el, d) in enumerate(zip(
+    objs = [
+        still(name, rng.uniform(-180, 180), el, distance=d, seed=i)
+        for i, (name, el, d) in enumerate(
+            zip(
                 SOUND_CLASSES,
                 [0, 30, 60, 75, 84, -88, -60, -30, 45, 89.5, -10, 10, 70, -75, 20, 0],
                 [1.0, 1.5, 2.0, 1.0, 3.0, 1.2, 1.0, 6.0, 1.0, 2.0, 20.0, 1.0, 1.3, 1.0, 2.5, 1.0],
-                strict=True))]
+                strict=True,
+            )
+        )
+    ]
     objs.append(still("siren", 179.0, 5, distance=1.0))
     objs.append(still("crowd", -178.0, -40, distance=1.0))
     windowed = render_frames(objs, 1, background_seed=SEED)

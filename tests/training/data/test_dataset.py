@@ -45,22 +45,37 @@ def source_index(frames: torch.Tensor) -> list[int]:
     return [round((float(f.float().mean()) - 20) / 9) for f in frames]
 
 
-def make_meta(clip_id: str, seconds: float, rate: int = RATE, video: bool = True,
-              **extra: Any) -> dict[str, Any]:
+def make_meta(
+    clip_id: str, seconds: float, rate: int = RATE, video: bool = True, **extra: Any
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "id": clip_id, "split": "train", "seed": 1, "origin": "test", "duration_s": seconds,
+        "id": clip_id,
+        "split": "train",
+        "seed": 1,
+        "origin": "test",
+        "duration_s": seconds,
         "sample_rate": rate,
         "video": {"fps": FPS, "width": W, "height": H, "frames": round(seconds * FPS)}
-        if video else None,
-        "sources": [], "label": None, "caption": None,
+        if video
+        else None,
+        "sources": [],
+        "label": None,
+        "caption": None,
     }
     meta.update(extra)
     return meta
 
 
-def make_clip(split_dir: Path, clip_id: str, seconds: float = 1.0, rate: int = RATE,
-              video: bool = True, caption_json: Any = None, audio: np.ndarray | None = None,
-              **extra: Any) -> Path:
+def make_clip(
+    split_dir: Path,
+    clip_id: str,
+    seconds: float = 1.0,
+    rate: int = RATE,
+    video: bool = True,
+    caption_json: Any = None,
+    audio: np.ndarray | None = None,
+    **extra: Any,
+) -> Path:
     meta = make_meta(clip_id, seconds, rate, video, **extra)
 
     def fill(tmp: Path) -> None:
@@ -74,9 +89,18 @@ def make_clip(split_dir: Path, clip_id: str, seconds: float = 1.0, rate: int = R
     return write_clip_dir(split_dir, clip_id, fill)
 
 
-TRACK = {"class": "siren", "class_id": 1, "motion": "moving", "level_db": -12.0,
-         "trajectory": {"t": [0.0, 1.0], "azimuth_deg": [0.0, 90.0],
-                        "elevation_deg": [0.0, 10.0], "distance_m": [2.0, 3.0]}}
+TRACK = {
+    "class": "siren",
+    "class_id": 1,
+    "motion": "moving",
+    "level_db": -12.0,
+    "trajectory": {
+        "t": [0.0, 1.0],
+        "azimuth_deg": [0.0, 90.0],
+        "elevation_deg": [0.0, 10.0],
+        "distance_m": [2.0, 3.0],
+    },
+}
 
 
 @pytest.fixture
@@ -84,8 +108,13 @@ def corpus(tmp_path: Path) -> Path:
     """Three good train clips, one good val clip, and broken folders of every kind."""
     root = tmp_path / "corpus"
     train = root / "train"
-    make_clip(train, "v0", caption_json={"caption": "a siren sweeps left"},
-              caption="ignored: caption.json wins", sources=[TRACK])
+    make_clip(
+        train,
+        "v0",
+        caption_json={"caption": "a siren sweeps left"},
+        caption="ignored: caption.json wins",
+        sources=[TRACK],
+    )
     make_clip(train, "a0", video=False, caption="rain on a roof")
     make_clip(train, "a1", seconds=2.0, video=False)
     make_clip(root / "val", "v1", caption="a dog barks", split="val")
@@ -99,8 +128,9 @@ def corpus(tmp_path: Path) -> Path:
     write_json_atomic(train / "b_noid" / "clip.json", meta)
     (train / "b_nowav" / "clip.wav").unlink()
     (train / "b_nomp4" / "clip.mp4").unlink()
-    write_json_atomic(train / "b_sources" / "clip.json",
-                      make_meta("b_sources", 1.0, sources=[{"class": "siren"}]))
+    write_json_atomic(
+        train / "b_sources" / "clip.json", make_meta("b_sources", 1.0, sources=[{"class": "siren"}])
+    )
     write_json_atomic(train / "b_rate" / "clip.json", make_meta("b_rate", 1.0, rate=-1))
     # A clip folder still being assembled (hidden temporary name) is never listed.
     hidden = train / ".x.tmp"
@@ -132,7 +162,7 @@ def test_splits_requirements_filter_and_slices(corpus):
     assert [r.id for r in ClipDataset(corpus, "val")] == ["v1"]
     with_video = ClipDataset(corpus, "train", require_video=True)
     assert [r.id for r in with_video] == ["v0"]
-    assert ("no video" in {reason for _, reason in with_video.skipped})
+    assert "no video" in {reason for _, reason in with_video.skipped}
     captioned = ClipDataset(corpus, "train", require_caption=True)
     assert [r.id for r in captioned] == ["a0", "v0"]
     assert {p.name for p, r in captioned.skipped if r == "no caption"} == {"a1", "z_badcap"}
@@ -210,16 +240,22 @@ def test_torch_dataset_shapes_crop_and_pad(corpus):
 
 def test_torch_dataset_random_crop_keeps_audio_and_video_aligned(corpus):
     data = ClipDataset(corpus, "train", require_video=True)
-    torch_data = TorchClipDataset(data, num_samples=RATE // 4, num_frames=1, random_crop=True,
-                                  generator=torch.Generator().manual_seed(0))
+    torch_data = TorchClipDataset(
+        data,
+        num_samples=RATE // 4,
+        num_frames=1,
+        random_crop=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     reference = ramp_foa(1.0)
     starts = set()
     for _ in range(20):
         item = torch_data[0]
         offset = round(item["start_s"] * RATE)
         assert 0 <= offset <= RATE - RATE // 4
-        np.testing.assert_allclose(item["foa"].numpy(),
-                                   reference[:, offset : offset + RATE // 4], atol=1e-7)
+        np.testing.assert_allclose(
+            item["foa"].numpy(), reference[:, offset : offset + RATE // 4], atol=1e-7
+        )
         # The one output frame shows the crop start: the nearest of the 4-fps frames.
         nearest = int(np.argmin(np.abs(np.arange(4) / FPS - item["start_s"])))
         assert source_index(item["video"]) == [nearest]
@@ -232,8 +268,9 @@ def test_torch_dataset_resamples_and_resizes(tmp_path):
     t = np.arange(rate) / rate
     sine = np.tile(0.5 * np.sin(2 * np.pi * 1000 * t), (4, 1))
     make_clip(tmp_path / "c" / "train", "r0", rate=rate, audio=sine)
-    data = TorchClipDataset(ClipDataset(tmp_path / "c"), num_samples=RATE, num_frames=4,
-                            frame_size=(16, 8))
+    data = TorchClipDataset(
+        ClipDataset(tmp_path / "c"), num_samples=RATE, num_frames=4, frame_size=(16, 8)
+    )
     item = data[0]
     assert item["foa"].shape == (4, RATE)
     expected = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(RATE) / RATE)

@@ -151,8 +151,9 @@ def test_sphere360_layout(tmp_path):
     sf.write(str(src / "sub" / "b.flac"), sine_foa(3.0, SRC_RATE).T, SRC_RATE, subtype="PCM_24")
     write_video(src / "c.webm")
     write_wav(src / "c.wav", sine_foa(3.0, SRC_RATE))
-    summary = import_paired_corpus(src, dst, "sphere360", clip_seconds=1.0, size=SIZE,
-                                   progress=False)
+    summary = import_paired_corpus(
+        src, dst, "sphere360", clip_seconds=1.0, size=SIZE, progress=False
+    )
     assert summary.skipped == []
     assert (summary.imported, summary.clips_written) == (3, 9)
     assert summary.seconds == pytest.approx(9.0)
@@ -172,11 +173,15 @@ def test_reimport_into_a_destination_inside_the_source(tmp_path):
     write_video(src / "a.mp4")
     write_wav(src / "a.wav", sine_foa(3.0, SRC_RATE))
     for _ in range(2):  # the second run must not pick up the clips of the first
-        summary = import_paired_corpus(src, src / "clips", "sphere360", clip_seconds=1.0,
-                                       size=SIZE, progress=False)
+        summary = import_paired_corpus(
+            src, src / "clips", "sphere360", clip_seconds=1.0, size=SIZE, progress=False
+        )
         assert (summary.imported, summary.clips_written, summary.skipped) == (1, 3, [])
     assert sorted(p.name for p in (src / "clips" / "train").iterdir()) == [
-        "a-000", "a-001", "a-002"]
+        "a-000",
+        "a-001",
+        "a-002",
+    ]
 
 
 def test_ytambigen_layout_with_meta_csv(tmp_path):
@@ -188,12 +193,14 @@ def test_ytambigen_layout_with_meta_csv(tmp_path):
         write_wav(src / "audio" / f"{name}.wav", sine_foa(3.0, SRC_RATE))
     write_wav(src / "audio" / "lonely.wav", sine_foa(3.0, SRC_RATE))
     (src / "meta.csv").write_text("id,caption,label\nx1,a car passes on the left,car\n")
-    summary = import_paired_corpus(src, dst, "ytambigen", split="val", clip_seconds=2.0,
-                                   size=SIZE, progress=False)
+    summary = import_paired_corpus(
+        src, dst, "ytambigen", split="val", clip_seconds=2.0, size=SIZE, progress=False
+    )
     # 3 s at 2-s clips: one whole clip and a 1-s remainder (>= half a clip) kept unpadded.
     assert (summary.imported, summary.clips_written) == (2, 4)
     assert [(Path(p).name, r) for p, r in summary.skipped] == [
-        ("lonely.wav", "no video with this id in video/")]
+        ("lonely.wav", "no video with this id in video/")
+    ]
     meta0, audio0, _ = read_clip(dst / "val" / "x1-000")
     meta1, audio1, _ = read_clip(dst / "val" / "x1-001")
     assert audio0.shape == (4, 2 * OUT_RATE) and audio1.shape == (4, OUT_RATE)
@@ -227,8 +234,9 @@ def test_bad_pairs_are_skipped_with_reasons(tmp_path):
     # Within tolerance: 3.3 s of audio against 3 s of video keeps the common 3 s.
     write_video(src / "close.mp4")
     write_wav(src / "close.wav", sine_foa(3.3, SRC_RATE))
-    summary = import_paired_corpus(src, dst, "sphere360", clip_seconds=1.0, size=SIZE,
-                                   progress=False)
+    summary = import_paired_corpus(
+        src, dst, "sphere360", clip_seconds=1.0, size=SIZE, progress=False
+    )
     reasons = {Path(p).stem: r for p, r in summary.skipped}
     assert set(reasons) == {"quiet", "short", "stereo", "broken", "garbage", "noaudio"}
     assert reasons["quiet"].startswith("silent")
@@ -240,7 +248,13 @@ def test_bad_pairs_are_skipped_with_reasons(tmp_path):
     assert (summary.imported, summary.clips_written) == (2, 6)
     check_pair_clips(dst / "train", "good")
     assert sorted(p.name for p in (dst / "train").iterdir()) == [
-        "close-000", "close-001", "close-002", "good-000", "good-001", "good-002"]
+        "close-000",
+        "close-001",
+        "close-002",
+        "good-000",
+        "good-001",
+        "good-002",
+    ]
     assert_no_partial_clips(dst / "train")
 
 
@@ -251,8 +265,9 @@ def test_silent_pieces_of_a_good_pair_are_skipped(tmp_path):
     audio[:, SRC_RATE : 2 * SRC_RATE] = 0.0  # the middle second is digital silence
     write_video(src / "gap.mp4")
     write_wav(src / "gap.wav", audio)
-    summary = import_paired_corpus(src, dst, "sphere360", clip_seconds=1.0, size=SIZE,
-                                   progress=False)
+    summary = import_paired_corpus(
+        src, dst, "sphere360", clip_seconds=1.0, size=SIZE, progress=False
+    )
     assert sorted(p.name for p in (dst / "train").iterdir()) == ["gap-000", "gap-002"]
     assert len(summary.skipped) == 1 and summary.skipped[0][1].startswith("silent piece")
     assert "[1.00-2.00 s]" in summary.skipped[0][0]
@@ -276,12 +291,12 @@ def test_a_failure_while_writing_leaves_no_partial_clip(tmp_path, monkeypatch):
         real_write(path, frames, fps)
 
     monkeypatch.setattr(video, "write_mp4", flaky_write)
-    summary = import_paired_corpus(src, dst, "sphere360", clip_seconds=1.0, size=SIZE,
-                                   progress=False)
+    summary = import_paired_corpus(
+        src, dst, "sphere360", clip_seconds=1.0, size=SIZE, progress=False
+    )
     assert summary.skipped == [(str(src / "p.mp4"), "OSError: disk full")]
     # The first pair keeps the clip written before the failure; the second is whole.
-    assert sorted(p.name for p in (dst / "train").iterdir()) == [
-        "p-000", "q-000", "q-001", "q-002"]
+    assert sorted(p.name for p in (dst / "train").iterdir()) == ["p-000", "q-000", "q-001", "q-002"]
     assert summary.clips_written == 4 and summary.imported == 2
     assert_no_partial_clips(dst / "train")
 
@@ -292,8 +307,9 @@ def test_non_equirect_aspect_warns_and_resizes(tmp_path, caplog):
     write_video(src / "square.mp4", width=32, height=32)
     write_wav(src / "square.wav", sine_foa(3.0, SRC_RATE))
     with caplog.at_level(logging.WARNING, logger=importers.__name__):
-        summary = import_paired_corpus(src, dst, "sphere360", clip_seconds=1.0, size=SIZE,
-                                       progress=False)
+        summary = import_paired_corpus(
+            src, dst, "sphere360", clip_seconds=1.0, size=SIZE, progress=False
+        )
     assert summary.clips_written == 3
     assert any("not 2:1" in r.getMessage() for r in caplog.records)
     assert decode_frames(dst / "train" / "square-000" / "clip.mp4").shape == (4, 16, 32, 3)
@@ -304,8 +320,9 @@ def test_paired_import_rejects_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="layout"):
         import_paired_corpus(tmp_path / "src", tmp_path / "dst", "sphere", progress=False)
     with pytest.raises(InputError, match="even"):
-        import_paired_corpus(tmp_path / "src", tmp_path / "dst", "sphere360", size=(33, 16),
-                             progress=False)
+        import_paired_corpus(
+            tmp_path / "src", tmp_path / "dst", "sphere360", size=(33, 16), progress=False
+        )
     with pytest.raises(InputError, match="video/ and audio/"):
         import_paired_corpus(tmp_path / "src", tmp_path / "dst", "ytambigen", progress=False)
     with pytest.raises(InputError, match="not found"):
@@ -347,8 +364,7 @@ def test_caption_corpus_to_pseudo_foa(tmp_path):
         "b.flac,\n"
     )
     summary = import_caption_corpus(src, dst, clip_seconds=1.0, seed=3, progress=False)
-    reasons = {p if p.startswith("captions.csv") else Path(p).name: r
-               for p, r in summary.skipped}
+    reasons = {p if p.startswith("captions.csv") else Path(p).name: r for p, r in summary.skipped}
     assert "6 channels" in reasons["six.wav"]
     assert reasons["quiet.wav"].startswith("silent")
     assert reasons["tiny.wav"].startswith("too short")
@@ -375,8 +391,9 @@ def test_caption_corpus_to_pseudo_foa(tmp_path):
             inner = slice(500 if i == 0 else 0, OUT_RATE - (500 if i == 2 else 0))
             tol = 1e-4 if rate == OUT_RATE else 2e-3  # b.flac is 16-bit: 3e-5 steps
             np.testing.assert_allclose(foa[0, inner], (lr[0] + lr[1])[piece][inner], atol=tol)
-            np.testing.assert_allclose(foa[acn[axis], inner], (lr[0] - lr[1])[piece][inner],
-                                       atol=tol)
+            np.testing.assert_allclose(
+                foa[acn[axis], inner], (lr[0] - lr[1])[piece][inner], atol=tol
+            )
     meta_a, _, _ = read_clip(split_dir / "a-000")
     assert meta_a["caption"] == "a dog barks"
     assert meta_a["captions"] == ["a dog barks", "a dog barks twice"]
@@ -388,13 +405,13 @@ def test_caption_corpus_to_pseudo_foa(tmp_path):
     assert dataset[0].caption_text() == "a dog barks"
 
     # Same seed, same axes; the clip id (not the import order) picks the axis.
-    again = import_caption_corpus(src, tmp_path / "again", clip_seconds=1.0, seed=3,
-                                  progress=False)
+    again = import_caption_corpus(src, tmp_path / "again", clip_seconds=1.0, seed=3, progress=False)
     assert again.clips_written == 9
     for clip in split_dir.iterdir():
         first = json.loads((clip / "clip.json").read_text())["pseudo_foa"]["axis"]
-        second = json.loads((tmp_path / "again" / "train" / clip.name / "clip.json")
-                            .read_text())["pseudo_foa"]["axis"]
+        second = json.loads((tmp_path / "again" / "train" / clip.name / "clip.json").read_text())[
+            "pseudo_foa"
+        ]["axis"]
         assert first == second
 
 
@@ -426,8 +443,7 @@ def test_caption_csv_must_name_its_columns(tmp_path):
 
 
 def test_summary_to_json():
-    summary = ImportSummary(imported=1, clips_written=2, skipped=[("a", "silent")],
-                            seconds=20.0)
+    summary = ImportSummary(imported=1, clips_written=2, skipped=[("a", "silent")], seconds=20.0)
     data = json.loads(json.dumps(summary.to_json()))
     assert data["skipped"] == [{"item": "a", "reason": "silent"}]
     assert data["clips_written"] == 2 and data["seconds"] == 20.0

@@ -52,8 +52,10 @@ def unit(*shape: int, seed: int = 0) -> torch.Tensor:
 def source_foa(azimuths_deg, elevations_deg, seconds: float = 0.5, seed: int = 0):
     """(B, 4, n) float64: white noise from one direction per clip."""
     rng = np.random.default_rng(seed)
-    clips = [encode_mono(rng.standard_normal(int(seconds * SR)), math.radians(a), math.radians(e))
-             for a, e in zip(azimuths_deg, elevations_deg, strict=True)]
+    clips = [
+        encode_mono(rng.standard_normal(int(seconds * SR)), math.radians(a), math.radians(e))
+        for a, e in zip(azimuths_deg, elevations_deg, strict=True)
+    ]
     return torch.from_numpy(np.stack(clips))
 
 
@@ -81,8 +83,12 @@ def test_time_shift_negatives_are_circular_shifts() -> None:
 
 def test_rotate_foa_batch_matches_numpy_rotation_and_identity() -> None:
     foa = torch.randn(2, 4, 300, dtype=torch.float64)
-    matrices = np.stack([np.stack([np.eye(3), ypr_to_matrix(30, 20, -10)]),
-                         np.stack([ypr_to_matrix(-90, 0, 0), np.eye(3)])])
+    matrices = np.stack(
+        [
+            np.stack([np.eye(3), ypr_to_matrix(30, 20, -10)]),
+            np.stack([ypr_to_matrix(-90, 0, 0), np.eye(3)]),
+        ]
+    )
     out = rotate_foa_batch(foa, matrices)
     assert torch.equal(out[0, 0], foa[0]) and torch.equal(out[1, 1], foa[1])  # identity
     expected = rotate_foa(foa[0].numpy(), ypr_to_matrix(30, 20, -10))
@@ -105,9 +111,19 @@ def test_rotation_negatives_really_move_the_source() -> None:
             rotated = clip_direction(out[b, j].numpy())
             # The source moved where the rotation says, and by at least 45 degrees.
             expected = matrices[b, j] @ direction_to_vector(*original)
-            assert great_circle_deg(rotated, tuple(
-                float(x) for x in (math.atan2(expected[1], expected[0]),
-                                   math.asin(np.clip(expected[2], -1, 1))))) < 0.5
+            assert (
+                great_circle_deg(
+                    rotated,
+                    tuple(
+                        float(x)
+                        for x in (
+                            math.atan2(expected[1], expected[0]),
+                            math.asin(np.clip(expected[2], -1, 1)),
+                        )
+                    ),
+                )
+                < 0.5
+            )
             assert great_circle_deg(rotated, original) >= 45.0 - 1e-6
             assert torch.allclose(out[b, j, 0], foa[b, 0])  # W (pressure) unchanged
 
@@ -157,8 +173,9 @@ def test_aligned_similarity_is_mean_cosine_over_time() -> None:
 def test_loss_matches_a_hand_computed_reference() -> None:
     b, t, e, tau = 3, 4, 6, 0.07
     v, a = unit(b, t, e, seed=1), unit(b, t, e, seed=2)
-    neg = SVACBatchNegatives(unit(b, 2, t, e, seed=3), unit(b, 1, t, e, seed=4),
-                             unit(b, 2, t, e, seed=5))
+    neg = SVACBatchNegatives(
+        unit(b, 2, t, e, seed=3), unit(b, 1, t, e, seed=4), unit(b, 2, t, e, seed=5)
+    )
     loss, metrics = svac_loss(v, a, neg, temperature=tau)
 
     def sim(x, y):
@@ -194,8 +211,9 @@ def test_aligned_embeddings_give_a_lower_loss_than_shuffled() -> None:
 def test_each_switch_removes_its_negatives() -> None:
     b, t, e = 4, 3, 8
     v, a = unit(b, t, e, seed=1), unit(b, t, e, seed=2)
-    neg = SVACBatchNegatives(unit(b, 2, t, e, seed=3), unit(b, 3, t, e, seed=4),
-                             unit(b, 5, t, e, seed=5))
+    neg = SVACBatchNegatives(
+        unit(b, 2, t, e, seed=3), unit(b, 3, t, e, seed=4), unit(b, 5, t, e, seed=5)
+    )
     full = NegativeConfig()
     cases = {
         full: (b + 2 + 3, b + 5),
@@ -212,11 +230,16 @@ def test_each_switch_removes_its_negatives() -> None:
         losses.add(round(float(loss), 9))
     assert len(losses) == len(cases)
     _, metrics = svac_loss(v, a, neg)
-    assert {"v2a_top1_time_shift", "v2a_top1_rotation", "a2v_top1_roll",
-            "v2a_top1_batch"} <= set(metrics)
+    assert {"v2a_top1_time_shift", "v2a_top1_rotation", "a2v_top1_roll", "v2a_top1_batch"} <= set(
+        metrics
+    )
     with pytest.raises(InputError, match="no negatives"):
-        svac_loss(v, a, neg, config=NegativeConfig(batch=False, time_shift=False,
-                                                   rotation=False, roll=False))
+        svac_loss(
+            v,
+            a,
+            neg,
+            config=NegativeConfig(batch=False, time_shift=False, rotation=False, roll=False),
+        )
 
 
 def test_loss_is_symmetric_in_video_and_audio() -> None:
@@ -290,8 +313,9 @@ def test_build_negatives_with_the_model() -> None:
     config = NegativeConfig(n_time_shift=1, n_rotation=2, n_roll=3)
     with torch.no_grad():
         video_emb, audio_emb = model(video, foa)
-        neg = build_negatives(model, foa, video, config, np.random.default_rng(0),
-                              audio_emb.shape[1])
+        neg = build_negatives(
+            model, foa, video, config, np.random.default_rng(0), audio_emb.shape[1]
+        )
         loss, metrics = svac_loss(video_emb, audio_emb, neg, config=config)
     ta = model.audio_frames(foa.shape[-1])
     assert neg.shifted_audio.shape == (2, 1, ta, 512)
@@ -299,8 +323,9 @@ def test_build_negatives_with_the_model() -> None:
     assert neg.rolled_video.shape == (2, 3, ta, 512)
     assert metrics["v2a_n_logits"] == 2 + 1 + 2 and metrics["a2v_n_logits"] == 2 + 3
     assert math.isfinite(float(loss))
-    off = build_negatives(model, foa, video, config.without_physical(),
-                          np.random.default_rng(0), ta)
+    off = build_negatives(
+        model, foa, video, config.without_physical(), np.random.default_rng(0), ta
+    )
     assert off.shifted_audio is None and off.rotated_audio is None and off.rolled_video is None
 
 
@@ -317,8 +342,9 @@ def test_overfit_smoke_tiny_model_learns_four_clips() -> None:
     for _ in range(40):
         video_emb, audio_emb = model(video, foa)
         neg = build_negatives(model, foa, video, config, rng, audio_emb.shape[1])
-        loss, _ = svac_loss(video_emb, audio_emb, neg, config=config,
-                            temperature=model.config.temperature)
+        loss, _ = svac_loss(
+            video_emb, audio_emb, neg, config=config, temperature=model.config.temperature
+        )
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -267,8 +267,10 @@ class ClipDataset(Sequence[ClipRecord]):
         return iter(self.records)
 
     def __repr__(self) -> str:
-        return (f"ClipDataset(root={str(self.root)!r}, split={self.split!r}, "
-                f"clips={len(self)}, skipped={len(self.skipped)})")
+        return (
+            f"ClipDataset(root={str(self.root)!r}, split={self.split!r}, "
+            f"clips={len(self)}, skipped={len(self.skipped)})"
+        )
 
     @property
     def total_seconds(self) -> float:
@@ -444,8 +446,10 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     has_video = torch.stack([it["has_video"] for it in items])
     shapes = {tuple(it["video"].shape) for it in items if it["has_video"]}
     if len(shapes) > 1:
-        raise InputError(f"clips in a batch have different video shapes {sorted(shapes)}; "
-                         "give TorchClipDataset a frame_size")
+        raise InputError(
+            f"clips in a batch have different video shapes {sorted(shapes)}; "
+            "give TorchClipDataset a frame_size"
+        )
     shape = shapes.pop() if shapes else tuple(items[0]["video"].shape)
     video = torch.zeros((len(items), *shape), dtype=torch.uint8)
     for i, it in enumerate(items):

@@ -150,16 +150,20 @@ def _unique_ids(names: Iterable[str]) -> list[str]:
     counts: dict[str, int] = {}
     for i in ids:
         counts[i] = counts.get(i, 0) + 1
-    return [i if counts[i] == 1 else f"{i}-{hashlib.sha1(n.encode()).hexdigest()[:8]}"
-            for i, n in zip(ids, names, strict=True)]
+    return [
+        i if counts[i] == 1 else f"{i}-{hashlib.sha1(n.encode()).hexdigest()[:8]}"
+        for i, n in zip(ids, names, strict=True)
+    ]
 
 
 def _visible_files(folder: Path, suffixes: tuple[str, ...], recursive: bool) -> list[Path]:
     """Files under ``folder`` with one of ``suffixes`` (any case), no hidden path parts."""
     found = folder.rglob("*") if recursive else folder.glob("*")
     return sorted(
-        p for p in found
-        if p.is_file() and p.suffix.lower() in suffixes
+        p
+        for p in found
+        if p.is_file()
+        and p.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -169,8 +173,10 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-                    for row in reader]
+            rows = [
+                {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+                for row in reader
+            ]
             header = [(h or "").strip().lower() for h in reader.fieldnames or []]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
@@ -199,11 +205,13 @@ def read_meta_csv(path: Path) -> dict[str, dict[str, str | None]]:
     """``{id: {"label": .., "caption": ..}}`` from a meta.csv with id,caption/label columns."""
     rows = _read_csv(path)
     if rows and "id" not in rows[0]:
-        raise InputError(f"{path} needs an 'id' column (and 'caption' and/or 'label'), "
-                         f"found {sorted(rows[0])}")
+        raise InputError(
+            f"{path} needs an 'id' column (and 'caption' and/or 'label'), found {sorted(rows[0])}"
+        )
     return {
         row["id"]: {"label": row.get("label") or None, "caption": row.get("caption") or None}
-        for row in rows if row.get("id")
+        for row in rows
+        if row.get("id")
     }
 
 
@@ -226,12 +234,17 @@ def find_pairs(src: Path, layout: str) -> tuple[list[PairedItem], list[tuple[str
     if layout == "sphere360":
         videos = _visible_files(src, VIDEO_SUFFIXES, recursive=True)
         audios = _visible_files(src, FOA_SUFFIXES, recursive=True)
-        names = [str(v.relative_to(src).with_suffix("")).replace("\\", "/").replace("/", "_")
-                 for v in videos]
+        names = [
+            str(v.relative_to(src).with_suffix("")).replace("\\", "/").replace("/", "_")
+            for v in videos
+        ]
         pairs = [(name, v, _pair_audio(v)) for name, v in zip(names, videos, strict=True)]
         video_stems = {v.with_suffix("") for v in videos}
-        orphans += [(str(a), "no video with the same name next to this audio file")
-                    for a in audios if a.with_suffix("") not in video_stems]
+        orphans += [
+            (str(a), "no video with the same name next to this audio file")
+            for a in audios
+            if a.with_suffix("") not in video_stems
+        ]
     elif layout == "ytambigen":
         vdir, adir = src / "video", src / "audio"
         for folder in (vdir, adir):
@@ -241,14 +254,18 @@ def find_pairs(src: Path, layout: str) -> tuple[list[PairedItem], list[tuple[str
         for a in _visible_files(adir, FOA_SUFFIXES, recursive=False):
             by_stem.setdefault(a.stem, a)  # FOA_SUFFIXES order: .wav before .flac
             if FOA_SUFFIXES.index(a.suffix.lower()) < FOA_SUFFIXES.index(
-                    by_stem[a.stem].suffix.lower()):
+                by_stem[a.stem].suffix.lower()
+            ):
                 by_stem[a.stem] = a
         videos = _visible_files(vdir, VIDEO_SUFFIXES, recursive=False)
         names = [v.stem for v in videos]
         pairs = [(v.stem, v, by_stem.get(v.stem)) for v in videos]
         video_ids = set(names)
-        orphans += [(str(a), "no video with this id in video/")
-                    for stem, a in by_stem.items() if stem not in video_ids]
+        orphans += [
+            (str(a), "no video with this id in video/")
+            for stem, a in by_stem.items()
+            if stem not in video_ids
+        ]
     else:
         raise InputError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     meta = read_meta_csv(src / "meta.csv") if (src / "meta.csv").is_file() else {}
@@ -258,8 +275,7 @@ def find_pairs(src: Path, layout: str) -> tuple[list[PairedItem], list[tuple[str
             orphans.append((str(video), "no FOA audio file (.wav/.flac) for this video"))
             continue
         values = meta.get(video.stem, {})
-        items.append(PairedItem(item_id, video, audio, values.get("label"),
-                                values.get("caption")))
+        items.append(PairedItem(item_id, video, audio, values.get("label"), values.get("caption")))
     return items, orphans
 
 
@@ -275,14 +291,14 @@ def read_foa_file(path: Path) -> tuple[np.ndarray, int]:
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise InputError(f"cannot read audio {path}: {exc}") from exc
     if channels != 4:
-        raise InputError(f"FOA audio must have 4 channels (AmbiX W, Y, Z, X), "
-                         f"{path.name} has {channels} channel(s)")
+        raise InputError(
+            f"FOA audio must have 4 channels (AmbiX W, Y, Z, X), "
+            f"{path.name} has {channels} channel(s)"
+        )
     return read_audio(path, channels=4)
 
 
-def sample_video(
-    path: Path, times: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, float]:
+def sample_video(path: Path, times: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
     """Decode a video and keep, for each time in ``times``, the nearest frame, resized.
 
     times: (k,) seconds from the first frame, ascending. size: (width, height).
@@ -302,8 +318,7 @@ def sample_video(
     prev_rgb: np.ndarray | None = None  # its conversion, made when first needed
 
     def keep(frame: Any) -> np.ndarray:
-        return frame.to_ndarray(width=width, height=height, format="rgb24",
-                                interpolation="AREA")
+        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
 
     try:
         with av.open(str(path)) as container:
@@ -348,8 +363,14 @@ def sample_video(
 def _warn_aspect(path: Path, width: int, height: int, size: tuple[int, int]) -> None:
     """Log a warning when a source video is not 2:1 equirectangular."""
     if height <= 0 or abs(width / height / 2.0 - 1.0) > ASPECT_TOLERANCE:
-        log.warning("%s is %dx%d, not 2:1 equirectangular; resizing it to %dx%d distorts it",
-                    path, width, height, size[0], size[1])
+        log.warning(
+            "%s is %dx%d, not 2:1 equirectangular; resizing it to %dx%d distorts it",
+            path,
+            width,
+            height,
+            size[0],
+            size[1],
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -362,17 +383,29 @@ def _clip_meta(
 ) -> dict[str, Any]:
     """clip.json for an imported clip: no ground truth (sources [] and room null)."""
     meta: dict[str, Any] = {
-        "id": clip_id, "split": split, "seed": None, "origin": origin,
-        "duration_s": round(length_s, 6), "sample_rate": sample_rate, "video": None,
-        "sources": [], "distractors": [], "room": None, "ambience_db": None,
-        "label": None, "caption": None,
+        "id": clip_id,
+        "split": split,
+        "seed": None,
+        "origin": origin,
+        "duration_s": round(length_s, 6),
+        "sample_rate": sample_rate,
+        "video": None,
+        "sources": [],
+        "distractors": [],
+        "room": None,
+        "ambience_db": None,
+        "label": None,
+        "caption": None,
     }
     meta.update(extra)
     return meta
 
 
 def write_clip(
-    split_dir: Path, meta: dict[str, Any], foa: np.ndarray, frames: np.ndarray | None,
+    split_dir: Path,
+    meta: dict[str, Any],
+    foa: np.ndarray,
+    frames: np.ndarray | None,
     fps: float,
 ) -> Path:
     """Write one clip folder atomically: clip.wav (float32), clip.mp4 if frames, clip.json."""
@@ -388,8 +421,12 @@ def write_clip(
 
 
 def _run_items(
-    items: list[Any], name: Callable[[Any], str], work: Callable[[Any], None],
-    summary: ImportSummary, desc: str, progress: bool,
+    items: list[Any],
+    name: Callable[[Any], str],
+    work: Callable[[Any], None],
+    summary: ImportSummary,
+    desc: str,
+    progress: bool,
 ) -> None:
     """Run ``work`` on each item with a progress bar, recording failures as skips."""
     for item in tqdm(items, desc=desc, unit="item", file=sys.stderr, disable=not progress):
@@ -416,8 +453,15 @@ def _check_common(clip_seconds: float, sample_rate: int) -> None:
 
 
 def _import_pair(
-    item: PairedItem, split_dir: Path, layout: str, split: str, clip_seconds: float,
-    sample_rate: int, fps: float, size: tuple[int, int], summary: ImportSummary,
+    item: PairedItem,
+    split_dir: Path,
+    layout: str,
+    split: str,
+    clip_seconds: float,
+    sample_rate: int,
+    fps: float,
+    size: tuple[int, int],
+    summary: ImportSummary,
 ) -> None:
     """Import one (video, FOA) pair; InputError says why it is skipped as a whole."""
     audio, rate = read_foa_file(item.audio)
@@ -432,12 +476,15 @@ def _import_pair(
     if not planned:
         raise InputError(f"too short: {audio_s:.2f} s is less than half a clip")
     counts = [frame_count(length, fps) for _, length in planned]
-    times = np.concatenate([start + np.arange(n) / fps
-                            for (start, _), n in zip(planned, counts, strict=True)])
+    times = np.concatenate(
+        [start + np.arange(n) / fps for (start, _), n in zip(planned, counts, strict=True)]
+    )
     frames, video_s = sample_video(item.video, times, size)
     if abs(video_s - audio_s) > MAX_LENGTH_MISMATCH_S:
-        raise InputError(f"mismatched lengths: audio {audio_s:.2f} s, video {video_s:.2f} s "
-                         f"(tolerance {MAX_LENGTH_MISMATCH_S} s)")
+        raise InputError(
+            f"mismatched lengths: audio {audio_s:.2f} s, video {video_s:.2f} s "
+            f"(tolerance {MAX_LENGTH_MISMATCH_S} s)"
+        )
     pieces = plan_pieces(min(audio_s, video_s), clip_seconds)
     if not pieces:
         raise InputError(f"too short: {min(audio_s, video_s):.2f} s is less than half a clip")
@@ -454,11 +501,19 @@ def _import_pair(
         clip_frames = frames[offsets[i] : offsets[i] + n]
         clip_id = f"{item.item_id}-{i:03d}"
         meta = _clip_meta(
-            clip_id, split, layout, foa.shape[1] / sample_rate, sample_rate,
+            clip_id,
+            split,
+            layout,
+            foa.shape[1] / sample_rate,
+            sample_rate,
             video={"fps": fps, "width": size[0], "height": size[1], "frames": n},
-            label=item.label, caption=item.caption,
-            provenance={"video": item.video.name, "audio": item.audio.name,
-                        "start_s": round(start, 6)},
+            label=item.label,
+            caption=item.caption,
+            provenance={
+                "video": item.video.name,
+                "audio": item.audio.name,
+                "start_s": round(start, 6),
+            },
         )
         write_clip(split_dir, meta, foa, clip_frames, fps)
         summary.clips_written += 1
@@ -510,14 +565,19 @@ def import_paired_corpus(
     split_dir = dst / split
 
     def work(item: PairedItem) -> None:
-        _import_pair(item, split_dir, layout, split, clip_seconds, sample_rate, fps, size,
-                     summary)
+        _import_pair(item, split_dir, layout, split, clip_seconds, sample_rate, fps, size, summary)
 
     _run_items(items, lambda it: str(it.video), work, summary, f"import {layout}", progress)
     summary.elapsed_s = time.monotonic() - start_time
-    log.info("imported %d of %d pairs from %s: %d clips, %.1f s, %d skipped",
-             summary.imported, len(items), src, summary.clips_written, summary.seconds,
-             len(summary.skipped))
+    log.info(
+        "imported %d of %d pairs from %s: %d clips, %.1f s, %d skipped",
+        summary.imported,
+        len(items),
+        src,
+        summary.clips_written,
+        summary.seconds,
+        len(summary.skipped),
+    )
     return summary
 
 
@@ -545,8 +605,10 @@ def find_caption_csv(src: Path, split: str) -> Path:
         return found[0]
     if not found:
         raise InputError(f"no caption CSV in {src} (expected captions.csv or {split}.csv)")
-    raise InputError(f"several CSV files in {src} ({', '.join(p.name for p in found)}); "
-                     f"name the caption file captions.csv or {split}.csv")
+    raise InputError(
+        f"several CSV files in {src} ({', '.join(p.name for p in found)}); "
+        f"name the caption file captions.csv or {split}.csv"
+    )
 
 
 def _resolve_row_audio(row: dict[str, str], src: Path) -> tuple[Path | None, str]:
@@ -581,8 +643,10 @@ def find_caption_items(
         if "caption" not in columns:
             raise InputError(f"{csv_path} needs a 'caption' column, found {sorted(columns)}")
         if not columns & set(PATH_COLUMNS + ID_COLUMNS):
-            raise InputError(f"{csv_path} needs an audio column (one of "
-                             f"{', '.join(PATH_COLUMNS + ID_COLUMNS)}), found {sorted(columns)}")
+            raise InputError(
+                f"{csv_path} needs an audio column (one of "
+                f"{', '.join(PATH_COLUMNS + ID_COLUMNS)}), found {sorted(columns)}"
+            )
     by_audio: dict[Path, list[str]] = {}
     bad: list[tuple[str, str]] = []
     for line, row in enumerate(rows, start=2):  # line 1 is the header
@@ -599,10 +663,11 @@ def find_caption_items(
             names.append(str(audio.resolve().relative_to(src.resolve()).with_suffix("")))
         except ValueError:  # an absolute path outside src
             names.append(audio.stem)
-    keys = _unique_ids(n.replace("\\", "/").removeprefix("audio/").replace("/", "_")
-                       for n in names)
-    items = [CaptionItem(key, audio, caps)
-             for key, (audio, caps) in zip(keys, by_audio.items(), strict=True)]
+    keys = _unique_ids(n.replace("\\", "/").removeprefix("audio/").replace("/", "_") for n in names)
+    items = [
+        CaptionItem(key, audio, caps)
+        for key, (audio, caps) in zip(keys, by_audio.items(), strict=True)
+    ]
     return items, bad
 
 
@@ -613,8 +678,9 @@ def read_mono_stereo(path: Path) -> tuple[np.ndarray, int]:
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise InputError(f"cannot read audio {path}: {exc}") from exc
     if channels > 2:
-        raise InputError(f"{path.name} has {channels} channels; a caption corpus must be "
-                         "mono or stereo")
+        raise InputError(
+            f"{path.name} has {channels} channels; a caption corpus must be mono or stereo"
+        )
     audio, rate = read_audio(path)
     return (audio[0] if channels == 1 else audio), rate
 
@@ -630,8 +696,14 @@ def dipole_axis(seed: int, clip_id: str) -> str:
 
 
 def _import_caption_item(
-    item: CaptionItem, split_dir: Path, split: str, clip_seconds: float,
-    sample_rate: int, seed: int, origin: str, summary: ImportSummary,
+    item: CaptionItem,
+    split_dir: Path,
+    split: str,
+    clip_seconds: float,
+    sample_rate: int,
+    seed: int,
+    origin: str,
+    summary: ImportSummary,
 ) -> None:
     """Import one audio file of a caption corpus as pseudo-FOA clips."""
     audio, rate = read_mono_stereo(item.audio)
@@ -648,15 +720,23 @@ def _import_caption_item(
         piece = audio[..., a0 : a0 + round(length * sample_rate)]
         level = rms_dbfs(piece)
         if level < SILENCE_DBFS:
-            summary.skip(f"{item.audio} [{start:.2f}-{start + length:.2f} s]",
-                         f"silent piece: {level:.1f} dBFS RMS")
+            summary.skip(
+                f"{item.audio} [{start:.2f}-{start + length:.2f} s]",
+                f"silent piece: {level:.1f} dBFS RMS",
+            )
             continue
         clip_id = f"{item.key}-{i:03d}"
         axis = dipole_axis(seed, clip_id)
         foa = pseudo_foa(piece, axis)
         meta = _clip_meta(
-            clip_id, split, origin, piece.shape[-1] / sample_rate, sample_rate,
-            seed=int(seed), caption=item.captions[0], captions=item.captions,
+            clip_id,
+            split,
+            origin,
+            piece.shape[-1] / sample_rate,
+            sample_rate,
+            seed=int(seed),
+            caption=item.captions[0],
+            captions=item.captions,
             pseudo_foa={"axis": axis, "channels": 1 if audio.ndim == 1 else 2},
             provenance={"audio": item.audio.name, "start_s": round(start, 6)},
         )
@@ -698,12 +778,19 @@ def import_caption_corpus(
     split_dir = dst / split
 
     def work(item: CaptionItem) -> None:
-        _import_caption_item(item, split_dir, split, clip_seconds, sample_rate, seed,
-                             origin, summary)
+        _import_caption_item(
+            item, split_dir, split, clip_seconds, sample_rate, seed, origin, summary
+        )
 
     _run_items(items, lambda it: str(it.audio), work, summary, "import captions", progress)
     summary.elapsed_s = time.monotonic() - start_time
-    log.info("imported %d of %d audio files from %s: %d clips, %.1f s, %d skipped",
-             summary.imported, len(items), src, summary.clips_written, summary.seconds,
-             len(summary.skipped))
+    log.info(
+        "imported %d of %d audio files from %s: %d clips, %.1f s, %d skipped",
+        summary.imported,
+        len(items),
+        src,
+        summary.clips_written,
+        summary.seconds,
+        len(summary.skipped),
+    )
     return summary

@@ -64,8 +64,9 @@ class NegativeConfig:
             if getattr(self, name) < 0:
                 raise InputError(f"NegativeConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.min_shift_fraction <= 0.5:
-            raise InputError(f"min_shift_fraction must be in (0, 0.5], got "
-                             f"{self.min_shift_fraction}")
+            raise InputError(
+                f"min_shift_fraction must be in (0, 0.5], got {self.min_shift_fraction}"
+            )
         if not 0.0 <= self.min_rotation_deg < 180.0:
             raise InputError(f"min_rotation_deg must be in [0, 180), got {self.min_rotation_deg}")
         if not 0.0 < self.min_roll_deg <= 180.0:
@@ -131,13 +132,16 @@ def time_shift_negatives(
     batch, _, samples = foa.shape
     low = int(np.ceil(min_fraction * samples))
     if low < 1 or samples - low < low:
-        raise InputError(f"cannot shift a clip of {samples} samples by at least "
-                         f"{min_fraction} of its length")
+        raise InputError(
+            f"cannot shift a clip of {samples} samples by at least {min_fraction} of its length"
+        )
     shifts = rng.integers(low, samples - low, size=(batch, k), endpoint=True)
-    out = torch.stack([
-        torch.stack([torch.roll(foa[b], int(shifts[b, j]), dims=-1) for j in range(k)])
-        for b in range(batch)
-    ])
+    out = torch.stack(
+        [
+            torch.stack([torch.roll(foa[b], int(shifts[b, j]), dims=-1) for j in range(k)])
+            for b in range(batch)
+        ]
+    )
     return out, shifts
 
 
@@ -151,11 +155,13 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A uniformly distributed (Haar) random rotation matrix (3, 3)."""
     q = rng.normal(size=4)
     w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def clip_intensity(foa: torch.Tensor) -> torch.Tensor:
@@ -174,8 +180,9 @@ def _draw_rotation(
         if direction is not None and float(direction @ r @ direction) > cos_min:
             continue
         return r
-    raise InputError(f"no rotation of at least {min_angle_deg} deg found in "
-                     f"{MAX_ROTATION_DRAWS} draws")
+    raise InputError(
+        f"no rotation of at least {min_angle_deg} deg found in {MAX_ROTATION_DRAWS} draws"
+    )
 
 
 def rotation_negatives(
@@ -214,8 +221,9 @@ def rotate_foa_batch(foa: torch.Tensor, matrices: np.ndarray) -> torch.Tensor:
     _check_foa(foa)
     matrices = np.asarray(matrices, dtype=np.float64)
     if matrices.ndim != 4 or matrices.shape[0] != foa.shape[0] or matrices.shape[2:] != (3, 3):
-        raise InputError(f"rotations must be (B, K, 3, 3) with B = {foa.shape[0]}, "
-                         f"got {matrices.shape}")
+        raise InputError(
+            f"rotations must be (B, K, 3, 3) with B = {foa.shape[0]}, got {matrices.shape}"
+        )
     mixing = torch.from_numpy(foa_rotation_matrix(matrices)).to(foa.device, foa.dtype)
     return torch.einsum("bkij,bjt->bkit", mixing, foa)
 
@@ -238,13 +246,16 @@ def roll_negatives(
     low = int(np.ceil(min_roll_deg / 360.0 * width - 1e-9))
     high = width - low
     if low < 1 or high < low:
-        raise InputError(f"cannot roll a panorama {width} pixels wide by at least "
-                         f"{min_roll_deg} deg")
+        raise InputError(
+            f"cannot roll a panorama {width} pixels wide by at least {min_roll_deg} deg"
+        )
     columns = rng.integers(low, high, size=(batch, k), endpoint=True)
-    rolled = torch.stack([
-        torch.stack([torch.roll(video[b], -int(columns[b, j]), dims=-1) for j in range(k)])
-        for b in range(batch)
-    ])
+    rolled = torch.stack(
+        [
+            torch.stack([torch.roll(video[b], -int(columns[b, j]), dims=-1) for j in range(k)])
+            for b in range(batch)
+        ]
+    )
     return rolled, columns * 360.0 / width
 
 
@@ -299,8 +310,10 @@ def aligned_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def similarity_matrix(video_emb: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
     """S[i, j] = aligned similarity of video i and audio j: (B, T, E) x (B, T, E) -> (B, B)."""
     if video_emb.ndim != 3 or video_emb.shape != audio_emb.shape:
-        raise InputError(f"embeddings must both be (B, T, E); got {tuple(video_emb.shape)} and "
-                         f"{tuple(audio_emb.shape)}")
+        raise InputError(
+            f"embeddings must both be (B, T, E); got {tuple(video_emb.shape)} and "
+            f"{tuple(audio_emb.shape)}"
+        )
     v, a = F.normalize(video_emb, dim=-1), F.normalize(audio_emb, dim=-1)
     return torch.einsum("ite,jte->ij", v, a) / v.shape[1]
 
@@ -310,13 +323,17 @@ def _own_similarity(query: torch.Tensor, extras: torch.Tensor | None, name: str)
     if extras is None:
         return query.new_zeros(query.shape[0], 0)
     if extras.ndim != 4 or extras.shape[0] != query.shape[0] or extras.shape[2:] != query.shape[1:]:
-        raise InputError(f"{name} must be (B, K, T, E) = ({query.shape[0]}, K, "
-                         f"{query.shape[1]}, {query.shape[2]}), got {tuple(extras.shape)}")
+        raise InputError(
+            f"{name} must be (B, K, T, E) = ({query.shape[0]}, K, "
+            f"{query.shape[1]}, {query.shape[2]}), got {tuple(extras.shape)}"
+        )
     return aligned_similarity(query[:, None], extras)
 
 
 def _direction(
-    positive: torch.Tensor, batch_sims: torch.Tensor | None, extras: dict[str, torch.Tensor],
+    positive: torch.Tensor,
+    batch_sims: torch.Tensor | None,
+    extras: dict[str, torch.Tensor],
     temperature: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of one direction and its metrics.
@@ -338,8 +355,9 @@ def _direction(
         if logits.shape[1] > 1:  # no accuracy to speak of without a negative
             metrics["top1"] = float((positive > hardest.max(dim=1).values).float().mean())
         if batch_sims is not None and n > 1:
-            off = batch_sims.masked_fill(torch.eye(n, dtype=torch.bool, device=positive.device),
-                                         -torch.inf)
+            off = batch_sims.masked_fill(
+                torch.eye(n, dtype=torch.bool, device=positive.device), -torch.inf
+            )
             metrics["top1_batch"] = float((positive > off.max(dim=1).values).float().mean())
             eye = torch.eye(n, dtype=torch.bool, device=positive.device)
             metrics["sim_batch"] = float(batch_sims[~eye].mean())
@@ -372,36 +390,47 @@ def svac_loss(
     if temperature <= 0:
         raise InputError(f"temperature must be positive, got {temperature}")
     if video_emb.ndim != 3 or video_emb.shape != audio_emb.shape:
-        raise InputError(f"video and audio embeddings must both be (B, T, E); got "
-                         f"{tuple(video_emb.shape)} and {tuple(audio_emb.shape)}")
+        raise InputError(
+            f"video and audio embeddings must both be (B, T, E); got "
+            f"{tuple(video_emb.shape)} and {tuple(audio_emb.shape)}"
+        )
     shifted = negatives.shifted_audio if config.time_shift else None
     rotated = negatives.rotated_audio if config.rotation else None
     rolled = negatives.rolled_video if config.roll else None
     if valid is not None:
         valid = valid.to(device=video_emb.device, dtype=torch.bool)
         if valid.shape != video_emb.shape[:1]:
-            raise InputError(f"valid must be (B,) = ({video_emb.shape[0]},), got "
-                             f"{tuple(valid.shape)}")
+            raise InputError(
+                f"valid must be (B,) = ({video_emb.shape[0]},), got {tuple(valid.shape)}"
+            )
         if not bool(valid.any()):
             raise InputError("no valid clip in the batch")
         video_emb, audio_emb = video_emb[valid], audio_emb[valid]
-        shifted, rotated, rolled = (None if x is None else x[valid]
-                                    for x in (shifted, rotated, rolled))
-    video_extras = {"time_shift": _own_similarity(video_emb, shifted, "shifted_audio"),
-                    "rotation": _own_similarity(video_emb, rotated, "rotated_audio")}
+        shifted, rotated, rolled = (
+            None if x is None else x[valid] for x in (shifted, rotated, rolled)
+        )
+    video_extras = {
+        "time_shift": _own_similarity(video_emb, shifted, "shifted_audio"),
+        "rotation": _own_similarity(video_emb, rotated, "rotated_audio"),
+    }
     audio_extras = {"roll": _own_similarity(audio_emb, rolled, "rolled_video")}
     positive = aligned_similarity(video_emb, audio_emb)
     sims = similarity_matrix(video_emb, audio_emb) if config.batch else None
     loss_v2a, m_v2a = _direction(positive, sims, video_extras, temperature)
-    loss_a2v, m_a2v = _direction(positive, None if sims is None else sims.T, audio_extras,
-                                 temperature)
+    loss_a2v, m_a2v = _direction(
+        positive, None if sims is None else sims.T, audio_extras, temperature
+    )
     if m_v2a["n_logits"] == 1 and m_a2v["n_logits"] == 1:
-        raise InputError("SVAC loss has no negatives: enable batch negatives with B > 1 or "
-                         "pass physical negatives")
+        raise InputError(
+            "SVAC loss has no negatives: enable batch negatives with B > 1 or "
+            "pass physical negatives"
+        )
     loss = 0.5 * (loss_v2a + loss_a2v)
     metrics = {
-        "loss": float(loss.detach()), "loss_v2a": float(loss_v2a.detach()),
-        "loss_a2v": float(loss_a2v.detach()), "sim_positive": float(positive.detach().mean()),
+        "loss": float(loss.detach()),
+        "loss_v2a": float(loss_v2a.detach()),
+        "loss_a2v": float(loss_a2v.detach()),
+        "sim_positive": float(positive.detach().mean()),
     }
     metrics |= {f"v2a_{k}": v for k, v in m_v2a.items()}
     metrics |= {f"a2v_{k}": v for k, v in m_a2v.items()}
@@ -423,10 +452,16 @@ def text_audio_loss(
     """
     if temperature <= 0:
         raise InputError(f"temperature must be positive, got {temperature}")
-    if text_emb.ndim != 2 or audio_emb.ndim != 3 or text_emb.shape[0] != audio_emb.shape[0] \
-            or text_emb.shape[1] != audio_emb.shape[2]:
-        raise InputError(f"need text (B, E) and audio (B, T, E); got {tuple(text_emb.shape)} "
-                         f"and {tuple(audio_emb.shape)}")
+    if (
+        text_emb.ndim != 2
+        or audio_emb.ndim != 3
+        or text_emb.shape[0] != audio_emb.shape[0]
+        or text_emb.shape[1] != audio_emb.shape[2]
+    ):
+        raise InputError(
+            f"need text (B, E) and audio (B, T, E); got {tuple(text_emb.shape)} "
+            f"and {tuple(audio_emb.shape)}"
+        )
     if valid is not None:
         valid = valid.to(device=text_emb.device, dtype=torch.bool)
         text_emb, audio_emb = text_emb[valid], audio_emb[valid]
@@ -441,7 +476,9 @@ def text_audio_loss(
     loss = 0.5 * (loss_t2a + loss_a2t)
     with torch.no_grad():
         metrics = {
-            "loss": float(loss), "loss_t2a": float(loss_t2a), "loss_a2t": float(loss_a2t),
+            "loss": float(loss),
+            "loss_t2a": float(loss_t2a),
+            "loss_a2t": float(loss_a2t),
             "top1_t2a": float((logits.argmax(dim=1) == target).float().mean()),
             "top1_a2t": float((logits.argmax(dim=0) == target).float().mean()),
         }
