@@ -56,7 +56,9 @@ def run_vae(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     vae = load_bundle(args.model).build("vae")
-    print_json({"model": args.model, **evaluate_vae(vae, args.data, args.split, args.clips)})
+    result = evaluate_vae(vae, args.data, args.split, args.clips)
+    result.pop("example")  # audio arrays: the training stage logs them, JSON does not
+    print_json({"model": args.model, **result})
     return 0
 
 
@@ -68,9 +70,9 @@ def run_svac(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     svac = load_bundle(args.model).build("svac")
-    print_json(
-        {"model": args.model, **evaluate_svac(svac, args.data, args.split, max(args.clips, 64))}
-    )
+    result = evaluate_svac(svac, args.data, args.split, max(args.clips, 64))
+    result.pop("similarity")  # (N, N) matrix: the training stage plots it
+    print_json({"model": args.model, **result})
     return 0
 
 

@@ -13,6 +13,7 @@ from swansphere.errors import InputError
 from swansphere.foa.encode import encode_mono
 from swansphere.models.vae import FOAVAE, kl_divergence, pad_to_stride
 from swansphere_training.losses.audio import (
+    IntensityLoss,
     MultiResolutionSTFTLoss,
     MultiScaleSTFTDiscriminator,
     VAELossWeights,
@@ -122,6 +123,42 @@ def test_mrstft_bad_input(mrstft: MultiResolutionSTFTLoss) -> None:
 def halve(bins: int) -> int:
     """Frequency bins after a (.., 9) conv with stride 2 and padding 4."""
     return (bins - 1) // 2 + 1
+
+
+def _plane_wave(azimuth: float, elevation: float, n: int = 8192) -> torch.Tensor:
+    mono = np.random.default_rng(7).standard_normal(n)
+    return torch.from_numpy(np.asarray(encode_mono(mono, azimuth, elevation), np.float32))[None]
+
+
+def test_intensity_loss_reference_values() -> None:
+    loss = IntensityLoss(default_fft_sizes(RATE)[:3])
+    wave = _plane_wave(0.5, 0.2)
+    assert float(loss(wave, wave)) < 1e-6
+    # A plane wave from the opposite direction: |I_pred - I_true| = 2 |I_true| = 2 E per bin.
+    opposite = _plane_wave(0.5 + math.pi, -0.2)
+    assert float(loss(opposite, wave)) == pytest.approx(2.0, abs=1e-3)
+    assert float(loss(torch.zeros_like(wave), wave)) == pytest.approx(1.0, abs=1e-3)
+    # Per-channel magnitudes cannot tell a flipped dipole; the intensity loss can.
+    flipped = wave.clone()
+    flipped[:, 3] *= -1  # X
+    mrstft = MultiResolutionSTFTLoss(default_fft_sizes(RATE))
+    assert float(mrstft(flipped, wave).total) < 1e-5
+    assert float(loss(flipped, wave)) > 0.5
+    # Monotone in the angle between the directions.
+    values = [float(loss(_plane_wave(0.5 + d, 0.2), wave)) for d in (0.05, 0.3, 1.0)]
+    assert values == sorted(values)
+
+
+def test_intensity_loss_gradient_and_bad_input() -> None:
+    loss = IntensityLoss((256, 128))
+    wave = _plane_wave(1.0, 0.0, 2048)
+    pred = wave.clone().requires_grad_(True)
+    loss(pred, wave).backward()  # zero distance: the gradient must stay finite
+    assert torch.isfinite(pred.grad).all()
+    with pytest.raises(InputError, match="shape"):
+        loss(wave[:, :3], wave[:, :3])
+    with pytest.raises(InputError, match="differ"):
+        loss(wave, wave[..., :1024])
 
 
 def test_discriminator_shapes() -> None:

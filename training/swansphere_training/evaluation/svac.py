@@ -7,6 +7,8 @@
   by 45, 90, ..., 315 degrees?
 * ``shift_top1``: is the true alignment more similar than the 7 circular time shifts by
   1/8, ..., 7/8 of the window?
+
+The result also holds ``similarity``, the (N, N) video x audio matrix, for plots.
 """
 
 from __future__ import annotations
@@ -90,4 +92,5 @@ def evaluate_svac(
         "rotation_top1": float(np.mean(rotation_hits)),
         "shift_top1": float(np.mean(shift_hits)),
         "chance": {"r_at_1": 1.0 / k, "rotation_top1": 1 / 8, "shift_top1": 1 / 8},
+        "similarity": sim.numpy(),  # (N, N) video rows x audio columns
     }

@@ -5,7 +5,7 @@ mean of W * (X, Y, Z)) of the input against that of the reconstruction, great-ci
 degrees, averaged over clips. ``mrstft``: the multi-resolution STFT loss per AmbiX
 channel (W, Y, Z, X). ``streaming_max_abs_diff``: the largest sample difference between
 decoding the latents 4 frames at a time with the streaming decoder and decoding them
-all at once.
+all at once. ``example``: the first clip and its reconstruction, (4, n) each.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def evaluate_vae(
     clips = [c for c in ClipDataset(root, split=split) if c.sample_rate == rate][:max_clips]
     if not clips:
         raise ValueError(f"no {rate} Hz clips under {root}/{split or ''}")
-    errors, per_channel, stream_diff = [], [], 0.0
+    errors, per_channel, stream_diff, example = [], [], 0.0, None
     for i, clip in enumerate(clips):
         foa, _ = clip.load_audio()
         n = min(samples, foa.shape[1]) // hop * hop  # whole latent frames
@@ -48,6 +48,8 @@ def evaluate_vae(
         az_out, el_out = clip_direction(recon[0].double().numpy())
         errors.append(float(np.rad2deg(angular_error(az_in, el_in, az_out, el_out))))
         per_channel.append(loss(recon, x).per_channel.numpy())
+        if example is None:
+            example = (x[0].numpy(), recon[0].numpy())
         if i < 4:
             stream = StreamingDecoder(vae)
             chunks = [
@@ -63,4 +65,5 @@ def evaluate_vae(
         "mrstft": float(np.mean(channel_means)),
         "mrstft_per_channel": {c: float(v) for c, v in zip(CHANNELS, channel_means, strict=True)},
         "streaming_max_abs_diff": stream_diff,
+        "example": example,  # (original, reconstruction) FOA of the first clip
     }

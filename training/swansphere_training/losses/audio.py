@@ -7,6 +7,8 @@ feature matching comes with the discriminator as in Encodec / stable-audio-tools
 
 * :class:`MultiResolutionSTFTLoss` -- spectral convergence + log-magnitude L1 averaged over
   FFT sizes, per channel, combined with channel weights; returns total and per-channel.
+* :class:`IntensityLoss` -- multi-resolution L1 of the active intensity per STFT bin,
+  relative to the target's energy: keeps each bin's direction, which magnitudes miss.
 * :class:`MultiScaleSTFTDiscriminator` -- Encodec's MS-STFT discriminator over 4 channels:
   at each scale the complex STFT's real and imaginary parts of all channels are stacked
   as 2D-conv input channels (so inter-channel phase, i.e. direction, is visible to it).
@@ -156,6 +158,58 @@ class MultiResolutionSTFTLoss(nn.Module):
         return MRSTFTResult(total, per_channel)
 
 
+def active_intensity(x: Tensor, n_fft: int, hop: int, window: Tensor) -> tuple[Tensor, Tensor]:
+    """Active intensity and energy density per STFT bin of AmbiX FOA x (B, 4, T).
+
+    I = Re{conj(W) (X, Y, Z)} (B, 3, F, N) in x, y, z order (ACN channels 3, 1, 2) and
+    E = (|W|^2 + |X|^2 + |Y|^2 + |Z|^2) / 2 (B, F, N): the SN3D plane-wave convention of
+    :mod:`swansphere.foa.doa` (|I| = E for one plane wave). Centred Hann frames.
+    """
+    b, c, t = x.shape
+    spec = torch.stft(
+        x.reshape(b * c, t), n_fft, hop, window=window, center=True, return_complex=True
+    ).view(b, c, -1, (t // hop) + 1)
+    w, v = spec[:, 0], spec[:, [3, 1, 2]]
+    intensity = (w.conj().unsqueeze(1) * v).real
+    energy = 0.5 * (spec.real.pow(2) + spec.imag.pow(2)).sum(dim=1)
+    return intensity, energy
+
+
+class IntensityLoss(nn.Module):
+    """Multi-resolution active-intensity loss: the sound field's direction, per bin.
+
+    Per-channel STFT magnitudes are blind to the phase between W and the dipoles, and that
+    phase is the direction (I = Re{W* (X, Y, Z)}). For each FFT size n (Hann, hop n / 4):
+    sum over bins of ||I_pred - I_target|| (Euclidean) divided by the target's summed
+    energy E, per example; averaged over sizes and the batch. Dimensionless: 0 for a
+    perfect field, 2 when a plane wave comes back from the opposite side. Loud bins
+    count in proportion to their energy, as they do in the clip-level direction.
+    """
+
+    def __init__(self, fft_sizes: Sequence[int] = BASE_FFT_SIZES[:3], eps: float = 1e-8) -> None:
+        super().__init__()
+        self.fft_sizes = _check_sizes(fft_sizes, 0.25)
+        self.eps = eps
+        for n in self.fft_sizes:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """pred, target: FOA (B, 4, T) -> scalar loss."""
+        _check_audio("pred", pred, 4, max(self.fft_sizes))
+        _check_audio("target", target, 4, max(self.fft_sizes))
+        if pred.shape != target.shape:
+            raise InputError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+        total = pred.new_zeros(())
+        for n in self.fft_sizes:
+            window = getattr(self, f"window_{n}").to(pred.dtype)
+            i_pred, _ = active_intensity(pred, n, n // 4, window)
+            i_true, e_true = active_intensity(target, n, n // 4, window)
+            # Euclidean distance per bin; the tiny constant keeps its gradient finite at 0.
+            error = ((i_pred - i_true).pow(2).sum(dim=1) + 1e-20).sqrt().sum(dim=(1, 2))
+            total = total + (error / (e_true.sum(dim=(1, 2)) + self.eps)).mean()
+        return total / len(self.fft_sizes)
+
+
 # --------------------------------------------------------------------------------------
 # Discriminator
 # --------------------------------------------------------------------------------------
@@ -202,8 +256,12 @@ class STFTDiscriminator(nn.Module):
         """x: (B, C, T), T >= n_fft -> (logits (B, 1, frames, freq'), feature maps)."""
         b, c, t = x.shape
         spec = torch.stft(
-            x.reshape(b * c, t), self.n_fft, self.hop, window=self.window.to(x.dtype),
-            center=False, return_complex=True,
+            x.reshape(b * c, t),
+            self.n_fft,
+            self.hop,
+            window=self.window.to(x.dtype),
+            center=False,
+            return_complex=True,
         )  # (B C, freq, frames)
         spec = spec.view(b, c, *spec.shape[-2:])
         z = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2C, frames, freq)
@@ -236,8 +294,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         sizes = _check_sizes(fft_sizes, hop_ratio)
         self.in_channels = in_channels
         self.scales = nn.ModuleList(
-            STFTDiscriminator(in_channels, filters, n, max(1, round(n * hop_ratio)))
-            for n in sizes
+            STFTDiscriminator(in_channels, filters, n, max(1, round(n * hop_ratio))) for n in sizes
         )
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:

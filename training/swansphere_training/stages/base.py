@@ -241,6 +241,22 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
+def linear_warmup(
+    optimizer: torch.optim.Optimizer, steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """LR factor (k + 1) / steps for the first ``steps`` steps k, then 1 (steps 0: always 1).
+
+    Transformers trained from scratch with Adam need it: the first updates, taken with
+    second-moment estimates from a handful of batches, otherwise throw the weights far.
+    """
+    if int(steps) != steps or steps < 0:
+        raise InputError(f"warm-up steps must be an integer >= 0, got {steps!r}")
+    steps = int(steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: min(1.0, (k + 1) / steps) if steps else 1.0
+    )
+
+
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Tensors in nested dicts, lists and tuples moved to ``device``; other values kept."""
     if isinstance(batch, torch.Tensor):
@@ -467,10 +483,12 @@ class Stage(abc.ABC):
         if not self.dist.enabled:
             return model
         if isinstance(model, nn.ModuleDict):
-            return nn.ModuleDict({
-                key: self.ddp(net) if any(p.requires_grad for p in net.parameters()) else net
-                for key, net in model.items()
-            })
+            return nn.ModuleDict(
+                {
+                    key: self.ddp(net) if any(p.requires_grad for p in net.parameters()) else net
+                    for key, net in model.items()
+                }
+            )
         return self.ddp(model)
 
     def ddp(self, module: nn.Module) -> nn.Module:
@@ -561,8 +579,12 @@ class Stage(abc.ABC):
         self.wrapped = self.wrap_model(self.model)
 
         sampler = StepBatchSampler(
-            self.dataset_size, self.batch_size, self.seed,
-            self.dist.rank, self.dist.world_size, start_step=self.global_step,
+            self.dataset_size,
+            self.batch_size,
+            self.seed,
+            self.dist.rank,
+            self.dist.world_size,
+            start_step=self.global_step,
         )
         loader = DataLoader(
             SeededItems(dataset, self.seed),
@@ -591,7 +613,8 @@ class Stage(abc.ABC):
         """Put a checkpoint's state back; refuse one written with another config."""
         if ckpt.config != self.config_dict:
             keys = sorted(
-                k for k in set(ckpt.config) | set(self.config_dict)
+                k
+                for k in set(ckpt.config) | set(self.config_dict)
                 if ckpt.config.get(k) != self.config_dict.get(k)
             )
             raise InputError(
@@ -613,7 +636,9 @@ class Stage(abc.ABC):
         if rng["world_size"] != self.dist.world_size:
             log.warning(
                 "checkpoint was written by %d process(es), this run has %d: the run goes on "
-                "but is no longer exactly reproducible", rng["world_size"], self.dist.world_size,
+                "but is no longer exactly reproducible",
+                rng["world_size"],
+                self.dist.world_size,
             )
         if self.dist.rank < len(rng["ranks"]):
             restore_rng_states(rng["ranks"][self.dist.rank], self.generators)
@@ -623,7 +648,8 @@ class Stage(abc.ABC):
             log.warning(
                 "the training set had %s items at the checkpoint and has %d now: the batch "
                 "sequence differs from an uninterrupted run",
-                ckpt.extra["dataset_size"], self.dataset_size,
+                ckpt.extra["dataset_size"],
+                self.dataset_size,
             )
         self.global_step = ckpt.step
         self.run_id = ckpt.extra.get("mlflow_run_id")
@@ -666,8 +692,11 @@ class Stage(abc.ABC):
         pending: list[tuple[int, dict[str, float]]] = []
         batches = iter(loader)
         bar = tqdm(
-            total=max_steps, initial=self.global_step, desc=f"train {self.name}",
-            disable=not (self.options.progress and self.dist.is_main), dynamic_ncols=True,
+            total=max_steps,
+            initial=self.global_step,
+            desc=f"train {self.name}",
+            disable=not (self.options.progress and self.dist.is_main),
+            dynamic_ncols=True,
         )
         stop = False
         evaluated_at = -1
@@ -682,8 +711,9 @@ class Stage(abc.ABC):
                 result.metrics = metrics
                 pending.append((self.global_step, metrics))
                 bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:4]},
-                                refresh=False)
+                bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in list(metrics.items())[:4]}, refresh=False
+                )
                 stop = self._should_stop()
                 if len(pending) >= self.options.log_every:
                     self._flush(pending)
@@ -691,8 +721,11 @@ class Stage(abc.ABC):
                 if every and self.global_step % every == 0 and not stop:
                     result.eval_metrics = self._evaluate()
                     evaluated_at = self.global_step
-                if (stop or self.global_step % self.options.checkpoint_every == 0
-                        or self.global_step == max_steps):
+                if (
+                    stop
+                    or self.global_step % self.options.checkpoint_every == 0
+                    or self.global_step == max_steps
+                ):
                     self._flush(pending)
                     result.checkpoint = self.save()
         finally:
@@ -700,8 +733,12 @@ class Stage(abc.ABC):
             self._flush(pending)
         result.step = self.global_step
         if stop:
-            log.warning("%s stopped by a signal at step %d; checkpoint %s",
-                        self.name, self.global_step, result.checkpoint)
+            log.warning(
+                "%s stopped by a signal at step %d; checkpoint %s",
+                self.name,
+                self.global_step,
+                result.checkpoint,
+            )
             if self._stop_signal == signal.SIGINT:
                 raise KeyboardInterrupt
             raise SystemExit(128 + int(self._stop_signal or signal.SIGTERM))
@@ -722,8 +759,9 @@ class Stage(abc.ABC):
                 self.model.train()
                 restore_rng_states(saved, self.generators)
             if self.tracking_enabled and metrics:
-                tracking.log_metrics({f"eval/{k}": v for k, v in metrics.items()},
-                                     step=self.global_step)
+                tracking.log_metrics(
+                    {f"eval/{k}": v for k, v in metrics.items()}, step=self.global_step
+                )
             finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
             log.info("%s step %d eval: %s", self.name, self.global_step, finite)
         if self.dist.enabled:

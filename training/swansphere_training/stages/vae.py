@@ -13,8 +13,10 @@ from torch import nn
 from swansphere.models.vae import FOAVAE, VAE_PRESETS, kl_divergence
 
 from ..audio_data import FOACrops
+from ..evaluation.plots import foa_spectrogram_figure, plt
 from ..evaluation.vae import evaluate_vae
 from ..losses.audio import (
+    IntensityLoss,
     MultiResolutionSTFTLoss,
     MultiScaleSTFTDiscriminator,
     VAELossWeights,
@@ -40,10 +42,10 @@ class VAEStageConfig:
     adversarial_start: int = 2000  # steps of reconstruction-only warm-up before the GAN
     disc_filters: int = 16
     rotate: bool = True  # random 3D rotations of the crops
-    # MR-STFT of W +- each dipole: magnitudes of sums and differences pin the inter-channel
-    # phase that per-channel magnitudes ignore, and that phase is the direction (intensity
-    # = Re{W* (X, Y, Z)}); the same idea as the mid/side loss of stereo codecs.
-    spatial_weight: float = 1.0
+    # Active-intensity loss (IntensityLoss): per-channel magnitudes ignore the phase between
+    # W and the dipoles, and that phase is the direction. Without it the tiny VAE learns
+    # plausible magnitudes with directions no better than chance.
+    intensity_weight: float = 1.0
     eval_clips: int = 16
     weights: dict = field(default_factory=lambda: dataclasses.asdict(VAELossWeights()))
 
@@ -88,13 +90,16 @@ class VAEStage(Stage):
         vae_ddp, disc = self.wrapped["vae"], self.wrapped["disc"]  # DDP wrappers when distributed
         weights = VAELossWeights(**self.config.weights)
         if not hasattr(self, "_mrstft"):
-            self._mrstft = MultiResolutionSTFTLoss(default_fft_sizes(vae.config.sample_rate))
+            sizes = default_fft_sizes(vae.config.sample_rate)
+            self._mrstft = MultiResolutionSTFTLoss(sizes).to(batch.device)
+            self._intensity = IntensityLoss(sizes[:3]).to(batch.device)
         adversarial = self.global_step >= self.config.adversarial_start
         recon, mean, logvar = vae_ddp(batch)
         rec = self._mrstft(recon, batch)
         terms = {"mrstft": rec.total, "kl": kl_divergence(mean, logvar)}
-        spatial = self._spatial_mrstft(recon, batch)
-        metrics_spatial = float(spatial.detach())
+        if weights.l1 > 0:  # waveform L1 relative to the crop's mean |x| (off by default)
+            terms["l1"] = (recon - batch).abs().mean() / (batch.abs().mean() + 1e-8)
+        intensity = self._intensity(recon, batch)
         per_channel = rec.per_channel.detach()
         metrics = {f"mrstft_{c}": float(v) for c, v in zip("WYZX", per_channel, strict=True)}
         if adversarial:
@@ -105,7 +110,7 @@ class VAEStage(Stage):
             terms["feature_matching"] = feature_matching_loss(real_feats, fake_feats)
         else:  # reconstruction-only warm-up
             weights = dataclasses.replace(weights, adversarial=0.0, feature_matching=0.0)
-        loss = weights.total(terms) + self.config.spatial_weight * spatial
+        loss = weights.total(terms) + self.config.intensity_weight * intensity
         opt = self.optimizers["vae"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,28 +124,29 @@ class VAEStage(Stage):
             d_loss.backward()
             self.optimizers["disc"].step()
             metrics["disc_loss"] = float(d_loss)
-        metrics.update({k: float(v.detach()) for k, v in terms.items()})
-        metrics["spatial_mrstft"] = metrics_spatial
-        metrics["loss"] = float(loss.detach())
+        # The progress bar shows the first four entries.
+        metrics = {
+            "loss": float(loss.detach()),
+            "intensity": float(intensity.detach()),
+            **{k: float(v.detach()) for k, v in terms.items()},
+            **metrics,
+        }
         metrics["grad_norm"] = float(grad_norm)
         return metrics
-
-    def _spatial_mrstft(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """MR-STFT of (W + D, W - D) for the three dipoles D (ACN Y, Z, X)."""
-
-        def sums(x: torch.Tensor) -> torch.Tensor:
-            w, d = x[:, :1], x[:, 1:]
-            return torch.cat([w + d, w - d], dim=1)  # (B, 6, T)
-
-        a, b = sums(recon), sums(target)
-        first = self._mrstft(a[:, :4], b[:, :4]).total
-        return 0.5 * (first + self._mrstft(a[:, 2:], b[:, 2:]).total)
 
     def evaluate(self) -> dict[str, float]:
         result = evaluate_vae(
             self.model["vae"], Path(self.config.data), "test", self.config.eval_clips
         )
+        original, recon = result.pop("example")
         self.log_dict(result, f"eval/vae_step{self.global_step}.json")
+        rate = self.model["vae"].config.sample_rate
+        step = f"step_{self.global_step:08d}"
+        self.log_audio_example(original, rate, f"audio/{step}_original.wav")
+        self.log_audio_example(recon, rate, f"audio/{step}_reconstruction.wav")
+        figure = foa_spectrogram_figure(original, recon, rate, f"FOA-VAE, step {self.global_step}")
+        self.log_figure(figure, f"plots/{step}_spectrogram.png")
+        plt.close(figure)
         flat = {k: v for k, v in result.items() if isinstance(v, float | int)}
         flat.update({f"mrstft_{k}": v for k, v in result["mrstft_per_channel"].items()})
         return flat
