@@ -83,6 +83,13 @@ def test_bundle_and_eval_commands(runs, capsys):
     loaded = load_bundle(bundle)
     assert set(loaded.components) == {"vae", "svac"}
     assert loaded.data["train_clips"] == 4
+    vae_stage = loaded.data["stages"]["vae"]
+    assert vae_stage["corpus_seed"] == 2 and vae_stage["step"] == 2
+    command = loaded.training_command["vae"]
+    # The recorded command names every non-default setting, so it reproduces the run.
+    assert command.startswith("swansphere train vae --data ") and "--steps 2" in command
+    assert "--set batch_size=2" in command and "--set adversarial_start=1" in command
+    assert "lr=" not in command
     capsys.readouterr()
     assert main(["eval", "vae", "--model", str(bundle), "--data", str(corpus), "--json"]) == 0
     vae = json.loads(capsys.readouterr().out)

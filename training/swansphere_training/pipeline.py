@@ -48,19 +48,47 @@ def train_stage(
     return stage_cls(config, fit_options).fit(steps, resume=resume)
 
 
+def reproduce_command(stage: str, config: dict[str, Any], steps: int) -> str:
+    """The ``swansphere train`` command line that reproduces a checkpoint: its stage config
+    (as stored in the checkpoint) spelled as flags, with ``--set`` for every setting that
+    differs from the stage's default."""
+    defaults = stage_config(stage, config["data"], config["preset"], config["seed"], {})
+    args = [
+        "swansphere", "train", stage, "--data", str(config["data"]), "--preset",
+        str(config["preset"]), "--seed", str(config["seed"]), "--steps", str(steps),
+    ]  # fmt: skip
+    for name, value in sorted(config.items()):
+        if name in ("data", "preset", "seed"):
+            continue
+        if getattr(defaults, name, None) != value:
+            args += ["--set", f"{name}={json.dumps(value, separators=(',', ':'))}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def corpus_seed(root: str | Path) -> int | None:
+    """The synthesis seed recorded in the first training clip of a procedural corpus."""
+    for meta in sorted(Path(root, "train").glob("*/clip.json"))[:1]:
+        seed = read_json(meta).get("seed")
+        if isinstance(seed, dict) and isinstance(seed.get("base"), int):
+            return seed["base"]
+    return None
+
+
 def export_bundle(
     out: Path, runs: dict[str, Path], data_meta: dict[str, Any], metrics: dict
 ) -> Path:
     """Write a bundle from the latest checkpoint of each stage run folder.
 
     ``runs`` maps a component name ("vae", "svac") to the folder given to ``train --out``.
-    Only model weights go in (no optimizer state); configs are the networks' own.
+    Only model weights go in (no optimizer state); configs are the networks' own. The
+    manifest records per stage the checkpoint, its config, corpus and corpus seed, and the
+    training command that reproduces it (:func:`reproduce_command`).
     """
     from swansphere.models.svac import SVAC_PRESETS
     from swansphere.models.vae import VAE_PRESETS
 
     presets = {"vae": VAE_PRESETS, "svac": SVAC_PRESETS}
-    components = {}
+    components, commands = {}, {}
     for name, run in runs.items():
         path = latest_checkpoint(Path(run) / "checkpoints")
         if path is None:
@@ -78,12 +106,15 @@ def export_bundle(
             "checkpoint": str(path),
             "step": checkpoint.step,
             "config": stage_cfg,
+            "corpus": stage_cfg["data"],
+            "corpus_seed": corpus_seed(stage_cfg["data"]),
         }
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+        commands[name] = reproduce_command(name, stage_cfg, checkpoint.step)
+    commands["bundle"] = " ".join(shlex.quote(a) for a in sys.argv)
     return write_bundle(
         out,
         components,
-        manifest_extra={"data": data_meta, "training_command": command, "metrics": metrics},
+        manifest_extra={"data": data_meta, "training_command": commands, "metrics": metrics},
     )
 
 

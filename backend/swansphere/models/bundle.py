@@ -17,8 +17,8 @@ Layout of a bundle directory::
       "created": "2026-01-01T00:00:00Z",                  # UTC, ISO 8601
       "components": {"vae": {"class": "vae", "config": "vae.config.json",
                              "weights": "vae.safetensors"}, ...},
-      "data": {"seed": 0, "corpus": "...", "clips": 512},  # what the models were trained on
-      "training_command": "swansphere train vae --preset tiny --data ...",
+      "data": {"stages": {"vae": {"corpus": "...", "corpus_seed": 0, "step": 4000, ...}}},
+      "training_command": {"vae": "swansphere train vae --preset tiny --data ...", ...},
       "metrics": {"vae": {"angular_error_deg": 2.1}},
       "files": {"vae.config.json": "<sha256 hex>", "vae.safetensors": "<sha256 hex>", ...}
     }
@@ -288,7 +288,8 @@ class Bundle:
         return dict(self.manifest.get("data") or {})
 
     @property
-    def training_command(self) -> str | None:
+    def training_command(self) -> str | dict[str, str] | None:
+        """The command(s) that trained the weights: one string, or one per component."""
         return self.manifest.get("training_command")
 
     def kind(self, name: str) -> str:

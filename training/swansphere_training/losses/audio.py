@@ -38,6 +38,8 @@ BASE_SAMPLE_RATE = 44100
 # Floor of the squared STFT magnitude: keeps sqrt and log differentiable at silence
 # (magnitude floor 1e-4, about -80 dB below a full-scale bin of a 1-sample window).
 _POWER_FLOOR = 1e-8
+# Cap of IntensityLoss per example and resolution.
+MAX_INTENSITY_RATIO = 2.0
 
 
 def default_fft_sizes(sample_rate: int) -> tuple[int, ...]:
@@ -181,9 +183,10 @@ class IntensityLoss(nn.Module):
     Per-channel STFT magnitudes are blind to the phase between W and the dipoles, and that
     phase is the direction (I = Re{W* (X, Y, Z)}). For each FFT size n (Hann, hop n / 4):
     sum over bins of ||I_pred - I_target|| (Euclidean) divided by the target's summed
-    energy E, per example; averaged over sizes and the batch. Dimensionless: 0 for a
-    perfect field, 2 when a plane wave comes back from the opposite side. Loud bins
-    count in proportion to their energy, as they do in the clip-level direction.
+    energy E, per example, capped at MAX_INTENSITY_RATIO = 2; averaged over sizes and the
+    batch. Dimensionless: 0 for a perfect field, 1 for silence, 2 when a plane wave comes
+    back from the opposite side. Loud bins count in proportion to their energy, as they
+    do in the clip-level direction.
     """
 
     def __init__(self, fft_sizes: Sequence[int] = BASE_FFT_SIZES[:3], eps: float = 1e-8) -> None:
@@ -206,7 +209,11 @@ class IntensityLoss(nn.Module):
             i_true, e_true = active_intensity(target, n, n // 4, window)
             # Euclidean distance per bin; the tiny constant keeps its gradient finite at 0.
             error = ((i_pred - i_true).pow(2).sum(dim=1) + 1e-20).sqrt().sum(dim=(1, 2))
-            total = total + (error / (e_true.sum(dim=(1, 2)) + self.eps)).mean()
+            ratio = error / (e_true.sum(dim=(1, 2)) + self.eps)
+            # Capped at 2 (a plane wave returned from the opposite side): on a nearly silent
+            # crop, noise in the reconstruction would otherwise give ratios of 10 and more
+            # that swamp the batch (loudness is the MR-STFT's job).
+            total = total + ratio.clamp(max=MAX_INTENSITY_RATIO).mean()
         return total / len(self.fft_sizes)
 
 

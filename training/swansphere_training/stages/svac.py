@@ -103,7 +103,7 @@ class SVACStage(Stage):
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
         )
         opt.step()
-        metrics["total_loss"] = float(loss)
+        metrics["total_loss"] = float(loss.detach())
         return {
             k: float(v)
             for k, v in metrics.items()

@@ -123,7 +123,7 @@ class VAEStage(Stage):
             self.optimizers["disc"].zero_grad(set_to_none=True)
             d_loss.backward()
             self.optimizers["disc"].step()
-            metrics["disc_loss"] = float(d_loss)
+            metrics["disc_loss"] = float(d_loss.detach())
         # The progress bar shows the first four entries.
         metrics = {
             "loss": float(loss.detach()),
