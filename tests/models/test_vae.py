@@ -307,7 +307,9 @@ def sao_style_state_dict(model: FOAVAE) -> dict[str, torch.Tensor]:
 
 def test_load_stable_audio_open_adapts_stereo_to_foa() -> None:
     torch.manual_seed(8)
-    stereo = randomise(FOAVAE(VAEConfig(**{**TINY.to_dict(), "in_channels": 2})), seed=1).eval()
+    stereo = randomise(
+        FOAVAE(VAEConfig(**{**TINY.to_dict(), "in_channels": 2, "direct_path": False})), seed=1
+    ).eval()
     foa = FOAVAE.from_config("tiny").eval()
     report = load_stable_audio_open(foa, sao_style_state_dict(stereo))
 
@@ -315,8 +317,11 @@ def test_load_stable_audio_open_adapts_stereo_to_foa() -> None:
     assert sorted(report.adapted) == sorted(["encoder.layers.0.weight", last])
     assert report.missing == []
     assert list(report.skipped) == ["model.model.transformer.layers.0.self_attn.to_qkv.weight"]
+    # Everything but the direct-path head (not in SAO; it starts at zero) comes from SAO.
     assert len(report.loaded) + len(report.adapted) == sum(
-        1 for k in foa.state_dict() if not k.endswith("original1")
+        1
+        for k in foa.state_dict()
+        if not k.endswith("original1") and not k.startswith("direct_path.")
     )
 
     # Pseudo-FOA W = L + R, Y = L - R (Z = X = 0) gives exactly the stereo model's latents.
@@ -342,7 +347,9 @@ def test_load_stable_audio_open_adapts_stereo_to_foa() -> None:
 def test_load_stable_audio_open_skips_mismatched_latent_and_plain_weights() -> None:
     # A SAO-like source with a 64-dim latent (encoder emits 128) and plain (not
     # weight-normalised) weights, loaded into a 32-dim model: the latent convs are skipped.
-    source = FOAVAE(VAEConfig(**{**TINY.to_dict(), "in_channels": 2, "latent_dim": 64}))
+    source = FOAVAE(
+        VAEConfig(**{**TINY.to_dict(), "in_channels": 2, "latent_dim": 64, "direct_path": False})
+    )
     plain = {}
     for name, module in source.named_modules():
         if isinstance(module, CausalConv1d | CausalConvTranspose1d):
@@ -370,3 +377,44 @@ def test_transposed_weight_norm_layout_matches_sao() -> None:
     np.testing.assert_allclose(
         g.flatten().numpy(), w.detach().flatten(1).norm(dim=1).numpy(), rtol=1e-5
     )
+
+
+def test_direct_path_gains_are_causal_smooth_and_stream_exactly() -> None:
+    torch.manual_seed(3)
+    vae = FOAVAE.from_config("tiny").eval()
+    head = vae.direct_path
+    assert head is not None
+    z = torch.randn(2, vae.config.latent_dim, 6)
+    with torch.no_grad():
+        assert head(z).abs().max() == 0  # zero-initialised: starts as plain Oobleck
+        torch.nn.init.normal_(head.proj.weight, std=0.5)
+        gains = head(z)  # (2, 3, 6 * hop)
+        hop = vae.hop_length
+        assert gains.shape == (2, 3, 6 * hop) and gains.abs().max() < 1
+        frame_gains = torch.tanh(head.proj(z))
+        # Each frame ends on its own gain and starts one ramp step after the previous one.
+        torch.testing.assert_close(gains[..., hop - 1 :: hop], frame_gains)
+        assert (gains[..., 1:] - gains[..., :-1]).abs().max() < 2.0 / hop * 1.01
+        # Causal: changing frame 4 leaves frames 0-3 untouched.
+        z2 = z.clone()
+        z2[..., 4] += 1.0
+        torch.testing.assert_close(head(z2)[..., : 4 * hop], gains[..., : 4 * hop])
+        # The decoder adds gain * W to the dipoles; chunked streaming matches offline.
+        offline = vae.decode(z)
+        stream = StreamingDecoder(vae)
+        chunks = torch.cat([stream.decode_chunk(z[..., k : k + 2]) for k in (0, 2, 4)], -1)
+        assert (chunks - offline).abs().max() < 1e-5
+
+
+def test_direct_path_makes_a_plane_wave_from_w() -> None:
+    # With the convolutional dipole outputs silenced, the dipoles are exactly gains * W.
+    vae = FOAVAE.from_config("tiny").eval()
+    with torch.no_grad():
+        vae.decoder.layers[-1].parametrizations.weight.original0[1:] = 0.0  # magnitudes
+        torch.nn.init.normal_(vae.direct_path.proj.weight, std=0.5)
+        z = torch.randn(1, vae.config.latent_dim, 3)
+        audio = vae.decode(z)
+        gains = vae.direct_path(z)
+    torch.testing.assert_close(audio[:, 1:], gains * audio[:, :1], atol=1e-6, rtol=1e-5)
+    with pytest.raises(InputError, match="4-channel"):
+        VAEConfig(**{**TINY.to_dict(), "in_channels": 2})

@@ -8,7 +8,14 @@ make it fit SwanSphere:
 * 4 input and output channels, AmbiX ACN order W, Y, Z, X with SN3D normalisation;
 * every convolution is **causal** (left padding only), so the decoder can run on one
   generator patch at a time (:class:`StreamingDecoder`) and reproduce the offline
-  :meth:`FOAVAE.decode` of the whole latent sequence with no look-ahead.
+  :meth:`FOAVAE.decode` of the whole latent sequence with no look-ahead;
+* a **direct-path head** (:class:`DirectPathGains`, on unless ``direct_path=False``): per
+  latent frame, three plane-wave gains (the direction vector of the dominant sound, as
+  in DirAC) that add gain * W to the dipoles. A convolutional decoder otherwise has to
+  learn the phase coherence between W and the dipoles, that is the direction, from
+  scratch; with the head, one plane wave is exact from the first frame and the
+  convolutional dipole outputs only carry what is not one plane wave (reflections,
+  other sources, diffuse sound). Initialised to zero, so the network starts as Oobleck.
 
 The transposed convolutions of Oobleck (kernel 2s, stride s) are computed in their
 polyphase form: a causal 2-tap convolution over latent frames producing ``s`` output
@@ -64,6 +71,7 @@ class VAEConfig:
     latent_dim: int  # latent channels per frame (d); the encoder emits 2 * latent_dim (mean, scale)
     sample_rate: int  # Hz of the audio the model is trained on
     in_channels: int = 4  # audio channels: 4 for AmbiX FOA (W, Y, Z, X); 2 only for SAO stereo
+    direct_path: bool = True  # DirectPathGains head (FOA only)
 
     def __post_init__(self) -> None:
         # Lists from JSON become tuples so the frozen config stays hashable.
@@ -75,6 +83,12 @@ class VAEConfig:
                 raise InputError(f"VAEConfig.{name} must be a positive integer, got {value!r}")
         if not self.strides:
             raise InputError("VAEConfig.strides must name at least one level")
+        if not isinstance(self.direct_path, bool):
+            raise InputError(
+                f"VAEConfig.direct_path must be true or false, got {self.direct_path!r}"
+            )
+        if self.direct_path and self.in_channels != 4:
+            raise InputError("VAEConfig.direct_path needs 4-channel FOA (in_channels = 4)")
         if len(self.multipliers) != len(self.strides):
             raise InputError(
                 f"VAEConfig needs one multiplier per stride, got {len(self.multipliers)} "
@@ -357,7 +371,44 @@ class OobleckDecoder(nn.Module):
         return _run(self.layers, z, state)
 
 
-_STATEFUL = (CausalConv1d, CausalConvTranspose1d, ResidualUnit, EncoderBlock, DecoderBlock)
+class DirectPathGains(nn.Module):
+    """Latents (B, latent_dim, F) -> per-sample plane-wave gains (B, 3, F * hop) in ACN
+    order Y, Z, X, each in (-1, 1) (SN3D: a plane wave from unit vector u has dipoles u * W).
+
+    g_k = tanh(A z_k + b) per frame k; over frame k's samples j = 0 .. hop - 1 the gain
+    goes linearly from g_{k-1} to g_k (reaching g_k on the frame's last sample), with
+    g_{-1} = 0: causal, smooth (no steps at frame edges) and streamable with one frame of
+    state. A and b start at zero, so the gains start at 0.
+    """
+
+    def __init__(self, latent_dim: int, hop_length: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv1d(latent_dim, 3, kernel_size=1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.hop_length = hop_length
+        ramp = torch.arange(1, hop_length + 1, dtype=torch.float32) / hop_length
+        self.register_buffer("ramp", ramp, persistent=False)
+
+    def forward(self, z: Tensor, state: StreamState | None = None) -> Tensor:
+        gains = torch.tanh(self.proj(z))  # (B, 3, F)
+        if state is None:
+            previous = F.pad(gains, (1, 0))[..., :-1]
+        else:
+            previous = state.extend(self, gains, 1)[..., :-1]
+        ramp = self.ramp.to(gains.dtype)
+        per_sample = previous[..., None] + (gains - previous)[..., None] * ramp  # (B,3,F,hop)
+        return per_sample.flatten(-2)
+
+
+_STATEFUL = (
+    CausalConv1d,
+    CausalConvTranspose1d,
+    ResidualUnit,
+    EncoderBlock,
+    DecoderBlock,
+    DirectPathGains,
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -398,6 +449,9 @@ class FOAVAE(nn.Module):
         self.config = config
         self.encoder = OobleckEncoder(config)
         self.decoder = OobleckDecoder(config)
+        self.direct_path = (
+            DirectPathGains(config.latent_dim, config.hop_length) if config.direct_path else None
+        )
 
     @classmethod
     def from_config(cls, config: VAEConfig | Mapping[str, Any] | str) -> FOAVAE:
@@ -460,7 +514,15 @@ class FOAVAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Latents (B, latent_dim, F) -> audio (B, 4, F * hop_length), causal."""
         self._check_latents(z)
-        return self.decoder(z)
+        return self._decode(z)
+
+    def _decode(self, z: Tensor, state: StreamState | None = None) -> Tensor:
+        """Convolutional decoder output, plus gains * W on the dipoles with the direct path."""
+        audio = self.decoder(z, state)
+        if self.direct_path is None:
+            return audio
+        gains = self.direct_path(z, state)  # (B, 3, T): Y, Z, X
+        return torch.cat([audio[:, :1], audio[:, 1:] + gains * audio[:, :1]], dim=1)
 
     def forward(
         self, x: Tensor, sample_posterior: bool | None = None
@@ -474,7 +536,7 @@ class FOAVAE(nn.Module):
         if sample_posterior is None:
             sample_posterior = self.training
         z = self.sample(mean, logvar) if sample_posterior else mean
-        return self.decoder(z), mean, logvar
+        return self._decode(z), mean, logvar
 
 
 # --------------------------------------------------------------------------------------
@@ -518,7 +580,7 @@ class StreamingDecoder:
                 "call reset() to start a new stream"
             )
         with torch.no_grad(), parametrize.cached():
-            audio = self.vae.decoder(z_chunk, self.state)
+            audio = self.vae._decode(z_chunk, self.state)
         self.state.frames += z_chunk.shape[-1]
         return audio
 
@@ -631,8 +693,10 @@ def load_stable_audio_open(
     conv gets W = L + R and Y = L - R. Z and X get small random weights (``dipole_scale``
     times the RMS of the copied weight, seeded by ``seed``). Everything else that does not
     match (e.g. the latent convs when latent_dim differs from SAO's 64, DiT weights of a
-    full model checkpoint) is skipped and listed. Note SAO's convs are centred and ours are
-    causal: the copied weights are a starting point that needs fine-tuning, not a drop-in.
+    full model checkpoint) is skipped and listed. The direct-path head has no SAO
+    counterpart and keeps its zero initialisation (gains 0: the plain Oobleck output).
+    Note SAO's convs are centred and ours are causal: the copied weights are a starting
+    point that needs fine-tuning, not a drop-in.
     """
     sources, skipped = _sao_tensors(state_dict)
     targets = _target_parameters(vae)
