@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from swansphere.errors import InputError
+from swansphere.foa.encode import encode_mono
 from swansphere.models.vae import (
     FOAVAE,
     VAE_PRESETS,
@@ -21,6 +22,7 @@ from swansphere.models.vae import (
     StreamingDecoder,
     VAEConfig,
     count_parameters,
+    frame_intensity,
     kl_divergence,
     load_stable_audio_open,
     pad_to_stride,
@@ -310,18 +312,17 @@ def test_load_stable_audio_open_adapts_stereo_to_foa() -> None:
     stereo = randomise(
         FOAVAE(VAEConfig(**{**TINY.to_dict(), "in_channels": 2, "direct_path": False})), seed=1
     ).eval()
-    foa = FOAVAE.from_config("tiny").eval()
+    # The adaptation itself, on an FOA model without the direct path (whose latent
+    # convolution has fewer learned channels than SAO's, see the next test).
+    foa = FOAVAE(VAEConfig(**{**TINY.to_dict(), "direct_path": False})).eval()
     report = load_stable_audio_open(foa, sao_style_state_dict(stereo))
 
     last = f"decoder.layers.{len(foa.decoder.layers) - 1}.weight"
     assert sorted(report.adapted) == sorted(["encoder.layers.0.weight", last])
     assert report.missing == []
     assert list(report.skipped) == ["model.model.transformer.layers.0.self_attn.to_qkv.weight"]
-    # Everything but the direct-path head (not in SAO; it starts at zero) comes from SAO.
     assert len(report.loaded) + len(report.adapted) == sum(
-        1
-        for k in foa.state_dict()
-        if not k.endswith("original1") and not k.startswith("direct_path.")
+        1 for k in foa.state_dict() if not k.endswith("original1")
     )
 
     # Pseudo-FOA W = L + R, Y = L - R (Z = X = 0) gives exactly the stereo model's latents.
@@ -359,7 +360,7 @@ def test_load_stable_audio_open_skips_mismatched_latent_and_plain_weights() -> N
     target = FOAVAE.from_config("tiny")
     report = load_stable_audio_open(target, plain)
     latent_out = f"encoder.layers.{len(target.encoder.layers) - 1}"
-    assert "shape (128, 128, 3) != FOAVAE (64, 128, 3)" in report.skipped[f"{latent_out}.weight"]
+    assert "shape (128, 128, 3) != FOAVAE (58, 128, 3)" in report.skipped[f"{latent_out}.weight"]
     assert "decoder.layers.0.weight" in report.skipped
     assert f"{latent_out}.weight" in report.missing and "decoder.layers.0.weight" in report.missing
     torch.testing.assert_close(
@@ -379,42 +380,58 @@ def test_transposed_weight_norm_layout_matches_sao() -> None:
     )
 
 
-def test_direct_path_gains_are_causal_smooth_and_stream_exactly() -> None:
+def test_sao_warm_start_with_the_direct_path_keeps_the_latent_conv_fresh() -> None:
+    stereo = FOAVAE(VAEConfig(**{**TINY.to_dict(), "in_channels": 2, "direct_path": False}))
+    foa = FOAVAE.from_config("tiny")
+    report = load_stable_audio_open(foa, sao_style_state_dict(stereo))
+    latent_conv = f"encoder.layers.{len(foa.encoder.layers) - 1}"
+    assert report.missing == [f"{latent_conv}.weight", f"{latent_conv}.bias"]
+    assert "shape" in report.skipped[f"{latent_conv}.weight"]
+
+
+def test_frame_intensity_is_the_direction_of_a_plane_wave() -> None:
+    hop = 256
+    rng = np.random.default_rng(4)
+    mono = rng.standard_normal(4 * hop)
+    az, el = np.deg2rad(130.0), np.deg2rad(-25.0)
+    wave = torch.tensor(encode_mono(mono, az, el), dtype=torch.float32)[None]
+    gains = frame_intensity(wave, hop)  # (1, 3, 4): Y, Z, X
+    unit = torch.tensor(
+        [np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)], dtype=torch.float32
+    )
+    torch.testing.assert_close(gains[0].T, unit.expand(4, 3), atol=1e-5, rtol=1e-5)
+    # A diffuse field (independent channels) gives short vectors; silence gives zeros.
+    noise = torch.from_numpy(rng.standard_normal((1, 4, 64 * hop)).astype(np.float32))
+    assert frame_intensity(noise, hop).norm(dim=1).mean() < 0.15
+    assert frame_intensity(torch.zeros(1, 4, hop), hop).abs().max() == 0
+
+
+def test_direct_path_latents_decode_a_plane_wave_from_w_and_stream_exactly() -> None:
     torch.manual_seed(3)
     vae = FOAVAE.from_config("tiny").eval()
-    head = vae.direct_path
-    assert head is not None
-    z = torch.randn(2, vae.config.latent_dim, 6)
+    hop = vae.hop_length
+    assert vae.config.learned_dim == vae.config.latent_dim - 3
+    mono = np.random.default_rng(5).standard_normal(6 * hop)
+    wave = torch.tensor(encode_mono(mono, 0.7, 0.3), dtype=torch.float32)[None]
     with torch.no_grad():
-        assert head(z).abs().max() == 0  # zero-initialised: starts as plain Oobleck
-        torch.nn.init.normal_(head.proj.weight, std=0.5)
-        gains = head(z)  # (2, 3, 6 * hop)
-        hop = vae.hop_length
-        assert gains.shape == (2, 3, 6 * hop) and gains.abs().max() < 1
-        frame_gains = torch.tanh(head.proj(z))
-        # Each frame ends on its own gain and starts one ramp step after the previous one.
-        torch.testing.assert_close(gains[..., hop - 1 :: hop], frame_gains)
-        assert (gains[..., 1:] - gains[..., :-1]).abs().max() < 2.0 / hop * 1.01
-        # Causal: changing frame 4 leaves frames 0-3 untouched.
-        z2 = z.clone()
-        z2[..., 4] += 1.0
-        torch.testing.assert_close(head(z2)[..., : 4 * hop], gains[..., : 4 * hop])
-        # The decoder adds gain * W to the dipoles; chunked streaming matches offline.
-        offline = vae.decode(z)
-        stream = StreamingDecoder(vae)
-        chunks = torch.cat([stream.decode_chunk(z[..., k : k + 2]) for k in (0, 2, 4)], -1)
-        assert (chunks - offline).abs().max() < 1e-5
-
-
-def test_direct_path_makes_a_plane_wave_from_w() -> None:
-    # With the convolutional dipole outputs silenced, the dipoles are exactly gains * W.
-    vae = FOAVAE.from_config("tiny").eval()
-    with torch.no_grad():
+        mean, logvar = vae.encode(wave)
+        assert mean.shape == (1, vae.config.latent_dim, 6)
+        torch.testing.assert_close(mean[:, -3:], frame_intensity(wave, hop))
+        assert float(vae.kl(mean, logvar)) == pytest.approx(
+            float(kl_divergence(mean[:, :-3], logvar[:, :-3]))
+        )
+        gains = vae.direct_path(mean[:, -3:])
+        assert gains.shape == (1, 3, 6 * hop)
+        # Ramps: frame k ends on its own gains; the first frame starts from zero.
+        torch.testing.assert_close(gains[..., hop - 1 :: hop], mean[:, -3:])
+        assert (gains[..., 1:] - gains[..., :-1]).abs().max() <= 1.0 / hop + 1e-6
+        # With the convolutional dipole outputs silenced, the dipoles are exactly gains * W.
         vae.decoder.layers[-1].parametrizations.weight.original0[1:] = 0.0  # magnitudes
-        torch.nn.init.normal_(vae.direct_path.proj.weight, std=0.5)
-        z = torch.randn(1, vae.config.latent_dim, 3)
-        audio = vae.decode(z)
-        gains = vae.direct_path(z)
-    torch.testing.assert_close(audio[:, 1:], gains * audio[:, :1], atol=1e-6, rtol=1e-5)
+        audio = vae.decode(mean)
+        torch.testing.assert_close(audio[:, 1:], gains * audio[:, :1], atol=1e-6, rtol=1e-5)
+        # Causal and streamable: chunks give the offline decode.
+        stream = StreamingDecoder(vae)
+        chunks = torch.cat([stream.decode_chunk(mean[..., k : k + 2]) for k in (0, 2, 4)], -1)
+        assert (chunks - audio).abs().max() < 1e-5
     with pytest.raises(InputError, match="4-channel"):
         VAEConfig(**{**TINY.to_dict(), "in_channels": 2})

@@ -9,20 +9,15 @@ make it fit SwanSphere:
 * every convolution is **causal** (left padding only), so the decoder can run on one
   generator patch at a time (:class:`StreamingDecoder`) and reproduce the offline
   :meth:`FOAVAE.decode` of the whole latent sequence with no look-ahead;
-* a **direct-path head** (:class:`DirectPathGains`, on unless ``direct_path=False``): per
-  latent frame, three plane-wave gains (the direction vector of the dominant sound, as
-  in DirAC) that add gain * W to the dipoles. A convolutional decoder otherwise has to
-  learn the phase coherence between W and the dipoles, that is the direction, from
-  scratch; with the head, one plane wave is exact from the first frame and the
-  convolutional dipole outputs only carry what is not one plane wave (reflections,
-  other sources, diffuse sound). Initialised to zero, so the network starts as Oobleck.
-
-The transposed convolutions of Oobleck (kernel 2s, stride s) are computed in their
-polyphase form: a causal 2-tap convolution over latent frames producing ``s`` output
-phases per frame. This is exactly a transposed convolution whose output is cropped to
-the first ``T * s`` samples (tested against ``torch.nn.functional.conv_transpose1d``),
-its weights keep the transposed-convolution layout of Stable Audio Open, and streaming
-it only needs the previous input frame.
+* a **direct path** (on unless ``direct_path=False``): the last three latent channels of
+  every frame are not learned but measured, the frame's normalised broadband active
+  intensity (:func:`frame_intensity`: the direction of the sound, scaled by
+  1 - diffuseness, as in DirAC), and the decoder adds those gains times its W output to
+  its dipoles (:class:`DirectPathGains`). A convolutional encoder/decoder otherwise has
+  to discover the direction (a product of W and the dipoles) and reproduce the phase
+  coherence that carries it from scratch; small networks trained briefly collapse to one
+  direction for every input. With the direct path one plane wave comes back exactly,
+  and the convolutional dipole outputs only carry what is not one plane wave.
 
 Shapes: audio (B, 4, T) with T a multiple of the total stride ``hop_length``; latents
 (B, latent_dim, F) with F = T / hop_length, at ``frame_rate`` = sample_rate / hop_length
@@ -48,6 +43,8 @@ from swansphere.errors import InputError
 
 # Smallest posterior standard deviation, as in Stable Audio Open's VAE bottleneck.
 _MIN_STD = 1e-4
+# Latent channels of the direct path: the frame's intensity vector in ACN order Y, Z, X.
+DIRECTION_DIMS = 3
 # Dilations of the three residual units in every encoder and decoder block (Oobleck).
 _DILATIONS = (1, 3, 9)
 # Kernel sizes: residual units and the outer convolutions (Oobleck).
@@ -71,7 +68,7 @@ class VAEConfig:
     latent_dim: int  # latent channels per frame (d); the encoder emits 2 * latent_dim (mean, scale)
     sample_rate: int  # Hz of the audio the model is trained on
     in_channels: int = 4  # audio channels: 4 for AmbiX FOA (W, Y, Z, X); 2 only for SAO stereo
-    direct_path: bool = True  # DirectPathGains head (FOA only)
+    direct_path: bool = True  # last DIRECTION_DIMS latent channels = frame_intensity (FOA only)
 
     def __post_init__(self) -> None:
         # Lists from JSON become tuples so the frozen config stays hashable.
@@ -89,6 +86,10 @@ class VAEConfig:
             )
         if self.direct_path and self.in_channels != 4:
             raise InputError("VAEConfig.direct_path needs 4-channel FOA (in_channels = 4)")
+        if self.direct_path and self.latent_dim <= DIRECTION_DIMS:
+            raise InputError(
+                f"VAEConfig.latent_dim must exceed the {DIRECTION_DIMS} direction channels"
+            )
         if len(self.multipliers) != len(self.strides):
             raise InputError(
                 f"VAEConfig needs one multiplier per stride, got {len(self.multipliers)} "
@@ -109,6 +110,11 @@ class VAEConfig:
     def frame_rate(self) -> float:
         """Latent frames per second."""
         return self.sample_rate / self.hop_length
+
+    @property
+    def learned_dim(self) -> int:
+        """Latent channels the encoder learns (all but the direction channels)."""
+        return self.latent_dim - (DIRECTION_DIMS if self.direct_path else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""
@@ -335,7 +341,7 @@ def _widths(config: VAEConfig) -> list[int]:
 
 
 class OobleckEncoder(nn.Module):
-    """Audio (B, in_channels, T) -> (B, 2 latent_dim, T / hop): mean and pre-softplus scale."""
+    """Audio (B, in_channels, T) -> (B, 2 learned_dim, T / hop): mean and pre-softplus scale."""
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -344,11 +350,11 @@ class OobleckEncoder(nn.Module):
             _weight_normed(CausalConv1d(config.in_channels, w[0], _OUTER_KERNEL)),
             *(EncoderBlock(w[i], w[i + 1], s) for i, s in enumerate(config.strides)),
             SnakeBeta(w[-1]),
-            _weight_normed(CausalConv1d(w[-1], 2 * config.latent_dim, _LATENT_KERNEL)),
+            _weight_normed(CausalConv1d(w[-1], 2 * config.learned_dim, _LATENT_KERNEL)),
         )
 
     def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:
-        """x: (B, in_channels, T) -> (B, 2 latent_dim, T / hop_length)."""
+        """x: (B, in_channels, T) -> (B, 2 learned_dim, T / hop_length)."""
         return _run(self.layers, x, state)
 
 
@@ -371,27 +377,40 @@ class OobleckDecoder(nn.Module):
         return _run(self.layers, z, state)
 
 
-class DirectPathGains(nn.Module):
-    """Latents (B, latent_dim, F) -> per-sample plane-wave gains (B, 3, F * hop) in ACN
-    order Y, Z, X, each in (-1, 1) (SN3D: a plane wave from unit vector u has dipoles u * W).
+def frame_intensity(x: Tensor, hop: int) -> Tensor:
+    """Normalised active intensity per frame of ``hop`` samples of AmbiX FOA x (B, 4, T).
 
-    g_k = tanh(A z_k + b) per frame k; over frame k's samples j = 0 .. hop - 1 the gain
-    goes linearly from g_{k-1} to g_k (reaching g_k on the frame's last sample), with
-    g_{-1} = 0: causal, smooth (no steps at frame edges) and streamable with one frame of
-    state. A and b start at zero, so the gains start at 0.
+    (B, 3, T / hop) in ACN order Y, Z, X: sum_n W(n) D(n) / sum_n E(n) over the frame's
+    samples, E = (W^2 + X^2 + Y^2 + Z^2) / 2 (SN3D). It is the plane wave's unit direction
+    vector for one plane wave, shorter for a diffuse field (length 1 - diffuseness) and
+    0 for silence; its length never exceeds 1 (Cauchy-Schwarz). Causal: frame k uses
+    only its own samples.
+    """
+    b, c, t = x.shape
+    frames = x.reshape(b, c, t // hop, hop)
+    w, dipoles = frames[:, :1], frames[:, 1:]
+    flux = (w * dipoles).sum(-1)  # (B, 3, F)
+    energy = 0.5 * frames.pow(2).sum(dim=(1, 3))  # (B, F)
+    return flux / (energy[:, None] + 1e-12)
+
+
+class DirectPathGains(nn.Module):
+    """Direction channels (B, 3, F) of the latent -> per-sample gains (B, 3, F * hop) in
+    ACN order Y, Z, X, clamped to [-1, 1]; the decoder adds gains * W to the dipoles.
+
+    Over frame k's samples j = 0 .. hop - 1 the gain goes linearly from g_{k-1} to g_k
+    (reaching g_k on the frame's last sample), with g_{-1} = 0: causal, no steps at frame
+    edges, and streamable with one frame of state. No parameters.
     """
 
-    def __init__(self, latent_dim: int, hop_length: int) -> None:
+    def __init__(self, hop_length: int) -> None:
         super().__init__()
-        self.proj = nn.Conv1d(latent_dim, 3, kernel_size=1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
         self.hop_length = hop_length
         ramp = torch.arange(1, hop_length + 1, dtype=torch.float32) / hop_length
         self.register_buffer("ramp", ramp, persistent=False)
 
-    def forward(self, z: Tensor, state: StreamState | None = None) -> Tensor:
-        gains = torch.tanh(self.proj(z))  # (B, 3, F)
+    def forward(self, direction: Tensor, state: StreamState | None = None) -> Tensor:
+        gains = direction.clamp(-1.0, 1.0)  # (B, 3, F)
         if state is None:
             previous = F.pad(gains, (1, 0))[..., :-1]
         else:
@@ -449,9 +468,7 @@ class FOAVAE(nn.Module):
         self.config = config
         self.encoder = OobleckEncoder(config)
         self.decoder = OobleckDecoder(config)
-        self.direct_path = (
-            DirectPathGains(config.latent_dim, config.hop_length) if config.direct_path else None
-        )
+        self.direct_path = DirectPathGains(config.hop_length) if config.direct_path else None
 
     @classmethod
     def from_config(cls, config: VAEConfig | Mapping[str, Any] | str) -> FOAVAE:
@@ -497,13 +514,26 @@ class FOAVAE(nn.Module):
         """Audio (B, 4, T) -> posterior (mean, logvar), each (B, latent_dim, T / hop_length).
 
         T must be a multiple of ``hop_length``. The standard deviation is
-        softplus(scale) + 1e-4 as in Stable Audio Open, returned as its log-variance.
+        softplus(scale) + 1e-4 as in Stable Audio Open, returned as its log-variance. With
+        the direct path the last DIRECTION_DIMS channels are :func:`frame_intensity` of
+        ``x`` with standard deviation 1e-4.
         """
         self._check_audio(x)
-        h = self.encoder(x)  # (B, 2 D, F)
-        mean, scale = h.chunk(2, dim=1)  # (B, D, F) each
-        std = F.softplus(scale) + _MIN_STD
-        return mean, 2.0 * torch.log(std)
+        h = self.encoder(x)  # (B, 2 learned_dim, F)
+        mean, scale = h.chunk(2, dim=1)  # (B, learned_dim, F) each
+        logvar = 2.0 * torch.log(F.softplus(scale) + _MIN_STD)
+        if self.direct_path is None:
+            return mean, logvar
+        # The direction channels are measured, not inferred: (near) zero posterior spread.
+        direction = frame_intensity(x, self.hop_length)
+        fixed = torch.full_like(direction, 2.0 * math.log(_MIN_STD))
+        return torch.cat([mean, direction], dim=1), torch.cat([logvar, fixed], dim=1)
+
+    def kl(self, mean: Tensor, logvar: Tensor) -> Tensor:
+        """:func:`kl_divergence` over the learned channels (the direction channels are
+        measured and not regularised towards N(0, 1))."""
+        d = self.config.learned_dim
+        return kl_divergence(mean[:, :d], logvar[:, :d])
 
     @staticmethod
     def sample(mean: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -517,11 +547,12 @@ class FOAVAE(nn.Module):
         return self._decode(z)
 
     def _decode(self, z: Tensor, state: StreamState | None = None) -> Tensor:
-        """Convolutional decoder output, plus gains * W on the dipoles with the direct path."""
+        """Convolutional decoder output (it sees every latent channel, the direction ones
+        too), plus gains * W on the dipoles with the direct path."""
         audio = self.decoder(z, state)
         if self.direct_path is None:
             return audio
-        gains = self.direct_path(z, state)  # (B, 3, T): Y, Z, X
+        gains = self.direct_path(z[:, -DIRECTION_DIMS:], state)  # (B, 3, T): Y, Z, X
         return torch.cat([audio[:, :1], audio[:, 1:] + gains * audio[:, :1]], dim=1)
 
     def forward(
@@ -693,9 +724,8 @@ def load_stable_audio_open(
     conv gets W = L + R and Y = L - R. Z and X get small random weights (``dipole_scale``
     times the RMS of the copied weight, seeded by ``seed``). Everything else that does not
     match (e.g. the latent convs when latent_dim differs from SAO's 64, DiT weights of a
-    full model checkpoint) is skipped and listed. The direct-path head has no SAO
-    counterpart and keeps its zero initialisation (gains 0: the plain Oobleck output).
-    Note SAO's convs are centred and ours are causal: the copied weights are a starting
+    full model checkpoint) is skipped and listed (with the direct path, the latent
+    convolutions differ from SAO's and start fresh). Note SAO's convs are centred and ours are causal: the copied weights are a starting
     point that needs fine-tuning, not a drop-in.
     """
     sources, skipped = _sao_tensors(state_dict)

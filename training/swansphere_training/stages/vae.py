@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from swansphere.models.vae import FOAVAE, VAE_PRESETS, kl_divergence
+from swansphere.models.vae import FOAVAE, VAE_PRESETS
 
 from ..audio_data import FOACrops
 from ..evaluation.plots import foa_spectrogram_figure, plt
@@ -40,6 +40,10 @@ class VAEStageConfig:
     lr: float = 5e-4
     disc_lr: float = 3e-4
     adversarial_start: int = 2000  # steps of reconstruction-only warm-up before the GAN
+    # Steps that decode the posterior mean instead of a sample. A fresh encoder's latents
+    # are far smaller than the posterior noise (std softplus(0) = 0.69), so a decoder fed
+    # samples learns to ignore them and the encoder collapses to a constant.
+    deterministic_steps: int = 1000
     disc_filters: int = 16
     rotate: bool = True  # random 3D rotations of the crops
     # Active-intensity loss (IntensityLoss): per-channel magnitudes ignore the phase between
@@ -94,9 +98,10 @@ class VAEStage(Stage):
             self._mrstft = MultiResolutionSTFTLoss(sizes).to(batch.device)
             self._intensity = IntensityLoss(sizes[:3]).to(batch.device)
         adversarial = self.global_step >= self.config.adversarial_start
-        recon, mean, logvar = vae_ddp(batch)
+        sample = self.global_step >= self.config.deterministic_steps
+        recon, mean, logvar = vae_ddp(batch, sample_posterior=sample)
         rec = self._mrstft(recon, batch)
-        terms = {"mrstft": rec.total, "kl": kl_divergence(mean, logvar)}
+        terms = {"mrstft": rec.total, "kl": vae.kl(mean, logvar)}
         if weights.l1 > 0:  # waveform L1 relative to the crop's mean |x| (off by default)
             terms["l1"] = (recon - batch).abs().mean() / (batch.abs().mean() + 1e-8)
         intensity = self._intensity(recon, batch)
