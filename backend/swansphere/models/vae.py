@@ -725,8 +725,9 @@ def load_stable_audio_open(
     times the RMS of the copied weight, seeded by ``seed``). Everything else that does not
     match (e.g. the latent convs when latent_dim differs from SAO's 64, DiT weights of a
     full model checkpoint) is skipped and listed (with the direct path, the latent
-    convolutions differ from SAO's and start fresh). Note SAO's convs are centred and ours are causal: the copied weights are a starting
-    point that needs fine-tuning, not a drop-in.
+    convolutions differ from SAO's and start fresh). Note SAO's convs are centred and ours
+    are causal: the copied weights are a starting point that needs fine-tuning, not a
+    drop-in.
     """
     sources, skipped = _sao_tensors(state_dict)
     targets = _target_parameters(vae)
