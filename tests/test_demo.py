@@ -15,3 +15,10 @@ def test_demo_writes_all_files(tmp_path, capsys):
     assert np.max(np.abs(binaural)) > 0.01
     assert (tmp_path / "doa_trajectory.png").stat().st_size > 1000
     assert "binaural_x_realtime" in capsys.readouterr().out
+    # The shipped FOA-VAE keeps the moving source's direction through a streamed round trip
+    # (a channel-order or sign slip would be off by 90-180 degrees).
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    vae = summary["vae_round_trip"]
+    assert vae["model"] == "default" and vae["latent_frames"] >= 40
+    assert vae["doa_segment_error_deg_mean"] < 20.0
+    assert (tmp_path / "moving_source_vae_roundtrip_foa.wav").stat().st_size > 1000

@@ -260,3 +260,13 @@ def test_tiny_vae_overfits_one_clip() -> None:
     print(f"overfit: first loss {losses[0]:.3f}, mean of last 5 {np.mean(losses[-5:]):.3f}")
     assert all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-5:]) < 0.6 * losses[0]
+
+
+def test_vae_stage_dc_error_measures_offset_relative_to_rms() -> None:
+    from swansphere_training.stages.vae import VAEStage
+
+    target = torch.sin(torch.linspace(0, 200, 4096)).expand(2, 4, -1) * 0.5
+    assert float(VAEStage._dc_error(target, target)) == 0.0
+    shifted = target + 0.1
+    rms = 0.5 / math.sqrt(2)
+    assert float(VAEStage._dc_error(shifted, target)) == pytest.approx(0.1 / rms, rel=0.02)

@@ -50,6 +50,10 @@ class VAEStageConfig:
     # W and the dipoles, and that phase is the direction. Without it the tiny VAE learns
     # plausible magnitudes with directions no better than chance.
     intensity_weight: float = 1.0
+    # |mean(recon) - mean(target)| per channel relative to the target's RMS: snake
+    # activations give the decoder a DC offset, and a DC shared by W and a dipole is a
+    # constant false direction in every broadband intensity.
+    dc_weight: float = 1.0
     eval_clips: int = 16
     weights: dict = field(default_factory=lambda: dataclasses.asdict(VAELossWeights()))
 
@@ -105,6 +109,7 @@ class VAEStage(Stage):
         if weights.l1 > 0:  # waveform L1 relative to the crop's mean |x| (off by default)
             terms["l1"] = (recon - batch).abs().mean() / (batch.abs().mean() + 1e-8)
         intensity = self._intensity(recon, batch)
+        dc = self._dc_error(recon, batch)
         per_channel = rec.per_channel.detach()
         metrics = {f"mrstft_{c}": float(v) for c, v in zip("WYZX", per_channel, strict=True)}
         if adversarial:
@@ -115,7 +120,11 @@ class VAEStage(Stage):
             terms["feature_matching"] = feature_matching_loss(real_feats, fake_feats)
         else:  # reconstruction-only warm-up
             weights = dataclasses.replace(weights, adversarial=0.0, feature_matching=0.0)
-        loss = weights.total(terms) + self.config.intensity_weight * intensity
+        loss = (
+            weights.total(terms)
+            + self.config.intensity_weight * intensity
+            + self.config.dc_weight * dc
+        )
         opt = self.optimizers["vae"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -133,11 +142,18 @@ class VAEStage(Stage):
         metrics = {
             "loss": float(loss.detach()),
             "intensity": float(intensity.detach()),
+            "dc": float(dc.detach()),
             **{k: float(v.detach()) for k, v in terms.items()},
             **metrics,
         }
         metrics["grad_norm"] = float(grad_norm)
         return metrics
+
+    @staticmethod
+    def _dc_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean over batch and channels of |mean_t(recon - target)| / RMS_t(target)."""
+        rms = target.pow(2).mean(dim=-1).sqrt() + 1e-6
+        return ((recon - target).mean(dim=-1).abs() / rms).mean()
 
     def evaluate(self) -> dict[str, float]:
         result = evaluate_vae(
