@@ -18,7 +18,7 @@ import numpy as np
 from swansphere.foa.doa import angular_error, doa_trajectory
 from swansphere.foa.encode import encode_mono
 from swansphere.foa.formats import build_decoder
-from swansphere.foa.io import write_audio, write_foa
+from swansphere.foa.io import resample, write_audio, write_foa
 from swansphere.foa.renderer import BlockRenderer
 from swansphere.foa.rotation import ypr_to_quat
 
@@ -114,18 +114,14 @@ def vae_round_trip(foa: np.ndarray, rate: int, path: Path, model: str = "default
     streaming decoder 4 latent frames (one generator patch) at a time, write the result
     at the VAE's rate, and compare the DoA trajectories (1 s segments, degrees) of the
     original and the round trip."""
-    from fractions import Fraction
-
     import torch
-    from scipy.signal import resample_poly
 
     from swansphere.models.bundle import load_bundle
     from swansphere.models.vae import StreamingDecoder, pad_to_stride
 
     vae = load_bundle(model).build("vae").eval()
     vae_rate = vae.config.sample_rate
-    ratio = Fraction(vae_rate, rate)
-    x = resample_poly(foa, ratio.numerator, ratio.denominator, axis=1)
+    x = resample(foa, rate, vae_rate)
     x = pad_to_stride(torch.from_numpy(x.astype(np.float32))[None], vae.hop_length)
     with torch.no_grad():
         mean, _ = vae.encode(x)

@@ -188,6 +188,29 @@ class Trajectory:
         ]
 
 
+def _centred_frames(
+    foa: np.ndarray, sample_rate: float, size: int, hop: int, band_hz: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """STFT framing shared by both estimators: (frames, window, in_band).
+
+    frames (4, F, size) is a view of ``foa`` zero-padded by size / 2 at both ends, so frame
+    k is centred on sample k * hop; window is the periodic Hann window of ``size``; in_band
+    marks the rfft bins inside ``band_hz``.
+    """
+    padded = np.pad(foa, ((0, 0), (size // 2, size // 2)))
+    frames = sliding_window_view(padded, size, axis=1)[:, ::hop]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)
+    freqs = np.fft.rfftfreq(size, d=1.0 / sample_rate)
+    return frames, window, (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+
+
+def _bin_intensity_energy(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin of an FOA spectrum (4, ..., B) in ACN order: I = Re{conj(W) (X, Y, Z)}
+    (3, ..., B) and E = (|W|^2 + |X|^2 + |Y|^2 + |Z|^2) / 2 (..., B)."""
+    w, v = spec[0], spec[_XYZ_ROWS]
+    return np.real(np.conj(w) * v), 0.5 * (np.abs(w) ** 2 + np.sum(np.abs(v) ** 2, axis=0))
+
+
 def _band_frame_sums(
     foa: np.ndarray, sample_rate: float, n_fft: int, band_hz: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,20 +223,16 @@ def _band_frame_sums(
     |Z|^2) / 2. The STFT scale cancels in every ratio used downstream.
     """
     hop = n_fft // 2
-    padded = np.pad(foa, ((0, 0), (n_fft // 2, n_fft // 2)))
-    frames = sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (4, F, n_fft), a view
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
-    in_band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    frames, window, in_band = _centred_frames(foa, sample_rate, n_fft, hop, band_hz)
     n_frames = frames.shape[1]
     intensity = np.empty((n_frames, 3))
     energy = np.empty(n_frames)
     for start in range(0, n_frames, _FRAMES_PER_CHUNK):
         stop = min(start + _FRAMES_PER_CHUNK, n_frames)
         spec = np.fft.rfft(frames[:, start:stop] * window, axis=-1)[..., in_band]  # (4, f, B)
-        w, v = spec[0], spec[_XYZ_ROWS]  # (f, B), (3, f, B)
-        intensity[start:stop] = np.real(np.conj(w) * v).sum(axis=-1).T
-        energy[start:stop] = 0.5 * (np.abs(w) ** 2 + np.sum(np.abs(v) ** 2, axis=0)).sum(axis=-1)
+        i_bins, e_bins = _bin_intensity_energy(spec)
+        intensity[start:stop] = i_bins.sum(axis=-1).T
+        energy[start:stop] = e_bins.sum(axis=-1)
     return np.arange(n_frames) * hop, intensity, energy
 
 
@@ -265,11 +284,7 @@ def _direct_frame_sums(
     memory stays bounded and the result does not depend on the chunking.
     """
     size, hop = n_fft // _DIRECT_WINDOW_DIVISOR, n_fft // _DIRECT_HOP_DIVISOR
-    padded = np.pad(foa, ((0, 0), (size // 2, size // 2)))
-    frames = sliding_window_view(padded, size, axis=1)[:, ::hop]  # (4, F, size), a view
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)
-    freqs = np.fft.rfftfreq(size, d=1.0 / sample_rate)
-    in_band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    frames, window, in_band = _centred_frames(foa, sample_rate, size, hop, band_hz)
     n_frames = frames.shape[1]
     weighted = np.empty((n_frames, 3))
     intensity = np.empty((n_frames, 3))
@@ -279,9 +294,7 @@ def _direct_frame_sums(
         stop = min(start + chunk, n_frames)
         lo, hi = max(0, start - ONSET_MEMORY_HOPS), min(n_frames, stop + 1)
         spec = np.fft.rfft(frames[:, lo:hi] * window, axis=-1)[..., in_band]  # (4, m, B)
-        w, v = spec[0], spec[_XYZ_ROWS]
-        i_bins = np.real(np.conj(w) * v)  # (3, m, B)
-        e_bins = 0.5 * (np.abs(w) ** 2 + np.sum(np.abs(v) ** 2, axis=0))  # (m, B)
+        i_bins, e_bins = _bin_intensity_energy(spec)  # (3, m, B), (m, B)
         i_local = _box3(_box3(i_bins, 1), 2)
         e_local = _box3(_box3(e_bins, 0), 1)
         directness = np.divide(

@@ -8,6 +8,7 @@ crash never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,17 @@ def check_sample_rate(sample_rate: int) -> int:
             + ", ".join(str(r) for r in SUPPORTED_SAMPLE_RATES)
         )
     return int(sample_rate)
+
+
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling (scipy resample_poly, exact rational ratio) of (..., n) audio
+    from ``rate`` to ``target`` Hz; the same array when the rates match."""
+    from scipy.signal import resample_poly
+
+    if rate == target:
+        return audio
+    g = math.gcd(int(rate), int(target))
+    return resample_poly(audio, target // g, rate // g, axis=-1)
 
 
 def read_audio(path: str | os.PathLike, channels: int | None = None) -> tuple[np.ndarray, int]:

@@ -28,10 +28,9 @@ from typing import Any, overload
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from swansphere.errors import InputError
-from swansphere.foa.io import read_foa
+from swansphere.foa.io import read_foa, resample
 from swansphere_training.data.clip import (
     AUDIO_FILE,
     CAPTION_FILE,
@@ -290,14 +289,6 @@ class ClipDataset(Sequence[ClipRecord]):
 # --------------------------------------------------------------------------------------
 # Torch view
 # --------------------------------------------------------------------------------------
-
-
-def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Polyphase resampling (scipy resample_poly) of (..., n) audio from rate to target Hz."""
-    if rate == target:
-        return audio
-    g = math.gcd(int(rate), int(target))
-    return resample_poly(audio, target // g, rate // g, axis=-1)
 
 
 def crop_or_pad(audio: np.ndarray, offset: int, length: int) -> np.ndarray:

@@ -51,10 +51,9 @@ from tqdm import tqdm
 
 from swansphere.errors import InputError
 from swansphere.foa.encode import pseudo_foa
-from swansphere.foa.io import check_sample_rate, read_audio, write_foa
+from swansphere.foa.io import check_sample_rate, read_audio, resample, write_foa
 from swansphere_training.data.clip import AUDIO_FILE, META_FILE, VIDEO_FILE, write_json_atomic
 from swansphere_training.data.clip import write_clip_dir as _write_clip_dir
-from swansphere_training.data.dataset import resample
 
 log = logging.getLogger(__name__)
 
