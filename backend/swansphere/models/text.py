@@ -152,6 +152,39 @@ class CaptionEncoder:
             out[rows] = self._encode_batch([texts[i].strip() for i in rows])
         return out, present.to(self.device)
 
+    @torch.inference_mode()
+    def encode_tokens(
+        self, texts: Sequence[str], max_tokens: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states (N, L, dim) float32 and mask (N, L) bool, L <= max_tokens.
+
+        The encoder's last hidden states, for cross-attention. Captions longer than
+        ``max_tokens`` tokens are truncated (the documented fallback for very long
+        captions); empty captions get an all-False mask row.
+        """
+        if isinstance(texts, str):
+            raise InputError("encode_tokens takes a list of captions, got a single string")
+        texts = [t.strip() if isinstance(t, str) else t for t in texts]
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise InputError(
+                f"captions must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}"
+            )
+        limit = max(1, min(int(max_tokens), self.max_tokens))
+        batch = self._tokenizer(
+            [t or "" for t in texts],
+            padding="max_length",
+            truncation=True,
+            max_length=limit,
+            return_tensors="pt",
+        ).to(self.device)
+        inputs = {k: v for k, v in batch.items() if k in self._accepted}
+        hidden = self._model(**inputs).last_hidden_state.float()
+        mask = batch["attention_mask"].bool()
+        empty = torch.tensor([not t for t in texts], device=self.device)
+        mask[empty] = False
+        return hidden * mask[..., None], mask
+
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings (N, dim) float32, unit length; zero rows for null captions."""
         return self.encode_with_mask(texts)[0]

@@ -1,0 +1,129 @@
+"""Inference acceleration of the two per-patch networks: the Spatial LM step and the
+LocDiT velocity network (``--accel eager|compile|tensorrt``).
+
+- eager: plain PyTorch.
+- compile: ``torch.compile`` of both networks (Inductor; on CUDA with
+  ``mode="reduce-overhead"``, which captures CUDA graphs for the fixed-shape LocDiT).
+- tensorrt: Torch-TensorRT's dynamo frontend compiles the LocDiT velocity network for its
+  fixed shapes (3 guidance rows, one patch plus context) to a TensorRT engine, saved as
+  an ExportedProgram (``locdit_<hash>.ep`` in the cache folder) and reloaded on the next
+  start instead of recompiling. The LM step keeps a growing KV cache, so it runs under
+  ``torch.compile`` with dynamic shapes there. Install on an NVIDIA machine with
+  ``pip install -e '.[tensorrt]' --extra-index-url https://download.pytorch.org/whl/cu128``
+  (a torch-tensorrt build matching the installed torch; see README).
+
+When the requested backend cannot run (no CUDA, torch-tensorrt missing or failing), one
+log line says so and the eager path is used; generation never fails because of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from swansphere.errors import InputError
+from swansphere.models.generator import LocDiTVelocity
+
+log = logging.getLogger(__name__)
+
+ACCEL_MODES = ("eager", "compile", "tensorrt")
+
+
+@dataclass
+class Accelerated:
+    """The callables a sampler uses: ``lm(x, text, mask, cache, text_kv)`` (SpatialLM) and
+    ``dit(x, tau, h, context_k, context_v)`` (LocDiT.velocity); ``mode`` is what runs."""
+
+    lm: Callable[..., torch.Tensor]
+    dit: Callable[..., torch.Tensor]
+    mode: str
+
+
+def cache_dir() -> Path:
+    """Where compiled engines are kept: $SWANSPHERE_CACHE or ~/.cache/swansphere."""
+    root = os.environ.get("SWANSPHERE_CACHE") or Path.home() / ".cache" / "swansphere"
+    return Path(root) / "engines"
+
+
+def _weights_hash(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _dit_example(runtime: Any) -> tuple[torch.Tensor, ...]:
+    cfg, dev = runtime.generator.config, runtime.device
+    rows, f, d = 3, cfg.patch_frames, cfg.latent_dim  # three guidance rows
+    ctx = cfg.context_patches * f
+    head_dim = cfg.dit_dim // cfg.dit_heads
+    kv_shape = (cfg.dit_layers, rows, cfg.dit_heads, ctx, head_dim)
+    return (
+        torch.zeros(rows, f, d, device=dev),
+        torch.zeros(rows, device=dev),
+        torch.zeros(rows, cfg.lm_dim, device=dev),
+        torch.zeros(kv_shape, device=dev),
+        torch.zeros(kv_shape, device=dev),
+    )
+
+
+def _tensorrt_dit(runtime: Any) -> Callable[..., torch.Tensor]:
+    """The LocDiT as a TensorRT engine (compiled once, then loaded from cache)."""
+    import torch_tensorrt  # optional extra: NVIDIA machines only
+
+    dit = LocDiTVelocity(runtime.generator.dit).eval()
+    path = cache_dir() / f"locdit_{_weights_hash(dit)}.ep"
+    inputs = _dit_example(runtime)
+    if path.is_file():
+        log.info("loading TensorRT LocDiT engine %s", path)
+        return torch.export.load(str(path)).module()
+    log.info("compiling the LocDiT with Torch-TensorRT (first start only)")
+    engine = torch_tensorrt.compile(
+        dit, ir="dynamo", inputs=list(inputs), enabled_precisions={torch.float16, torch.float32}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".ep.tmp")
+    torch_tensorrt.save(engine, str(tmp), inputs=list(inputs))
+    os.replace(tmp, path)
+    return engine
+
+
+def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
+    """The LM and LocDiT callables for ``mode`` (see the module docstring)."""
+    if mode not in ACCEL_MODES:
+        raise InputError(f"unknown accel mode {mode!r}; choose one of {', '.join(ACCEL_MODES)}")
+    lm, dit = runtime.generator.lm, LocDiTVelocity(runtime.generator.dit).eval()
+    if mode == "eager":
+        return Accelerated(lm, dit, "eager")
+    cuda = runtime.device.type == "cuda"
+    if mode == "tensorrt":
+        if not cuda:
+            log.warning(
+                "accel tensorrt needs a CUDA device (running on %s): using eager", runtime.device
+            )
+            return Accelerated(lm, dit, "eager")
+        try:
+            trt_dit = _tensorrt_dit(runtime)
+        except Exception as exc:  # torch-tensorrt absent or the compile failed: stay usable
+            log.warning("accel tensorrt unavailable (%s: %s): using eager", type(exc).__name__, exc)
+            return Accelerated(lm, dit, "eager")
+        return Accelerated(torch.compile(lm, dynamic=True), trt_dit, "tensorrt")
+    try:
+        options = {"mode": "reduce-overhead"} if cuda else {}
+        return Accelerated(
+            torch.compile(lm, dynamic=True), torch.compile(dit, **options), "compile"
+        )
+    except Exception as exc:
+        log.warning("torch.compile unavailable (%s): using eager", exc)
+        return Accelerated(lm, dit, "eager")
+
+
+__all__ = ["ACCEL_MODES", "Accelerated", "accelerate", "cache_dir"]

@@ -1,0 +1,120 @@
+"""What a game engine has, turned into what the generator is conditioned on.
+
+- An equirectangular panorama, or a field-of-view frame plus the camera's orientation
+  and field of view, which :func:`view_to_panorama` projects into the panorama canvas so
+  that each pixel lands at the direction it shows (DESIGN.md section 3 axes and
+  :mod:`swansphere.foa.panorama` image convention).
+- Video tokens of one frame (:func:`frame_tokens`): SVAC VideoMAE patch tokens of the
+  frame alone (repeated over the encoder's window), so a frame's tokens never depend on
+  later frames and streaming equals offline.
+- Caption tokens: the text encoder's last hidden states (:meth:`CaptionEncoder.encode_tokens`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from swansphere.errors import InputError, require_finite
+from swansphere.foa.panorama import pixel_directions
+from swansphere.foa.rotation import normalize_quaternion, quat_to_matrix
+
+MAX_FRAME_PIXELS = 8192 * 4096  # larger frames are refused (an 8K panorama is the limit)
+
+
+def check_rgb_frame(frame: np.ndarray, what: str = "frame") -> np.ndarray:
+    """A frame as a C-contiguous uint8 array (H, W, 3), RGB.
+
+    Accepts uint8, or float in [0, 1]; (H, W) greyscale is expanded to RGB. Anything else
+    (RGBA, BGR cannot be told apart: callers convert), wrong rank, empty or oversize frames
+    raise :class:`InputError` naming the shape or dtype.
+    """
+    f = np.asarray(frame)
+    if f.ndim == 2:
+        f = np.repeat(f[..., None], 3, axis=-1)
+    if f.ndim != 3 or f.shape[-1] != 3:
+        raise InputError(f"{what} must be an RGB image (H, W, 3), got shape {f.shape}")
+    if f.shape[0] < 2 or f.shape[1] < 2:
+        raise InputError(f"{what} is too small: {f.shape[1]}x{f.shape[0]} pixels")
+    if f.shape[0] * f.shape[1] > MAX_FRAME_PIXELS:
+        raise InputError(f"{what} is too large: {f.shape[1]}x{f.shape[0]} pixels (limit 8192x4096)")
+    if f.dtype == np.uint8:
+        return np.ascontiguousarray(f)
+    if np.issubdtype(f.dtype, np.floating):
+        require_finite(what, f)
+        if f.min() < 0 or f.max() > 1:
+            raise InputError(
+                f"float {what} must hold values in [0, 1], got [{f.min():.3g}, {f.max():.3g}]"
+            )
+        return np.ascontiguousarray(np.round(f * 255).astype(np.uint8))
+    raise InputError(f"{what} must be uint8 or float in [0, 1], got dtype {f.dtype}")
+
+
+def view_to_panorama(
+    frame: np.ndarray,
+    orientation: np.ndarray,
+    hfov_deg: float,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Project a pinhole camera frame into an equirectangular canvas.
+
+    frame: (h, w, 3) uint8 RGB, row 0 at the top, column 0 at the left of the picture.
+    orientation: the camera's unit quaternion (w, x, y, z) in the ambisonic frame (x front,
+    y left, z up); identity looks along +x with z up. hfov_deg: horizontal field of view
+    in degrees (0, 180); the vertical one follows from the aspect ratio (square pixels).
+    Returns (canvas (height, width, 3) uint8, seen (height, width) bool): canvas pixels
+    outside the view are black and ``seen`` False. Nearest-neighbour sampling.
+    """
+    frame = check_rgb_frame(frame, "field-of-view frame")
+    q = np.asarray(orientation, dtype=np.float64)
+    if q.shape != (4,):
+        raise InputError(
+            f"camera orientation must be a quaternion (w, x, y, z), got shape {q.shape}"
+        )
+    require_finite("camera orientation", q)
+    rot = quat_to_matrix(normalize_quaternion(q))
+    if not (isinstance(hfov_deg, (int, float)) and math.isfinite(hfov_deg) and 0 < hfov_deg < 180):
+        raise InputError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg!r}")
+    h, w = frame.shape[:2]
+    tan_h = math.tan(math.radians(hfov_deg) / 2)
+    tan_v = tan_h * h / w
+    dirs = pixel_directions(width, height) @ rot  # world -> camera: R^T d for each row d
+    fwd, left, up = dirs[..., 0], dirs[..., 1], dirs[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = -left / fwd / tan_h  # -1 at the left edge of the picture, +1 at the right
+        y = -up / fwd / tan_v  # -1 at the top, +1 at the bottom
+    seen = (fwd > 1e-6) & (np.abs(x) <= 1) & (np.abs(y) <= 1)
+    cols = np.clip(((x + 1) / 2 * w).astype(np.int64), 0, w - 1)
+    rows = np.clip(((y + 1) / 2 * h).astype(np.int64), 0, h - 1)
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    canvas[seen] = frame[rows[seen], cols[seen]]
+    return canvas, seen
+
+
+@torch.inference_mode()
+def frame_tokens(svac, frames: torch.Tensor) -> torch.Tensor:
+    """SVAC video tokens (N, G, video_dim) of N single equirectangular frames (N, 3, H, W)
+    (uint8 RGB or float in [0, 1]); each frame is encoded alone, repeated over the VideoMAE
+    window, so its tokens depend on nothing else."""
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise InputError(f"frames must be a tensor (N, 3, H, W), got {tuple(frames.shape)}")
+    window = svac.video_encoder.window
+    video = frames[:, None].expand(-1, window, -1, -1, -1)
+    return svac.video_tokens(video)[:, 0].float()
+
+
+def patch_frame_index(n_patches: int, patch_seconds: float, frame_times: np.ndarray) -> np.ndarray:
+    """Index of the frame that conditions each patch: the newest frame captured no later
+    than the patch's midpoint (the first frame for patches before it). frame_times: sorted
+    capture times in seconds."""
+    times = np.asarray(frame_times, dtype=np.float64)
+    if times.size == 0:
+        raise InputError("no video frames to align")
+    mids = (np.arange(n_patches) + 0.5) * patch_seconds
+    return np.clip(np.searchsorted(times, mids, side="right") - 1, 0, times.size - 1)
+
+
+__all__ = ["check_rgb_frame", "frame_tokens", "patch_frame_index", "view_to_panorama"]

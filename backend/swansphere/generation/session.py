@@ -1,0 +1,550 @@
+"""Streaming generation: a runtime holding the bundle's networks, and sessions that take
+frames and captions as they arrive and yield FOA patch by patch.
+
+Data flow per patch t (DESIGN.md section 2): conditioning (video tokens of the frame
+aligned with patch t, caption tokens) -> Spatial LM step (KV cache) -> LocDiT sampling
+(Euler, cosine schedule, three-way guidance) -> streaming VAE decode -> FOA chunk
+(AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
+
+Offline generation (:meth:`GeneratorRuntime.generate`) encodes all frames in one batch,
+runs the same patch sampler, and decodes the whole latent sequence at once; a session fed
+the same frames, caption and seed produces the same audio (to float rounding).
+
+Documented fallbacks: an empty or whitespace caption means "no caption"; captions longer
+than the model's ``max_text_tokens`` tokens are truncated (with a warning in
+``session.warnings``); frames of any size are resized to the video encoder's canvas;
+patches before the first frame use the earliest frame received; neither video nor
+caption is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from swansphere.errors import InputError
+from swansphere.models.bundle import Bundle, load_bundle, resolve_bundle_spec
+from swansphere.models.generator import (
+    GENERATOR_PRESETS,
+    Conditioning,
+    KVCache,
+    SpatialGenerator,
+    cosine_schedule,
+    guided_velocity,
+)
+from swansphere.models.svac import SVAC
+from swansphere.models.text import CaptionEncoder
+from swansphere.models.vae import FOAVAE, StreamingDecoder
+
+from .accel import accelerate
+from .conditioning import check_rgb_frame, frame_tokens, patch_frame_index, view_to_panorama
+
+log = logging.getLogger(__name__)
+
+MAX_CAPTION_CHARS = 10_000  # longer captions are refused (the token limit truncates earlier)
+_CAPTION_CACHE = 64  # captions whose tokens a runtime keeps
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Per-session generation settings; None means the model's default."""
+
+    seed: int = 0
+    steps: int | None = None  # Euler steps of the LocDiT sampler (model default: 20)
+    guidance_text: float | None = None  # g_text of the three-way guidance
+    guidance_video: float | None = None  # g_video
+    duration_s: float | None = None  # stop after this much audio (text-only generation)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise InputError(f"seed must be an integer, got {self.seed!r}")
+        if self.steps is not None and not (isinstance(self.steps, int) and 1 <= self.steps <= 1000):
+            raise InputError(f"steps must be an integer in [1, 1000], got {self.steps!r}")
+        for name in ("guidance_text", "guidance_video"):
+            g = getattr(self, name)
+            if g is not None and not (
+                isinstance(g, (int, float)) and math.isfinite(g) and 0 <= g <= 20
+            ):
+                raise InputError(f"{name} must be a number in [0, 20], got {g!r}")
+        d = self.duration_s
+        if d is not None and not (
+            isinstance(d, (int, float)) and math.isfinite(d) and 0 < d <= 3600
+        ):
+            raise InputError(f"duration_s must be in (0, 3600] seconds, got {d!r}")
+
+
+class GeneratorRuntime:
+    """The networks of one bundle (FOA-VAE, SVAC, generator, caption encoder), shared by
+    all sessions; inference only. Load with :meth:`load` (cached per bundle) or
+    :meth:`random` (random generator weights, same code path)."""
+
+    _cache: ClassVar[dict[tuple[str, str, str], GeneratorRuntime]] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(
+        self,
+        vae: FOAVAE,
+        svac: SVAC,
+        generator: SpatialGenerator,
+        name: str,
+        device: str | torch.device = "cpu",
+        accel: str = "eager",
+    ) -> None:
+        gcfg = generator.config
+        if gcfg.latent_dim != vae.config.latent_dim:
+            raise InputError(
+                f"generator latent_dim {gcfg.latent_dim} does not match "
+                f"the VAE's {vae.config.latent_dim}"
+            )
+        if gcfg.video_dim != svac.config.video_dim or gcfg.video_grid != svac.video_encoder.grid:
+            raise InputError(
+                f"generator video tokens ({gcfg.video_dim}, grid {gcfg.video_grid}) do not match "
+                f"SVAC's ({svac.config.video_dim}, grid {svac.video_encoder.grid})"
+            )
+        self.name = name
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        self.svac = svac.to(self.device).eval()
+        self.generator = generator.to(self.device).eval()
+        encoder = None if gcfg.text_encoder == "minilm" else gcfg.text_encoder
+        self.text_encoder = CaptionEncoder(encoder, device=self.device)
+        self.accel = accelerate(self, accel)
+        self._captions: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # --- construction ----------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, spec: str | Path = "default", device: str = "cpu", accel: str = "eager"
+    ) -> GeneratorRuntime:
+        """The runtime of bundle ``spec`` (default | PATH | models:/NAME@ALIAS), cached."""
+        key = (str(resolve_bundle_spec(spec)), str(device), accel)
+        with cls._cache_lock:
+            if key not in cls._cache:
+                cls._cache[key] = cls.from_bundle(load_bundle(spec), device, accel)
+            return cls._cache[key]
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Bundle, device: str = "cpu", accel: str = "eager"
+    ) -> GeneratorRuntime:
+        if "generator" not in bundle.components:
+            raise InputError(
+                f"bundle {bundle.path} has no generator component; train one with "
+                "'swansphere train generator' and add it with 'swansphere bundle --generator'"
+            )
+        return cls(
+            bundle.build("vae"), bundle.build("svac"), bundle.build("generator"),
+            str(bundle.path), device, accel,
+        )  # fmt: skip
+
+    @classmethod
+    def random(cls, preset: str = "tiny", seed: int = 0, base: str = "default") -> GeneratorRuntime:
+        """The VAE and SVAC of bundle ``base`` with a generator of ``preset`` at random
+        weights (seeded): the real code path before a generator is trained."""
+        bundle = load_bundle(base)
+        if preset not in GENERATOR_PRESETS:
+            raise InputError(
+                f"unknown generator preset {preset!r}; choose one of {', '.join(GENERATOR_PRESETS)}"
+            )
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            generator = SpatialGenerator(GENERATOR_PRESETS[preset])
+            # Zero-initialised layers (adaLN, output) would make an untrained LocDiT
+            # predict zero velocity and ignore its conditioning: give them small weights.
+            with torch.no_grad():
+                for p in generator.parameters():
+                    if p.ndim > 0 and not p.any():
+                        p.normal_(0.0, 0.02)
+        return cls(bundle.build("vae"), bundle.build("svac"), generator, f"random:{preset}")
+
+    # --- properties -------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        """FOA sample rate of the generated audio (the VAE's)."""
+        return self.vae.config.sample_rate
+
+    @property
+    def patch_samples(self) -> int:
+        """Audio samples per generated patch."""
+        return self.generator.config.patch_frames * self.vae.config.hop_length
+
+    @property
+    def patch_seconds(self) -> float:
+        return self.patch_samples / self.sample_rate
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """(height, width) of the equirectangular canvas the video encoder takes."""
+        return self.svac.video_encoder.frame_size
+
+    # --- conditioning ----------------------------------------------------------------
+
+    def caption_tokens(self, text: str | None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Caption tokens (1, L, text_dim), mask (1, L) and whether the caption was cut
+        short; ``None`` or empty text gives an all-False mask. Cached per text."""
+        text = "" if text is None else text
+        if not isinstance(text, str):
+            raise InputError(f"caption must be text, got {type(text).__name__}")
+        if len(text) > MAX_CAPTION_CHARS:
+            raise InputError(f"caption is {len(text)} characters; the limit is {MAX_CAPTION_CHARS}")
+        with self._lock:
+            if text in self._captions:
+                self._captions.move_to_end(text)
+                return self._captions[text]
+        limit = self.generator.config.max_text_tokens
+        tokens, mask = self.text_encoder.encode_tokens([text], limit)
+        truncated = (
+            bool(text.strip())
+            and len(self.text_encoder._tokenizer(text.strip())["input_ids"]) > limit
+        )
+        entry = (tokens, mask, truncated)
+        with self._lock:
+            self._captions[text] = entry
+            while len(self._captions) > _CAPTION_CACHE:
+                self._captions.popitem(last=False)
+        return entry
+
+    def frame_to_canvas(self, frame: np.ndarray) -> torch.Tensor:
+        """An RGB frame (H, W, 3) -> uint8 tensor (3, h, w) at the canvas size."""
+        f = torch.from_numpy(check_rgb_frame(frame, "panorama")).permute(2, 0, 1)
+        h, w = self.canvas_size
+        if tuple(f.shape[1:]) != (h, w):
+            f = (
+                torch.nn.functional.interpolate(
+                    f[None].float(),
+                    size=(h, w),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )[0]
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
+        return f
+
+    def video_tokens(self, canvases: torch.Tensor) -> torch.Tensor:
+        """Video tokens (N, G, video_dim) of canvases (N, 3, h, w)."""
+        return frame_tokens(self.svac, canvases.to(self.device))
+
+    # --- sessions and offline generation ---------------------------------------------
+
+    def session(self, config: SessionConfig | None = None) -> GeneratorSession:
+        return GeneratorSession(self, config or SessionConfig())
+
+    def generate(
+        self,
+        frames: np.ndarray | None,
+        fps: float | None,
+        caption: str | None,
+        duration_s: float | None = None,
+        config: SessionConfig | None = None,
+    ) -> np.ndarray:
+        """Offline generation: FOA (4, T) float32 at :attr:`sample_rate`.
+
+        frames: (N, H, W, 3) uint8 equirectangular video at ``fps`` or None (text only,
+        then ``duration_s`` or ``config.duration_s`` sets the length). The whole video
+        is encoded in one batch and the latents decoded in one pass.
+        """
+        config = config or SessionConfig()
+        duration_s = duration_s or config.duration_s
+        caption_present = bool(caption and caption.strip())
+        times = None
+        if frames is not None:
+            frames = np.asarray(frames)
+            if frames.ndim != 4 or len(frames) == 0:
+                raise InputError(f"video must be frames (N, H, W, 3), got shape {frames.shape}")
+            if fps is None or not (math.isfinite(fps) and fps > 0):
+                raise InputError(f"video needs a positive frame rate, got {fps!r}")
+            times = np.arange(len(frames)) / fps
+            duration_s = duration_s or len(frames) / fps
+        elif not caption_present:
+            raise InputError("nothing to generate from: give a video, a caption, or both")
+        if not duration_s:
+            raise InputError("text-only generation needs a duration (duration_s)")
+        n_patches = math.ceil(duration_s / self.patch_seconds - 1e-9)
+        video = None
+        if frames is not None:
+            canvases = torch.stack([self.frame_to_canvas(f) for f in frames])
+            index = patch_frame_index(n_patches, self.patch_seconds, times)
+            used, inverse = np.unique(index, return_inverse=True)
+            tokens = self.video_tokens(canvases[used])  # one batch
+            video = tokens[torch.from_numpy(inverse)]
+        sampler = PatchSampler(self, config)
+        text = self.caption_tokens(caption)
+        latents = []
+        for t in range(n_patches):
+            latents.append(
+                sampler.step(None if video is None else video[t : t + 1], text[0], text[1])
+            )
+        z = self.generator.denormalise(torch.cat(latents, dim=1))
+        with torch.no_grad():
+            audio = self.vae.decode(z)[0]
+        return audio[:, : round(duration_s * self.sample_rate)].cpu().numpy().astype(np.float32)
+
+
+class PatchSampler:
+    """The autoregressive core shared by sessions and offline generation: one LM step and
+    one LocDiT sampling per patch, the three guidance conditions as three batch rows."""
+
+    def __init__(self, runtime: GeneratorRuntime, config: SessionConfig) -> None:
+        g = runtime.generator
+        self.runtime, self.model = runtime, g
+        cfg = g.config
+        self.steps = config.steps or cfg.steps
+        self.g_text = cfg.guidance_text if config.guidance_text is None else config.guidance_text
+        self.g_video = (
+            cfg.guidance_video if config.guidance_video is None else config.guidance_video
+        )
+        self.schedule = cosine_schedule(self.steps).to(runtime.device)
+        self.noise = torch.Generator(device=runtime.device).manual_seed(config.seed)
+        self.cache = KVCache(cfg.lm_layers)
+        self.history: list[torch.Tensor] = []  # normalised patches (1, f, D), newest last
+        self.patch = 0
+        self.timings: dict[str, float] = {}
+        self._text_key: torch.Tensor | None = None
+        self._text_state: tuple = ()
+
+    @torch.inference_mode()
+    def step(
+        self, video: torch.Tensor | None, text: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Generate the next patch: normalised latents (1, patch_frames, latent_dim).
+
+        video: (1, G, video_dim) tokens of the aligned frame, or None; text (1, L, text_dim)
+        and text_mask (1, L) of the current caption (all False: no caption).
+        """
+        g, cfg, dev = self.model, self.model.config, self.runtime.device
+        start = time.perf_counter()
+        has_text = bool(text_mask.any())
+        rows = len(CONDITIONS_ROWS)
+        video_present = torch.tensor([video is not None, False, False], device=dev)
+        text_present = torch.tensor([has_text, has_text, False], device=dev)
+        vid = None if video is None else video[:, None].expand(rows, 1, -1, -1)
+        cond = Conditioning(
+            vid, video_present, text.expand(rows, -1, -1), text_mask.expand(rows, -1), text_present
+        )
+        prev = (
+            self.history[-1]
+            if self.history
+            else torch.zeros(1, cfg.patch_frames, cfg.latent_dim, device=dev)
+        )
+        lm_in = g.lm.inputs(prev[:, None].expand(rows, 1, -1, -1), vid, video_present, self.patch)
+        text_ctx, text_ctx_mask, text_kv = self._text(cond, text)
+        h = self.runtime.accel.lm(lm_in, text_ctx, text_ctx_mask, self.cache, text_kv)[:, 0]
+        lm_done = time.perf_counter()
+        context, valid = self._context()
+        ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
+        ctx_k, ctx_v = ctx_k.expand(-1, rows, -1, -1, -1), ctx_v.expand(-1, rows, -1, -1, -1)
+        x = torch.randn(1, cfg.patch_frames, cfg.latent_dim, generator=self.noise, device=dev)
+        for i in range(self.steps):
+            tau = self.schedule[i].expand(rows)
+            v = self.runtime.accel.dit(x.expand(rows, -1, -1), tau, h, ctx_k, ctx_v)
+            v = guided_velocity(v[0:1], v[1:2], v[2:3], self.g_text, self.g_video)
+            x = x + (self.schedule[i + 1] - self.schedule[i]) * v
+        self.history.append(x)
+        del self.history[: -cfg.context_patches]
+        self.patch += 1
+        end = time.perf_counter()
+        self.timings = {"lm_ms": 1e3 * (lm_done - start), "dit_ms": 1e3 * (end - lm_done)}
+        return x
+
+    def _text(self, cond: Conditioning, text: torch.Tensor) -> tuple:
+        """Caption keys, mask and per-layer keys/values, recomputed only when the caption
+        tensor changes (captions are cached per text by the runtime)."""
+        if self._text_key is not text:
+            ctx, mask = self.model.lm.text_context(cond)
+            self._text_state = (ctx, mask, self.model.lm.text_kv(ctx))
+            self._text_key = text
+        return self._text_state
+
+    def _context(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, dev = self.model.config, self.runtime.device
+        c, f = cfg.context_patches, cfg.patch_frames
+        have = self.history[-c:]
+        missing = c - len(have)
+        zeros = torch.zeros(1, f, cfg.latent_dim, device=dev)
+        context = torch.cat([zeros] * missing + have, dim=1)
+        valid = torch.zeros(1, c * f, dtype=torch.bool, device=dev)
+        valid[:, missing * f :] = True
+        return context, valid
+
+
+CONDITIONS_ROWS = ("full", "text", "none")
+
+
+class GeneratorSession:
+    """One stream: frames and captions in as they arrive, FOA chunks out patch by patch.
+
+    Not thread-safe by itself: one caller drives a session (the server serialises each
+    session's calls). See the module docstring for fallbacks.
+    """
+
+    def __init__(self, runtime: GeneratorRuntime, config: SessionConfig) -> None:
+        self.runtime = runtime
+        self.config = config
+        self._sampler = PatchSampler(runtime, config)
+        self._decoder = StreamingDecoder(runtime.vae)
+        self._frames: list[tuple[float, torch.Tensor]] = []  # (capture time, canvas), sorted
+        self._tokens: dict[int, torch.Tensor] = {}  # id(canvas) -> tokens
+        self._caption = runtime.caption_tokens(None)
+        self._end_s: float | None = config.duration_s
+        self._emitted = 0  # samples returned so far
+        self.warnings: list[str] = []
+        self.stats: dict[str, float] = {}
+        self.closed = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self.runtime.sample_rate
+
+    @property
+    def patch_samples(self) -> int:
+        return self.runtime.patch_samples
+
+    @property
+    def patch_seconds(self) -> float:
+        return self.runtime.patch_seconds
+
+    @property
+    def time_s(self) -> float:
+        """Audio time generated so far (the start of the next patch)."""
+        return self._sampler.patch * self.patch_seconds
+
+    @property
+    def finished(self) -> bool:
+        return self.closed or (self._end_s is not None and self._emitted >= self._end_samples())
+
+    def _end_samples(self) -> int:
+        return round(self._end_s * self.sample_rate)
+
+    # --- input ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InputError("the session is closed")
+
+    def _time(self, time_s: float | None) -> float:
+        if time_s is None:
+            return self.time_s
+        if not (isinstance(time_s, (int, float)) and math.isfinite(time_s) and time_s >= 0):
+            raise InputError(f"frame time must be a finite number of seconds >= 0, got {time_s!r}")
+        return float(time_s)
+
+    def _add_frame(self, canvas: torch.Tensor, time_s: float) -> None:
+        if self._frames and time_s < self._frames[-1][0]:
+            raise InputError(
+                f"frame time {time_s:.3f} s is earlier than the previous frame's "
+                f"{self._frames[-1][0]:.3f} s; frames must arrive in capture order"
+            )
+        self._frames.append((time_s, canvas))
+        # Keep the newest frame at or before the next patch's midpoint and all newer ones.
+        mid = self.time_s + 0.5 * self.patch_seconds
+        keep = max(0, int(np.searchsorted([t for t, _ in self._frames], mid, side="right")) - 1)
+        for _, old in self._frames[:keep]:
+            self._tokens.pop(id(old), None)
+        del self._frames[:keep]
+
+    def set_panorama(self, frame: np.ndarray, time_s: float | None = None) -> None:
+        """An equirectangular RGB frame (H, W, 3) captured at ``time_s`` (default: now)."""
+        self._check_open()
+        self._add_frame(self.runtime.frame_to_canvas(frame), self._time(time_s))
+
+    def set_view(
+        self,
+        frame: np.ndarray,
+        orientation: np.ndarray,
+        hfov_deg: float,
+        time_s: float | None = None,
+    ) -> None:
+        """A field-of-view frame plus the camera's orientation quaternion (w, x, y, z) and
+        horizontal field of view, projected into the panorama canvas (unseen: black)."""
+        self._check_open()
+        h, w = self.runtime.canvas_size
+        canvas, _ = view_to_panorama(frame, orientation, hfov_deg, w, h)
+        self._add_frame(torch.from_numpy(canvas).permute(2, 0, 1).contiguous(), self._time(time_s))
+
+    def set_caption(self, text: str | None) -> None:
+        """The caption from the next patch on; None or empty removes it."""
+        self._check_open()
+        tokens, mask, truncated = self.runtime.caption_tokens(text)
+        if truncated:
+            limit = self.runtime.generator.config.max_text_tokens
+            self.warnings.append(f"caption longer than {limit} tokens: truncated")
+        self._caption = (tokens, mask, truncated)
+
+    def end_video(self, at_s: float | None = None) -> None:
+        """The video has ended (the stop condition): generation stops at ``at_s`` seconds,
+        by default one frame interval after the last frame (or now without frames)."""
+        self._check_open()
+        if at_s is None:
+            if self._frames:
+                times = [t for t, _ in self._frames]
+                step = np.median(np.diff(times)) if len(times) > 1 else self.patch_seconds
+                at_s = times[-1] + float(step)
+            else:
+                at_s = self.time_s
+        self._end_s = self._time(at_s)
+
+    # --- output --------------------------------------------------------------------
+
+    def _frame_for_patch(self) -> torch.Tensor | None:
+        if not self._frames:
+            return None
+        times = np.array([t for t, _ in self._frames])
+        index = int(patch_frame_index(self._sampler.patch + 1, self.patch_seconds, times)[-1])
+        canvas = self._frames[index][1]
+        if id(canvas) not in self._tokens:
+            self._tokens[id(canvas)] = self.runtime.video_tokens(canvas[None])
+        return self._tokens[id(canvas)]
+
+    def next_chunk(self) -> np.ndarray | None:
+        """The next patch of FOA (4, patch_samples) float32, or None once finished (the
+        last chunk is cut at the end time)."""
+        if self.finished:
+            return None
+        has_caption = bool(self._caption[1].any())
+        if not self._frames and not has_caption:
+            raise InputError("nothing to generate from yet: send a frame or a caption first")
+        start = time.perf_counter()
+        video = self._frame_for_patch()
+        video_done = time.perf_counter()
+        x = self._sampler.step(video, self._caption[0], self._caption[1])
+        decode_start = time.perf_counter()
+        audio = self._decoder.decode_chunk(self.runtime.generator.denormalise(x))[0]
+        chunk = audio.cpu().numpy().astype(np.float32)
+        if self._end_s is not None:
+            chunk = chunk[:, : max(0, self._end_samples() - self._emitted)]
+        self._emitted += chunk.shape[1]
+        end = time.perf_counter()
+        self.stats = {
+            "video_ms": 1e3 * (video_done - start),
+            **self._sampler.timings,
+            "decode_ms": 1e3 * (end - decode_start),
+            "total_ms": 1e3 * (end - start),
+            "patch": float(self._sampler.patch),
+        }
+        return chunk
+
+    def close(self) -> None:
+        """Free the session's state (frames, caches, decoder state)."""
+        self.closed = True
+        self._frames.clear()
+        self._tokens.clear()
+        self._sampler.cache = KVCache(0)
+        self._decoder.reset()
+
+
+__all__ = ["GeneratorRuntime", "GeneratorSession", "PatchSampler", "SessionConfig"]

@@ -1,0 +1,658 @@
+"""The SwanSphere generator: a causal Spatial LM over latent patches and a Local DiT (LocDiT)
+that renders each patch by flow matching (DESIGN.md section 4). One definition, shared by
+training (``swansphere_training.stages.generator``) and serving (:mod:`swansphere.generation`).
+
+Conventions
+- Latents are FOA-VAE latents (B, latent_dim, frames) at 21.53 frames/s, normalised here
+  per channel with the ``latent_mean`` / ``latent_std`` buffers measured on the training
+  corpus; the generator works on normalised latents laid out frame-major (B, frames, D).
+- A patch is ``patch_frames`` (4) latent frames = 0.186 s. Patch t is conditioned on the
+  video tokens aligned with it, the caption, and (through the LM) everything before it.
+- Video tokens are SVAC VideoMAE patch tokens of one equirectangular frame (B, G, video_dim),
+  raster order over the SVAC grid (row 0 = top, column 0 = azimuth +180 deg, see
+  :mod:`swansphere.foa.panorama`); each token gets the direction of its cell added, so the
+  LM knows where on the sphere it looks.
+- Caption tokens are the text encoder's last hidden states (B, L, text_dim) with a bool mask.
+- Flow matching: x_tau = tau * x1 + (1 - tau) * x0, x0 ~ N(0, I), velocity target x1 - x0;
+  sampling integrates tau from 0 to 1 with Euler steps on the cosine schedule
+  tau(s) = 0.5 (1 - cos(pi s)), s uniform.
+- Three-way classifier-free guidance over the conditions full / text only / none:
+  v = v_none + g_text (v_text - v_none) + g_video (v_full - v_text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from swansphere.errors import InputError
+from swansphere.foa.panorama import pixel_directions
+
+# Conditions of the three-way guidance, in the order the rows are stacked.
+CONDITIONS = ("full", "text", "none")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Sizes of the generator. Presets in :data:`GENERATOR_PRESETS`; defaults are ``tiny``."""
+
+    latent_dim: int = 32  # FOA-VAE latent channels per frame
+    patch_frames: int = 4  # latent frames per patch (paper: 4 = 0.186 s)
+    context_patches: int = 2  # preceding patches the LocDiT sees as boundary context
+    video_dim: int = 128  # SVAC video token width
+    video_grid: tuple[int, int] = (4, 8)  # SVAC token grid (rows, columns) of a panorama
+    text_dim: int = 384  # caption token width (MiniLM: 384)
+    max_text_tokens: int = 64  # caption tokens the LM attends to (longer captions truncate)
+    lm_window: int = 64  # patches the LM attends to (12 s); longer streams slide the window
+    lm_dim: int = 256  # Spatial LM width
+    lm_layers: int = 4
+    lm_heads: int = 4
+    history_layers: int = 2  # history encoder blocks (research code: 4)
+    dit_dim: int = 192  # LocDiT width (its weights are read 20 times per patch)
+    dit_layers: int = 4  # research code: 4
+    dit_heads: int = 4
+    mlp_ratio: float = 4.0
+    steps: int = 20  # Euler steps of the sampler (paper: 20)
+    guidance_text: float = 1.5  # g_text of the three-way guidance
+    guidance_video: float = 1.5  # g_video
+    text_encoder: str = "minilm"  # "minilm" (bundled) or a local transformers model path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video_grid", tuple(int(g) for g in self.video_grid))
+        ints = ("latent_dim", "patch_frames", "context_patches", "video_dim", "text_dim",
+                "max_text_tokens", "lm_window", "lm_dim", "lm_layers", "lm_heads", "history_layers",
+                "dit_dim", "dit_layers", "dit_heads", "steps")  # fmt: skip
+        bad = [n for n in ints if not isinstance(getattr(self, n), int) or getattr(self, n) < 1]
+        if bad:
+            raise InputError(f"GeneratorConfig fields must be positive integers: {', '.join(bad)}")
+        if len(self.video_grid) != 2 or min(self.video_grid) < 1:
+            raise InputError(
+                f"GeneratorConfig.video_grid must be (rows, cols), got {self.video_grid}"
+            )
+        for dim, heads in (("lm_dim", "lm_heads"), ("dit_dim", "dit_heads")):
+            if getattr(self, dim) % getattr(self, heads):
+                raise InputError(f"GeneratorConfig.{dim} must be a multiple of {heads}")
+        if not self.mlp_ratio > 0:
+            raise InputError(f"GeneratorConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
+
+    @property
+    def video_tokens(self) -> int:
+        """Tokens per video frame (rows x columns of the SVAC grid)."""
+        return self.video_grid[0] * self.video_grid[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["video_grid"] = list(self.video_grid)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GeneratorConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown GeneratorConfig field(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+def _preset(
+    lm_dim: int, lm_layers: int, dit_dim: int, dit_layers: int, heads: int
+) -> GeneratorConfig:
+    """Paper-scale presets: 44.1 kHz VAE (d = 128), ViT-B video tokens (768, 8 x 16 grid)."""
+    return GeneratorConfig(
+        latent_dim=128, video_dim=768, video_grid=(8, 16), max_text_tokens=128,
+        lm_dim=lm_dim, lm_layers=lm_layers, lm_heads=heads, history_layers=4,
+        dit_dim=dit_dim, dit_layers=dit_layers, dit_heads=heads,
+    )  # fmt: skip
+
+
+GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
+    # Real time on 2 CPU cores; the shipped bundle's generator.
+    "tiny": GeneratorConfig(),
+    # Parameter counts of the paper's S / M / L (0.43B / 0.62B / 1.09B); see
+    # tests/models/test_generator.py, which builds them on the meta device and counts.
+    "S": _preset(lm_dim=1024, lm_layers=17, dit_dim=1024, dit_layers=6, heads=16),  # 0.430B
+    "M": _preset(lm_dim=1152, lm_layers=22, dit_dim=1152, dit_layers=4, heads=16),  # 0.618B
+    "L": _preset(lm_dim=1408, lm_layers=26, dit_dim=1408, dit_layers=6, heads=16),  # 1.097B
+}
+
+
+# --------------------------------------------------------------------------------------
+# Small pure functions
+# --------------------------------------------------------------------------------------
+
+
+def cosine_schedule(steps: int) -> Tensor:
+    """Flow times (steps + 1,) from 0 to 1: tau(s) = 0.5 (1 - cos(pi s)), s = 0, 1/steps .. 1."""
+    if steps < 1:
+        raise InputError(f"sampler steps must be >= 1, got {steps}")
+    s = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+    return (0.5 * (1.0 - torch.cos(math.pi * s))).float()
+
+
+def flow_interpolate(x1: Tensor, x0: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """(x_tau, velocity target) of the straight path from noise x0 (tau 0) to data x1 (tau 1).
+
+    tau: (B,) broadcast over the remaining dimensions.
+    """
+    t = tau.reshape(-1, *([1] * (x1.ndim - 1)))
+    return t * x1 + (1 - t) * x0, x1 - x0
+
+
+def guided_velocity(
+    v_full: Tensor, v_text: Tensor, v_none: Tensor, g_text: float, g_video: float
+) -> Tensor:
+    """Three-way classifier-free guidance:
+    v_none + g_text (v_text - v_none) + g_video (v_full - v_text).
+
+    With g_text = g_video = 1 this is v_full (no guidance).
+    """
+    return v_none + g_text * (v_text - v_none) + g_video * (v_full - v_text)
+
+
+def timestep_embedding(tau: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
+    """Sinusoidal embedding (B, dim) of flow times tau (B,) in [0, 1]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=tau.device) / half)
+    args = scale * tau.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, dim - 2 * half))
+
+
+def grid_directions(rows: int, cols: int) -> np.ndarray:
+    """Unit vectors (rows * cols, 3) of the centres of an equirectangular token grid, raster
+    order; axes x front, y left, z up (DESIGN.md section 3)."""
+    return pixel_directions(cols, rows).reshape(rows * cols, 3).astype(np.float32)
+
+
+def direction_features(directions: Tensor, bands: int = 4) -> Tensor:
+    """Fourier features (..., 3 + 6 bands) of unit vectors (..., 3): the vector and
+    sin/cos of 2^k pi times each coordinate, so nearby directions get nearby codes."""
+    scales = (2.0 ** torch.arange(bands, device=directions.device)) * math.pi
+    args = directions[..., None] * scales  # (..., 3, bands)
+    return torch.cat([directions, torch.sin(args).flatten(-2), torch.cos(args).flatten(-2)], dim=-1)
+
+
+# --------------------------------------------------------------------------------------
+# Transformer parts
+# --------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Keys and values of the LM's past patches, per layer: tensors (B, heads, T, head_dim)."""
+
+    def __init__(self, layers: int) -> None:
+        self.keys: list[Tensor | None] = [None] * layers
+        self.values: list[Tensor | None] = [None] * layers
+        self.length = 0
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def trim(self, window: int) -> None:
+        """Keep the newest ``window`` positions (a sliding attention window)."""
+        if self.length > window:
+            self.keys = [None if k is None else k[:, :, -window:] for k in self.keys]
+            self.values = [None if v is None else v[:, :, -window:] for v in self.values]
+            self.length = window
+
+
+class Attention(nn.Module):
+    """Multi-head attention over (B, T, dim); ``context`` gives cross-attention."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim or dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        return x.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
+
+    def project_kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, heads, T, head_dim) of ``context`` (B, T, context_dim)."""
+        k, v = self.kv(context).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        kv: tuple[Tensor, Tensor] | None = None,
+        prefix: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """x (B, T, dim) attends to itself, or to ``context`` (or its precomputed ``kv``);
+        ``prefix`` keys/values are prepended (LocDiT boundary context); ``cache`` holds
+        the keys/values of earlier calls (LM steps)."""
+        q = self._split(self.q(x))
+        k, v = kv if kv is not None else self.project_kv(x if context is None else context)
+        if prefix is not None:
+            k, v = torch.cat([prefix[0], k], dim=2), torch.cat([prefix[1], v], dim=2)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
+        if causal and cache is not None and x.shape[1] > 1:
+            # New queries see the whole cache plus the causal part of themselves.
+            n, past = x.shape[1], k.shape[2] - x.shape[1]
+            mask = torch.ones(n, k.shape[2], dtype=torch.bool, device=x.device).tril(past)
+            causal = False
+        elif cache is not None:
+            causal = False  # one new query sees everything cached
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        return self.out(out.transpose(1, 2).flatten(2))
+
+
+def _mlp(dim: int, ratio: float) -> nn.Sequential:
+    hidden = int(dim * ratio)
+    return nn.Sequential(
+        nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim)
+    )
+
+
+class LMBlock(nn.Module):
+    """Pre-norm causal self-attention, cross-attention to caption tokens, MLP."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        d = config.lm_dim
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attn = Attention(d, config.lm_heads)
+        self.cross_attn = Attention(d, config.lm_heads)
+        self.mlp = _mlp(d, config.mlp_ratio)
+        self.window = config.lm_window
+
+    def window_mask(self, n: int, device: torch.device) -> Tensor | None:
+        """Causal mask limited to the window, or None when plain causal is the same."""
+        if n <= self.window:
+            return None
+        i = torch.arange(n, device=device)
+        diff = i[:, None] - i[None, :]
+        return (diff >= 0) & (diff < self.window)
+
+    def forward(
+        self,
+        x: Tensor,
+        text: Tensor,
+        text_mask: Tensor,
+        cache: KVCache | None,
+        layer: int,
+        text_kv: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        window = self.window_mask(x.shape[1], x.device) if cache is None else None
+        x = x + self.self_attn(
+            self.norm1(x), mask=window, causal=window is None, cache=cache, layer=layer
+        )
+        x = x + self.cross_attn(
+            self.norm2(x), context=text, kv=text_kv, mask=text_mask[:, None, None, :]
+        )
+        return x + self.mlp(self.norm3(x))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm bidirectional self-attention and MLP (history encoder)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.mlp = _mlp(dim, mlp_ratio)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class DiTBlock(nn.Module):
+    """Bidirectional self-attention and MLP, modulated adaLN-single style (PixArt-alpha):
+    the LocDiT computes one (shift, scale, gate) x 2 modulation from the condition for all
+    blocks and each block adds its own learned offset, so a sampler step reads one
+    modulation matrix instead of one per block."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.attn = Attention(dim, heads)
+        self.mlp = _mlp(dim, mlp_ratio)
+        self.offset = nn.Parameter(torch.zeros(6, dim))
+
+    def forward(self, x: Tensor, modulation: Tensor, prefix: tuple[Tensor, Tensor]) -> Tensor:
+        """x (B, T, dim); modulation (B, 6, dim) shared by the blocks; ``prefix``: the
+        boundary-context keys and values every token also attends to."""
+        s1, b1, g1, s2, b2, g2 = (modulation + self.offset)[:, :, None].unbind(dim=1)
+        x = x + g1 * self.attn(self.norm1(x) * (1 + s1) + b1, prefix=prefix)
+        return x + g2 * self.mlp(self.norm2(x) * (1 + s2) + b2)
+
+
+# --------------------------------------------------------------------------------------
+# The networks
+# --------------------------------------------------------------------------------------
+
+
+class HistoryEncoder(nn.Module):
+    """Summary (B, lm_dim) of one patch of latents (B, patch_frames, latent_dim)."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        d = config.lm_dim
+        self.inp = nn.Linear(config.latent_dim, d)
+        self.pos = nn.Parameter(torch.zeros(config.patch_frames, d))
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d, config.lm_heads, config.mlp_ratio) for _ in range(config.history_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, patch: Tensor) -> Tensor:
+        x = self.inp(patch) + self.pos
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x).mean(dim=1)
+
+
+class VideoPooler(nn.Module):
+    """One LM input vector (B, lm_dim) per video frame from its tokens (B, G, video_dim):
+    tokens plus the Fourier code of their direction, attended by a learned query."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        d = config.lm_dim
+        dirs = torch.from_numpy(grid_directions(*config.video_grid))
+        self.register_buffer("direction_code", direction_features(dirs), persistent=False)
+        self.inp = nn.Linear(config.video_dim, d)
+        self.dir_proj = nn.Linear(self.direction_code.shape[-1], d)
+        self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.norm = nn.LayerNorm(d)
+        self.attn = Attention(d, config.lm_heads)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        x = self.norm(self.inp(tokens) + self.dir_proj(self.direction_code))
+        pooled = self.attn(self.query.expand(x.shape[0], -1, -1), context=x)[:, 0]
+        return self.out(pooled)
+
+
+@dataclass
+class Conditioning:
+    """Per-row conditioning of the LM for a batch of B rows.
+
+    video: (B, P, G, video_dim) tokens of the frame aligned with each of P patches, or None
+    video_present: (B,) bool: rows whose video is replaced by the null embedding when False
+    text: (B, L, text_dim) caption tokens, text_mask (B, L) bool (True = real token)
+    text_present: (B,) bool: rows whose caption is replaced by the null embedding when False
+    """
+
+    video: Tensor | None
+    video_present: Tensor
+    text: Tensor
+    text_mask: Tensor
+    text_present: Tensor
+
+
+class SpatialLM(nn.Module):
+    """Causal transformer over patches; step t sees patches 0..t-1 (through the history
+    encoder), the video aligned with patch t, and the caption. Output h_t (B, lm_dim)."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        d = config.lm_dim
+        self.config = config
+        self.history = HistoryEncoder(config)
+        self.video = VideoPooler(config)
+        self.text_proj = nn.Linear(config.text_dim, d)
+        self.start = nn.Parameter(torch.randn(d) * 0.02)  # history of the first patch
+        self.null_video = nn.Parameter(torch.randn(d) * 0.02)
+        self.null_text = nn.Parameter(torch.randn(1, d) * 0.02)
+        self.blocks = nn.ModuleList(LMBlock(config) for _ in range(config.lm_layers))
+        self.norm = nn.LayerNorm(d)
+
+    def text_context(self, cond: Conditioning) -> tuple[Tensor, Tensor]:
+        """Caption keys (B, L + 1, lm_dim) and mask: the null token always, real tokens
+        only for rows with a caption (so a missing caption attends to the null token)."""
+        b = cond.text.shape[0]
+        text = torch.cat([self.null_text.expand(b, 1, -1), self.text_proj(cond.text)], dim=1)
+        real = cond.text_mask & cond.text_present[:, None]
+        mask = torch.cat([~cond.text_present[:, None], real], dim=1)
+        return text, mask
+
+    def inputs(
+        self, history: Tensor, video: Tensor | None, video_present: Tensor, first: int
+    ) -> Tensor:
+        """LM input tokens (B, P, lm_dim) for P patches starting at patch index ``first``.
+
+        history: (B, P, patch_frames, latent_dim) latents of each patch's predecessor (ignored
+        for patch 0, which uses the start embedding).
+        """
+        b, p = history.shape[:2]
+        hist = self.history(history.flatten(0, 1)).reshape(b, p, -1)
+        index = torch.arange(first, first + p, device=history.device)
+        hist = torch.where((index == 0)[None, :, None], self.start, hist)
+        if video is None:
+            vid = self.null_video.expand(b, p, -1)
+        else:
+            vid = self.video(video.flatten(0, 1)).reshape(b, p, -1)
+            vid = torch.where(video_present[:, None, None], vid, self.null_video)
+        # No absolute positions (the causal mask orders the patches), so a stream can run
+        # past the training length with a sliding window.
+        return hist + vid
+
+    def text_kv(self, text: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per-layer cross-attention keys/values of caption keys from :meth:`text_context`
+        (computed once per caption instead of once per patch)."""
+        return [block.cross_attn.project_kv(text) for block in self.blocks]
+
+    def forward(
+        self,
+        x: Tensor,
+        text: Tensor,
+        text_mask: Tensor,
+        cache: KVCache | None = None,
+        text_kv: list[tuple[Tensor, Tensor]] | None = None,
+    ) -> Tensor:
+        """x (B, P, lm_dim) from :meth:`inputs` -> h (B, P, lm_dim); with a cache, x holds
+        the patches after the cached ones. Each patch attends to itself and the
+        ``lm_window - 1`` patches before it."""
+        window = self.config.lm_window
+        if cache is not None and cache.length + x.shape[1] > window:
+            cache.trim(window - x.shape[1])
+        for i, block in enumerate(self.blocks):
+            kv = None if text_kv is None else text_kv[i]
+            x = block(x, text, text_mask, cache, i, kv)
+        if cache is not None:
+            cache.length += x.shape[1]
+        return self.norm(x)
+
+
+class LocDiT(nn.Module):
+    """Velocity network of one patch: bidirectional attention among the patch's frames,
+    which also attend to the 2 preceding patches (clean boundary context), conditioned on
+    h_t and the flow time by adaLN-Zero.
+
+    The context enters as per-layer keys/values computed once per patch
+    (:meth:`context_kv`), so the Euler steps only run the patch's own tokens.
+    """
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        d = config.dit_dim
+        self.config = config
+        self.context_frames = config.context_patches * config.patch_frames
+        self.inp = nn.Linear(config.latent_dim, d)
+        self.pos = nn.Parameter(torch.randn(self.context_frames + config.patch_frames, d) * 0.02)
+        self.empty_context = nn.Parameter(torch.randn(d) * 0.02)  # before the first patches
+        self.context_norm = nn.LayerNorm(d)
+        self.cond = nn.Linear(config.lm_dim, d)
+        self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.modulation = nn.Linear(d, 6 * d)  # adaLN-single, zero-init: blocks start as identity
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+        self.blocks = nn.ModuleList(
+            DiTBlock(d, config.dit_heads, config.mlp_ratio) for _ in range(config.dit_layers)
+        )
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
+        self.final_mod = nn.Linear(d, 2 * d)
+        self.final = nn.Linear(d, config.latent_dim)
+        for layer in (self.final_mod, self.final):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def context_kv(self, context: Tensor, context_valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Stacked keys and values (layers, B, heads, context frames, head_dim).
+
+        context: (B, context_patches * patch_frames, latent_dim) clean preceding latents;
+        context_valid: (B, context frames) bool, False where the patch precedes the clip.
+        """
+        ctx = torch.where(context_valid[..., None], self.inp(context), self.empty_context)
+        ctx = self.context_norm(ctx + self.pos[: self.context_frames])
+        keys, values = zip(*(block.attn.project_kv(ctx) for block in self.blocks), strict=True)
+        return torch.stack(keys), torch.stack(values)
+
+    def velocity(
+        self, x: Tensor, tau: Tensor, h: Tensor, context_k: Tensor, context_v: Tensor
+    ) -> Tensor:
+        """Velocity (B, patch_frames, latent_dim) of the noisy patch x at flow times tau (B,)
+        given h (B, lm_dim) and the context keys/values from :meth:`context_kv`."""
+        tokens = self.inp(x) + self.pos[self.context_frames :]
+        cond = self.cond(h) + self.time(timestep_embedding(tau, self.config.dit_dim))
+        modulation = self.modulation(F.silu(cond)).unflatten(-1, (6, -1))
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, modulation, (context_k[i], context_v[i]))
+        shift, scale = self.final_mod(F.silu(cond))[:, None].chunk(2, dim=-1)
+        return self.final(self.final_norm(tokens) * (1 + scale) + shift)
+
+    def forward(
+        self, x: Tensor, tau: Tensor, h: Tensor, context: Tensor, context_valid: Tensor
+    ) -> Tensor:
+        """Velocity of x (B, patch_frames, latent_dim); see :meth:`context_kv`."""
+        return self.velocity(x, tau, h, *self.context_kv(context, context_valid))
+
+
+class LocDiTVelocity(nn.Module):
+    """:meth:`LocDiT.velocity` as a module's forward (what Torch-TensorRT compiles)."""
+
+    def __init__(self, dit: LocDiT) -> None:
+        super().__init__()
+        self.dit = dit
+
+    def forward(self, x: Tensor, tau: Tensor, h: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return self.dit.velocity(x, tau, h, k, v)
+
+
+class SpatialGenerator(nn.Module):
+    """Spatial LM + LocDiT with the latent normalisation measured on the training corpus."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lm = SpatialLM(config)
+        self.dit = LocDiT(config)
+        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_std", torch.ones(config.latent_dim))
+
+    @classmethod
+    def from_config(cls, config: GeneratorConfig | Mapping[str, Any] | str) -> SpatialGenerator:
+        if isinstance(config, str):
+            if config not in GENERATOR_PRESETS:
+                raise InputError(
+                    f"unknown generator preset {config!r}; "
+                    f"choose one of {', '.join(GENERATOR_PRESETS)}"
+                )
+            config = GENERATOR_PRESETS[config]
+        elif not isinstance(config, GeneratorConfig):
+            config = GeneratorConfig.from_dict(config)
+        return cls(config)
+
+    # --- latent layout ------------------------------------------------------------------
+
+    def normalise(self, z: Tensor) -> Tensor:
+        """VAE latents (B, latent_dim, F) -> normalised frame-major (B, F, latent_dim)."""
+        return ((z.transpose(1, 2) - self.latent_mean) / self.latent_std).contiguous()
+
+    def denormalise(self, x: Tensor) -> Tensor:
+        """Inverse of :meth:`normalise`."""
+        return (x * self.latent_std + self.latent_mean).transpose(1, 2).contiguous()
+
+    def patches(self, x: Tensor) -> Tensor:
+        """(B, F, D) with F a multiple of patch_frames -> (B, P, patch_frames, D)."""
+        p = self.config.patch_frames
+        if x.shape[1] % p:
+            raise InputError(f"latent frames {x.shape[1]} are not a multiple of the patch size {p}")
+        return x.reshape(x.shape[0], x.shape[1] // p, p, x.shape[2])
+
+    def context_of(self, patches: Tensor) -> tuple[Tensor, Tensor]:
+        """Boundary context of every patch: (B, P, ctx_frames, D) of the preceding
+        ``context_patches`` patches (zeros before the clip) and its validity (P, ctx_frames)."""
+        b, p, f, d = patches.shape
+        c = self.config.context_patches
+        padded = torch.cat([patches.new_zeros(b, c, f, d), patches], dim=1)
+        ctx = torch.stack([padded[:, i : i + c].flatten(1, 2) for i in range(p)], dim=1)
+        index = (
+            torch.arange(p, device=patches.device)[:, None]
+            - c
+            + torch.arange(c, device=patches.device)
+        )
+        valid = (index >= 0).repeat_interleave(f, dim=1)
+        return ctx, valid
+
+    # --- training ------------------------------------------------------------------------
+
+    def training_loss(
+        self, z: Tensor, cond: Conditioning, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Flow-matching loss with teacher forcing on VAE latents z (B, latent_dim, F).
+
+        The LM runs causally over all P patches at once (history = the true previous
+        patch); the LocDiT denoises every patch with its true boundary context.
+        """
+        x = self.patches(self.normalise(z))  # (B, P, f, D)
+        b = x.shape[0]
+        history = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        lm_in = self.lm.inputs(history, cond.video, cond.video_present, 0)
+        text, text_mask = self.lm.text_context(cond)
+        h = self.lm(lm_in, text, text_mask)  # (B, P, lm_dim)
+        ctx, valid = self.context_of(x)
+        flat = x.flatten(0, 1)
+        noise = torch.randn(flat.shape, generator=generator, device=flat.device, dtype=flat.dtype)
+        s = torch.rand(flat.shape[0], generator=generator, device=flat.device)
+        tau = 0.5 * (1 - torch.cos(math.pi * s))
+        xt, target = flow_interpolate(flat, noise, tau)
+        v = self.dit(xt, tau, h.flatten(0, 1), ctx.flatten(0, 1), valid.repeat(b, 1))
+        return F.mse_loss(v, target)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "CONDITIONS",
+    "GENERATOR_PRESETS",
+    "Conditioning",
+    "GeneratorConfig",
+    "HistoryEncoder",
+    "KVCache",
+    "LocDiT",
+    "LocDiTVelocity",
+    "SpatialGenerator",
+    "SpatialLM",
+    "VideoPooler",
+    "cosine_schedule",
+    "count_parameters",
+    "flow_interpolate",
+    "guided_velocity",
+]

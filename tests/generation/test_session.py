@@ -1,0 +1,149 @@
+"""Generator sessions: streaming equals offline, captions take effect at the next patch,
+stop conditions, and bad input gets a clear error (tiny preset, random generator weights:
+the same code path as a trained one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from swansphere.errors import InputError
+from swansphere.generation import GeneratorRuntime, SessionConfig
+from swansphere.generation.session import MAX_CAPTION_CHARS
+
+
+@pytest.fixture(scope="module")
+def runtime() -> GeneratorRuntime:
+    return GeneratorRuntime.random("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (5, 48, 96, 3), dtype=np.uint8)
+
+
+def stream(session, limit: int = 100) -> np.ndarray:
+    chunks = []
+    while (chunk := session.next_chunk()) is not None and len(chunks) < limit:
+        chunks.append(chunk)
+    return np.concatenate(chunks, axis=1)
+
+
+def test_streaming_equals_offline(runtime, frames):
+    fps, caption = 4.0, "a dog barks on the left"
+    offline = runtime.generate(frames, fps, caption, config=SessionConfig(seed=7, steps=4))
+    assert offline.shape == (4, round(len(frames) / fps * runtime.sample_rate))
+    session = runtime.session(SessionConfig(seed=7, steps=4))
+    session.set_caption(caption)
+    for i, frame in enumerate(frames):
+        session.set_panorama(frame, i / fps)
+    session.end_video()
+    streamed = stream(session)
+    assert streamed.shape == offline.shape
+    np.testing.assert_allclose(streamed, offline, atol=1e-5)
+    assert np.abs(offline).max() > 0
+    assert session.finished and session.next_chunk() is None
+    assert {"lm_ms", "dit_ms", "decode_ms", "video_ms"} <= set(session.stats)
+
+
+def test_seed_changes_the_output(runtime, frames):
+    a = runtime.generate(frames[:2], 4.0, None, config=SessionConfig(seed=1, steps=2))
+    b = runtime.generate(frames[:2], 4.0, None, config=SessionConfig(seed=2, steps=2))
+    assert not np.allclose(a, b)
+
+
+def test_caption_change_takes_effect_at_the_next_patch(runtime):
+    def run(change_at: int | None) -> list[np.ndarray]:
+        s = runtime.session(SessionConfig(seed=3, steps=4, duration_s=5 * runtime.patch_seconds))
+        s.set_caption("rain on a tin roof")
+        out = []
+        for i in range(5):
+            if i == change_at:
+                s.set_caption("a helicopter passes overhead")
+            out.append(s.next_chunk())
+        return out
+
+    same, changed = run(None), run(3)
+    for i in range(3):
+        np.testing.assert_array_equal(same[i], changed[i])
+    assert not np.allclose(same[3], changed[3])
+
+
+def test_text_only_generation_stops_at_the_duration(runtime):
+    config = SessionConfig(steps=2)
+    out = runtime.generate(None, None, "a bell rings behind you", duration_s=0.5, config=config)
+    assert out.shape == (4, round(0.5 * runtime.sample_rate))
+    s = runtime.session(SessionConfig(steps=2, duration_s=0.5))
+    s.set_caption("a bell rings behind you")
+    assert stream(s).shape == out.shape
+
+
+def test_field_of_view_frames_condition_the_session(runtime, frames):
+    s = runtime.session(SessionConfig(seed=0, steps=2, duration_s=0.4))
+    s.set_view(frames[0], np.array([1.0, 0, 0, 0]), 90.0, 0.0)
+    assert stream(s).shape[1] == round(0.4 * runtime.sample_rate)
+
+
+def test_nothing_to_generate_from_is_an_error(runtime):
+    with pytest.raises(InputError, match="nothing to generate from"):
+        runtime.generate(None, None, None, duration_s=1.0)
+    with pytest.raises(InputError, match="nothing to generate from"):
+        runtime.generate(None, None, "   ", duration_s=1.0)  # empty caption = no caption
+    s = runtime.session()
+    with pytest.raises(InputError, match="send a frame or a caption"):
+        s.next_chunk()
+    s.set_caption("")
+    with pytest.raises(InputError, match="send a frame or a caption"):
+        s.next_chunk()
+    with pytest.raises(InputError, match="needs a duration"):
+        runtime.generate(None, None, "rain", duration_s=None)
+
+
+def test_long_captions_truncate_with_a_warning_and_oversize_ones_are_refused(runtime):
+    s = runtime.session(SessionConfig(steps=2, duration_s=0.2))
+    s.set_caption("rain " * (MAX_CAPTION_CHARS // 5))  # 10,000 characters
+    assert any("truncated" in w for w in s.warnings)
+    assert s.next_chunk().shape[0] == 4
+    with pytest.raises(InputError, match="characters; the limit"):
+        s.set_caption("x" * (MAX_CAPTION_CHARS + 1))
+    with pytest.raises(InputError, match="caption must be text"):
+        s.set_caption(42)
+
+
+def test_bad_frames_and_times_are_refused(runtime, frames):
+    s = runtime.session(SessionConfig(steps=2))
+    with pytest.raises(InputError, match=r"RGB image \(H, W, 3\)"):
+        s.set_panorama(np.zeros((32, 64, 4), np.uint8))  # RGBA
+    with pytest.raises(InputError, match="dtype"):
+        s.set_panorama(np.zeros((32, 64, 3), np.int64))
+    with pytest.raises(InputError, match="too small"):
+        s.set_panorama(np.zeros((1, 64, 3), np.uint8))
+    s.set_panorama(frames[0], 1.0)
+    with pytest.raises(InputError, match="capture order"):
+        s.set_panorama(frames[1], 0.5)
+    with pytest.raises(InputError, match="frame time"):
+        s.set_panorama(frames[1], float("nan"))
+    # A video with a gap: the newest frame before each patch conditions it.
+    s.set_panorama(frames[2], 3.0)
+    assert s.next_chunk().shape == (4, runtime.patch_samples)
+    s.close()
+    with pytest.raises(InputError, match="closed"):
+        s.set_caption("rain")
+    assert s.next_chunk() is None
+
+
+def test_offline_input_checks(runtime, frames):
+    with pytest.raises(InputError, match="frame rate"):
+        runtime.generate(frames, 0.0, None)
+    with pytest.raises(InputError, match=r"frames \(N, H, W, 3\)"):
+        runtime.generate(frames[0], 4.0, None)
+    with pytest.raises(InputError, match="steps"):
+        SessionConfig(steps=0)
+    with pytest.raises(InputError, match="guidance_text"):
+        SessionConfig(guidance_text=float("nan"))
+
+
+def test_a_bundle_without_generator_is_named(tmp_path):
+    with pytest.raises(InputError, match="has no generator component"):
+        GeneratorRuntime.load("default")

@@ -1,0 +1,167 @@
+"""The generator network: preset sizes, KV-cached LM steps vs the full causal pass, the
+LocDiT context path, the flow-matching pieces."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from swansphere.errors import InputError
+from swansphere.models.generator import (
+    GENERATOR_PRESETS,
+    Conditioning,
+    GeneratorConfig,
+    KVCache,
+    SpatialGenerator,
+    cosine_schedule,
+    count_parameters,
+    flow_interpolate,
+    guided_velocity,
+)
+
+PAPER_SIZES = {"S": 0.43e9, "M": 0.62e9, "L": 1.09e9}
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER_SIZES))
+def test_paper_presets_match_the_paper_parameter_counts(preset):
+    with torch.device("meta"):
+        model = SpatialGenerator(GENERATOR_PRESETS[preset])
+    n = count_parameters(model)
+    assert abs(n - PAPER_SIZES[preset]) / PAPER_SIZES[preset] < 0.03, n
+
+
+def small_config(**kw) -> GeneratorConfig:
+    base = dict(
+        latent_dim=8, video_dim=16, video_grid=(2, 4), text_dim=12, max_text_tokens=5,
+        lm_dim=32, lm_layers=2, lm_heads=4, history_layers=1, dit_dim=32, dit_layers=2,
+        dit_heads=4, lm_window=64,
+    )  # fmt: skip
+    base.update(kw)
+    return GeneratorConfig(**base)
+
+
+def conditioning(b: int, p: int, cfg: GeneratorConfig, gen: torch.Generator) -> Conditioning:
+    return Conditioning(
+        video=torch.randn(b, p, cfg.video_tokens, cfg.video_dim, generator=gen),
+        video_present=torch.tensor([True, False][:b] + [True] * max(0, b - 2)),
+        text=torch.randn(b, cfg.max_text_tokens, cfg.text_dim, generator=gen),
+        text_mask=torch.ones(b, cfg.max_text_tokens, dtype=torch.bool),
+        text_present=torch.tensor([True] * b),
+    )
+
+
+@pytest.mark.parametrize("window", [64, 3])
+def test_cached_lm_steps_equal_the_full_causal_pass(window):
+    torch.manual_seed(0)
+    cfg = small_config(lm_window=window)
+    model = SpatialGenerator(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    b, p = 2, 7
+    cond = conditioning(b, p, cfg, gen)
+    history = torch.randn(b, p, cfg.patch_frames, cfg.latent_dim, generator=gen)
+    with torch.no_grad():
+        x = model.lm.inputs(history, cond.video, cond.video_present, 0)
+        text, mask = model.lm.text_context(cond)
+        full = model.lm(x, text, mask)
+        cache = KVCache(cfg.lm_layers)
+        kv = model.lm.text_kv(text)
+        steps = [model.lm(x[:, t : t + 1], text, mask, cache, kv) for t in range(p)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.length == min(p, window)
+
+
+def test_the_lm_is_causal():
+    torch.manual_seed(0)
+    cfg = small_config()
+    model = SpatialGenerator(cfg).eval()
+    gen = torch.Generator().manual_seed(2)
+    cond = conditioning(1, 5, cfg, gen)
+    history = torch.randn(1, 5, cfg.patch_frames, cfg.latent_dim, generator=gen)
+    text, mask = model.lm.text_context(cond)
+    with torch.no_grad():
+        a = model.lm(model.lm.inputs(history, cond.video, cond.video_present, 0), text, mask)
+        history[:, 3:] += 1.0  # change the future
+        b = model.lm(model.lm.inputs(history, cond.video, cond.video_present, 0), text, mask)
+    torch.testing.assert_close(a[:, :3], b[:, :3])
+    assert not torch.allclose(a[:, 3:], b[:, 3:])
+
+
+def test_missing_caption_attends_only_to_the_null_token():
+    torch.manual_seed(0)
+    cfg = small_config()
+    model = SpatialGenerator(cfg).eval()
+    gen = torch.Generator().manual_seed(3)
+    cond = conditioning(2, 1, cfg, gen)
+    cond.text_present = torch.tensor([False, False])
+    cond.text[1] = torch.randn(cfg.max_text_tokens, cfg.text_dim, generator=gen)  # ignored
+    cond.video_present = torch.tensor([False, False])
+    history = torch.zeros(2, 1, cfg.patch_frames, cfg.latent_dim)
+    with torch.no_grad():
+        h = model.lm(model.lm.inputs(history, None, cond.video_present, 0), *model.lm.text_context(cond))
+    torch.testing.assert_close(h[0], h[1])
+
+
+def test_locdit_context_path_and_zero_init():
+    torch.manual_seed(0)
+    cfg = small_config()
+    model = SpatialGenerator(cfg).eval()
+    x = torch.randn(3, cfg.patch_frames, cfg.latent_dim)
+    ctx = torch.randn(3, cfg.context_patches * cfg.patch_frames, cfg.latent_dim)
+    valid = torch.ones(3, ctx.shape[1], dtype=torch.bool)
+    tau, h = torch.rand(3), torch.randn(3, cfg.lm_dim)
+    with torch.no_grad():
+        # Zero-initialised output layer: a fresh LocDiT predicts zero velocity.
+        assert model.dit(x, tau, h, ctx, valid).abs().max() == 0
+        for p in model.dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        a = model.dit(x, tau, h, ctx, valid)
+        b = model.dit.velocity(x, tau, h, *model.dit.context_kv(ctx, valid))
+        torch.testing.assert_close(a, b)
+        valid[:, :4] = False  # context before the clip: the values there do not matter
+        c = model.dit(x, tau, h, ctx, valid)
+        ctx[:, :4] = 99.0
+        torch.testing.assert_close(c, model.dit(x, tau, h, ctx, valid))
+
+
+def test_training_loss_backpropagates_to_both_networks():
+    torch.manual_seed(0)
+    cfg = small_config()
+    model = SpatialGenerator(cfg)
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(2, cfg.latent_dim, 3 * cfg.patch_frames, generator=gen)
+    cond = conditioning(2, 3, cfg, gen)
+    loss = model.training_loss(z, cond, torch.Generator().manual_seed(5))
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert model.dit.final.weight.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="multiple of the patch size"):
+        model.training_loss(z[..., :-1], cond)
+
+
+def test_flow_pieces():
+    s = cosine_schedule(20)
+    assert s[0] == 0 and s[-1] == pytest.approx(1.0) and len(s) == 21
+    assert torch.all(s[1:] > s[:-1])
+    assert s[10] == pytest.approx(0.5 * (1 - math.cos(math.pi * 0.5)))
+    x1, x0 = torch.ones(2, 3), torch.zeros(2, 3)
+    xt, v = flow_interpolate(x1, x0, torch.tensor([0.25, 1.0]))
+    torch.testing.assert_close(xt[:, 0], torch.tensor([0.25, 1.0]))
+    torch.testing.assert_close(v, torch.ones(2, 3))
+    vf, vt, vn = torch.tensor(3.0), torch.tensor(2.0), torch.tensor(1.0)
+    assert guided_velocity(vf, vt, vn, 1.0, 1.0) == vf
+    assert guided_velocity(vf, vt, vn, 2.0, 3.0) == 1.0 + 2.0 * 1.0 + 3.0 * 1.0
+    with pytest.raises(InputError):
+        cosine_schedule(0)
+
+
+def test_config_validation_and_round_trip():
+    cfg = GENERATOR_PRESETS["tiny"]
+    assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InputError, match="unknown GeneratorConfig"):
+        GeneratorConfig.from_dict({"bogus": 1})
+    with pytest.raises(InputError, match="lm_dim must be a multiple"):
+        GeneratorConfig(lm_dim=30, lm_heads=4)
+    with pytest.raises(InputError, match="unknown generator preset"):
+        SpatialGenerator.from_config("XL")
