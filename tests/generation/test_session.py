@@ -147,3 +147,14 @@ def test_offline_input_checks(runtime, frames):
 def test_a_bundle_without_generator_is_named(tmp_path):
     with pytest.raises(InputError, match="has no generator component"):
         GeneratorRuntime.load("default")
+
+
+def test_accel_fallbacks_are_logged_and_eager(runtime, caplog):
+    from swansphere.generation.accel import accelerate
+
+    with caplog.at_level("WARNING"):
+        acc = accelerate(runtime, "tensorrt")  # CPU: TensorRT cannot run
+    assert acc.mode == "eager"
+    assert any("tensorrt" in r.message for r in caplog.records)
+    with pytest.raises(InputError, match="unknown accel mode"):
+        accelerate(runtime, "turbo")

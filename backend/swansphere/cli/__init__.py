@@ -12,9 +12,9 @@ import sys
 from swansphere import __version__
 from swansphere.errors import InputError
 
-from . import audio, bench, data, demo, evaluate, train
+from . import audio, bench, data, demo, evaluate, generate, train
 
-COMMAND_MODULES = (audio, data, train, evaluate, bench, demo)
+COMMAND_MODULES = (audio, data, train, evaluate, generate, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     p.set_defaults(run=run_render_bench)
 
+    s = what.add_parser("stream", help="streaming generator: time to first chunk, real-time factor")
+    s.add_argument("--preset", default="tiny", help="generator preset at random weights")
+    s.add_argument("--model", help="a bundle instead of the random preset (default | PATH | ...)")
+    s.add_argument("--steps", type=int, help="LocDiT Euler steps (model default: 20)")
+    s.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    s.add_argument("--sessions", type=int, default=8, help="fresh sessions timed for TTFC")
+    s.add_argument("--patches", type=int, default=40, help="patches timed for the RTF")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--accel", choices=["eager", "compile", "tensorrt"], default="eager")
+    s.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
+    s.set_defaults(run=run_stream_bench)
+
+
+def run_stream_bench(args: argparse.Namespace) -> int:
+    from swansphere.bench.stream import bench_stream
+
+    options = {k: getattr(args, k) for k in ("preset", "model", "steps", "threads", "sessions")}
+    options.update(patches=args.patches, device=args.device, accel=args.accel)
+    print_json(bench_stream(**options))
+    return 0
+
 
 def run_render_bench(args: argparse.Namespace) -> int:
     from swansphere.bench.render import bench_render

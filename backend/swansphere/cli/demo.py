@@ -1,27 +1,47 @@
-"""``swansphere demo``: the main job of ``make demo``."""
+"""``swansphere demo``: the main job of ``make demo``.
+
+First the product's main job: a procedural panoramic clip streamed through the shipped
+generator with a head turn (:mod:`swansphere.demo_stream`). Then the renderer check: a
+synthetic moving source rendered to FOA and head-tracked binaural, and its round trip
+through the shipped FOA-VAE (:mod:`swansphere.demo`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from .common import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="render a moving source to AmbiX FOA and head-tracked binaural")
+    p = sub.add_parser(
+        "demo", help="stream a panoramic clip through the generator, with head tracking"
+    )
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--model", default="default", help="bundle: default | PATH | models:/N@A")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds of each demo clip")
     p.add_argument("--rate", type=int, default=48000)
+    p.add_argument("--seed", type=int, default=11, help="which procedural clip")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from swansphere.demo import run_demo
+    from swansphere.demo_stream import stream_clip
 
-    summary = run_demo(args.out, seconds=args.seconds, rate=args.rate)
-    summary.pop("doa_segments")
+    generator = stream_clip(
+        args.out / "generator", args.model, seed=args.seed, rate=args.rate, seconds=args.seconds
+    )
+    renderer = run_demo(args.out / "renderer", seconds=args.seconds, rate=args.rate)
+    renderer.pop("doa_segments")
+    summary = {"generator": generator, "renderer": renderer}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_json(summary)
-    for name, path in summary["files"].items():
-        print(f"{name:>22}: {path}")
+    print(f"generator: TTFC {generator['ttfc_ms']} ms, RTF {generator['rtf']} "
+          f"({generator['patches']} patches, {generator['audio_seconds']} s of audio)")  # fmt: skip
+    for section in (generator, renderer):
+        for name, path in section["files"].items():
+            print(f"{name:>22}: {path}")
     return 0

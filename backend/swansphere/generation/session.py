@@ -41,9 +41,9 @@ from swansphere.models.generator import (
     cosine_schedule,
     guided_velocity,
 )
-from swansphere.models.svac import SVAC
+from swansphere.models.svac import SVAC, SVAC_PRESETS
 from swansphere.models.text import CaptionEncoder
-from swansphere.models.vae import FOAVAE, StreamingDecoder
+from swansphere.models.vae import FOAVAE, VAE_PRESETS, StreamingDecoder
 
 from .accel import accelerate
 from .conditioning import check_rgb_frame, frame_tokens, patch_frame_index, view_to_panorama
@@ -149,16 +149,28 @@ class GeneratorRuntime:
         )  # fmt: skip
 
     @classmethod
-    def random(cls, preset: str = "tiny", seed: int = 0, base: str = "default") -> GeneratorRuntime:
-        """The VAE and SVAC of bundle ``base`` with a generator of ``preset`` at random
-        weights (seeded): the real code path before a generator is trained."""
-        bundle = load_bundle(base)
+    def random(
+        cls,
+        preset: str = "tiny",
+        seed: int = 0,
+        base: str = "default",
+        device: str = "cpu",
+        accel: str = "eager",
+    ) -> GeneratorRuntime:
+        """A generator of ``preset`` at random weights (seeded): the real code path before
+        a generator is trained, and the paper-scale benchmarks. ``tiny`` uses the VAE and
+        SVAC of bundle ``base``; S, M and L get the paper-preset VAE and SVAC, also random."""
         if preset not in GENERATOR_PRESETS:
             raise InputError(
                 f"unknown generator preset {preset!r}; choose one of {', '.join(GENERATOR_PRESETS)}"
             )
         with torch.random.fork_rng():
             torch.manual_seed(seed)
+            if preset == "tiny":
+                bundle = load_bundle(base)
+                vae, svac = bundle.build("vae"), bundle.build("svac")
+            else:
+                vae, svac = FOAVAE(VAE_PRESETS["paper"]), SVAC(SVAC_PRESETS["paper"])
             generator = SpatialGenerator(GENERATOR_PRESETS[preset])
             # Zero-initialised layers (adaLN, output) would make an untrained LocDiT
             # predict zero velocity and ignore its conditioning: give them small weights.
@@ -166,7 +178,7 @@ class GeneratorRuntime:
                 for p in generator.parameters():
                     if p.ndim > 0 and not p.any():
                         p.normal_(0.0, 0.02)
-        return cls(bundle.build("vae"), bundle.build("svac"), generator, f"random:{preset}")
+        return cls(vae, svac, generator, f"random:{preset}", device, accel)
 
     # --- properties -------------------------------------------------------------------
 

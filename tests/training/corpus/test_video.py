@@ -7,6 +7,7 @@ import pytest
 
 from swansphere.errors import InputError
 from swansphere.foa.panorama import direction_to_equirect, roll_equirect, rotate_equirect
+from swansphere.generation.video import read_video as read_mp4
 from swansphere_training.corpus import video
 from swansphere_training.corpus.classes import SOUND_CLASSES
 from swansphere_training.corpus.video import (
@@ -14,7 +15,6 @@ from swansphere_training.corpus.video import (
     angular_radius,
     class_colour,
     draw_markers,
-    read_mp4,
     render_frames,
     write_mp4,
 )

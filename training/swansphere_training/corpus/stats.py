@@ -100,7 +100,9 @@ def _ground_truth_frame(metas: list[tuple[Path, dict]], path: Path) -> Path | No
     """The middle frame of the first clip with video and ground truth, sources marked."""
     import matplotlib.pyplot as plt
 
-    from .video import draw_markers, read_mp4
+    from swansphere.generation.video import read_video as read_mp4
+
+    from .video import draw_markers
 
     for folder, meta in metas:
         tracks = source_tracks(meta)

@@ -97,7 +97,7 @@ class ClipRecord:
         """
         # Imported here so that audio-only users do not pay for PyAV (and the module
         # loads even where the video module is unavailable).
-        from swansphere_training.corpus.video import read_mp4
+        from swansphere.generation.video import read_video as read_mp4
 
         if not self.has_video:
             raise InputError(f"clip {self.id} at {self.path} has no video")
