@@ -105,9 +105,10 @@ class GeneratorConfig:
 def _preset(
     lm_dim: int, lm_layers: int, dit_dim: int, dit_layers: int, heads: int
 ) -> GeneratorConfig:
-    """Paper-scale presets: 44.1 kHz VAE (d = 128), ViT-B video tokens (768, 8 x 16 grid)."""
+    """Paper-scale presets: 44.1 kHz VAE (d = 128), SVAC paper preset video tokens (ViT-B,
+    768 wide, 14 x 28 grid of a 224 x 448 panorama)."""
     return GeneratorConfig(
-        latent_dim=128, video_dim=768, video_grid=(8, 16), max_text_tokens=128,
+        latent_dim=128, video_dim=768, video_grid=(14, 28), max_text_tokens=128,
         lm_dim=lm_dim, lm_layers=lm_layers, lm_heads=heads, history_layers=4,
         dit_dim=dit_dim, dit_layers=dit_layers, dit_heads=heads,
     )  # fmt: skip
