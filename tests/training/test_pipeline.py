@@ -148,3 +148,21 @@ def test_bad_training_arguments(runs, capsys):
     assert "unknown vae setting" in capsys.readouterr().err
     assert main(["train", "svac", "--data", str(corpus / "nowhere")]) == 2
     assert "no training split" in capsys.readouterr().err
+
+
+def test_vae_warm_start_from_a_bundle(runs):
+    from pathlib import Path
+
+    from swansphere.errors import InputError
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.vae import VAEStage, VAEStageConfig
+
+    root, corpus = runs
+    config = VAEStageConfig(data=str(corpus), init_from="default")
+    stage = VAEStage(config, FitOptions(out_dir=Path(root / "warm"), track=False))
+    shipped = load_bundle("default").component("vae")[1]
+    for name, tensor in stage.build_model()["vae"].state_dict().items():
+        assert torch.equal(tensor, shipped[name]), name
+    bad = VAEStageConfig(data=str(corpus), init_from=str(root / "missing"))
+    with pytest.raises(InputError, match="missing"):
+        VAEStage(bad, FitOptions(out_dir=Path(root / "warm2"), track=False)).build_model()

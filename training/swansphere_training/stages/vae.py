@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from swansphere.errors import InputError
 from swansphere.models.vae import FOAVAE, VAE_PRESETS
 
 from ..audio_data import FOACrops
@@ -56,6 +57,9 @@ class VAEStageConfig:
     # constant false direction in every broadband intensity.
     dc_weight: float = 1.0
     eval_clips: int = 16
+    # Warm start: the VAE weights of a bundle (default | PATH | models:/NAME@ALIAS), e.g. to
+    # continue the shipped model's training on a new corpus. None trains from scratch.
+    init_from: str | None = None
     weights: dict = field(default_factory=lambda: dataclasses.asdict(VAELossWeights()))
 
 
@@ -66,9 +70,20 @@ class VAEStage(Stage):
     def build_model(self) -> nn.Module:
         config = VAE_PRESETS[self.config.preset]
         rate = config.sample_rate
+        vae = FOAVAE(config)
+        if self.config.init_from:
+            from swansphere.models.bundle import load_bundle
+
+            bundle_config, state = load_bundle(self.config.init_from).component("vae")
+            if bundle_config != config.to_dict():
+                raise InputError(
+                    f"init_from {self.config.init_from!r}: its VAE config {bundle_config} "
+                    f"differs from preset {self.config.preset!r}"
+                )
+            vae.load_state_dict(state)
         return nn.ModuleDict(
             {
-                "vae": FOAVAE(config),
+                "vae": vae,
                 "disc": MultiScaleSTFTDiscriminator(
                     filters=self.config.disc_filters,
                     fft_sizes=tuple(default_fft_sizes(rate)[:3]),
