@@ -117,6 +117,11 @@ class GeneratorRuntime:
         self.generator = generator.to(self.device).eval()
         encoder = None if gcfg.text_encoder == "minilm" else gcfg.text_encoder
         self.text_encoder = CaptionEncoder(encoder, device=self.device)
+        if self.text_encoder.dim != gcfg.text_dim:
+            raise InputError(
+                f"text encoder {self.text_encoder.name_or_path} gives {self.text_encoder.dim}-d "
+                f"tokens; the generator was built for {gcfg.text_dim}"
+            )
         self.accel = accelerate(self, accel)
         self._captions: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
         self._lock = threading.Lock()
@@ -272,6 +277,8 @@ class GeneratorRuntime:
         """
         config = config or SessionConfig()
         duration_s = duration_s or config.duration_s
+        if caption is not None and not isinstance(caption, str):
+            raise InputError(f"caption must be text, got {type(caption).__name__}")
         caption_present = bool(caption and caption.strip())
         times = None
         if frames is not None:
@@ -292,7 +299,9 @@ class GeneratorRuntime:
             canvases = torch.stack([self.frame_to_canvas(f) for f in frames])
             index = patch_frame_index(n_patches, self.patch_seconds, times)
             used, inverse = np.unique(index, return_inverse=True)
-            tokens = self.video_tokens(canvases[used])  # one batch
+            tokens = torch.cat(  # batches of 64 frames
+                [self.video_tokens(canvases[used[i : i + 64]]) for i in range(0, len(used), 64)]
+            )
             video = tokens[torch.from_numpy(inverse)]
         sampler = PatchSampler(self, config)
         text = self.caption_tokens(caption)
