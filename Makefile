@@ -9,7 +9,7 @@ APT_PACKAGES := libmysofa1 liblo-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench proto serve clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/swansphere bench render --json
+
+# Regenerate the committed gRPC/protobuf modules (backend/swansphere/serve/_generated)
+# from protos/swansphere/v1/*.proto; tests/serve/test_protogen.py fails when they are stale.
+proto: setup
+	$(PY) -m swansphere.serve.protogen
+
+serve: setup
+	$(VENV)/bin/swansphere serve
 
 clean:
 	rm -rf $(VENV) out

@@ -12,9 +12,9 @@ import sys
 from swansphere import __version__
 from swansphere.errors import InputError
 
-from . import audio, bench, data, demo, evaluate, generate, train
+from . import audio, bench, data, demo, evaluate, generate, serve, train
 
-COMMAND_MODULES = (audio, data, train, evaluate, generate, bench, demo)
+COMMAND_MODULES = (audio, data, train, evaluate, generate, bench, demo, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=OUTPUT_FORMATS, default="binaural")
     p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     p.set_defaults(run=run_render_bench)
+    _register_serve(what)
 
     s = what.add_parser("stream", help="streaming generator: time to first chunk, real-time factor")
     s.add_argument("--preset", default="tiny", help="generator preset at random weights")
@@ -42,6 +43,35 @@ def run_stream_bench(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in ("preset", "model", "steps", "threads", "sessions")}
     options.update(patches=args.patches, device=args.device, accel=args.accel)
     print_json(bench_stream(**options))
+    return 0
+
+
+def _register_serve(what: argparse._SubParsersAction) -> None:
+    p = what.add_parser("serve", help="gRPC server: TTFC, RTF, ingest, concurrent sessions, RSS")
+    p.add_argument("--model", help="runtime spec (default: the shipped bundle, else random:tiny)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--trials", type=int, default=5, help="TTFC sessions (median reported)")
+    p.add_argument("--seconds", type=float, default=4.0, help="audio seconds per live session")
+    p.add_argument("--max-sessions", type=int, default=4, help="highest concurrency tried")
+    p.add_argument("--dropped", type=int, default=100, help="sessions opened and dropped (RSS)")
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
+    p.set_defaults(run=run_serve_bench)
+
+
+def run_serve_bench(args: argparse.Namespace) -> int:
+    from swansphere.bench.serve import bench_serve
+
+    result = bench_serve(
+        args.model,
+        args.steps,
+        args.trials,
+        args.seconds,
+        args.max_sessions,
+        args.dropped,
+        args.torch_threads,
+    )
+    print_json(result)
     return 0
 
 

@@ -1,0 +1,584 @@
+"""One live session, the engine-neutral core under every edge (gRPC, OSC).
+
+Threads and data flow (DESIGN.md section 2)::
+
+    edge reader ──submit()──► newest frame / caption / head (one slot each, lock)
+                                   │
+    generation thread ─ applies the newest inputs, next_chunk() ─► bounded patch queue
+                                                                        │
+    edge writer ◄── output(): resample, render with the *newest* head, encode ◄┘
+
+- Ingest only validates (image header, sequence and time order, quaternion) and keeps the
+  newest frame; a frame replaced before the next patch used it is counted as superseded
+  and never decoded. 30-120 fps in, one frame per patch used.
+- Generation runs ahead of playback by at most ``queue_patches`` patches; a full queue
+  blocks it (backpressure): a client that stops reading stops generation, not the server.
+- Real-time pacing: block n leaves at ``t0 + n * block / rate`` (``lead_s`` before it
+  plays at the client) and is rendered at that moment with the newest head orientation,
+  so head tracking lags by one block plus the lead, never by a generated patch. A block
+  ready after its play time is an underrun (the clock is re-anchored); after a client
+  stall longer than the lead, stale buffered audio is dropped and counted.
+- :meth:`close` (any thread, idempotent) stops both loops and frees the generator state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import numpy as np
+
+from swansphere.errors import InputError
+from swansphere.foa.rotation import normalize_quaternion
+from swansphere.serve.images import decode_image, probe_image
+from swansphere.serve.memory import trim
+from swansphere.serve.metrics import Metrics
+from swansphere.serve.render import OutputRenderer
+from swansphere.serve.types import (
+    FAILED_PRECONDITION,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    AudioBlock,
+    FrameUpdate,
+    Notice,
+    SessionSpec,
+)
+
+log = logging.getLogger(__name__)
+
+_FINISHED = object()
+MAX_PENDING_NOTICES = 256
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _percentile(values, q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
+
+
+class LiveSession:
+    """Frames, captions and head poses in (any thread); rendered audio blocks out.
+
+    runtime: a :class:`swansphere.generation.GeneratorRuntime`. Raises
+    :class:`InputError` for a bad spec (format, rate, HRTF, caption, generation settings).
+    """
+
+    def __init__(
+        self,
+        runtime,
+        spec: SessionSpec,
+        session_id: str = "",
+        metrics: Metrics | None = None,
+        queue_patches: int = 2,
+        clock=time.monotonic,
+    ) -> None:
+        from swansphere.generation import SessionConfig
+
+        self.spec = spec
+        self.session_id = session_id
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.gen = runtime.session(
+            SessionConfig(
+                seed=spec.seed,
+                steps=spec.steps,
+                guidance_text=spec.guidance_text,
+                guidance_video=spec.guidance_video,
+                duration_s=spec.duration_s,
+            )
+        )
+        try:
+            self.renderer = OutputRenderer(spec.output, self.gen.sample_rate, spec.head)
+            if spec.caption:
+                self.gen.set_caption(spec.caption)
+        except BaseException:
+            self.gen.close()
+            raise
+        self.canvas_width = runtime.canvas_size[1]
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_patches))
+        self._notices: deque[Notice] = deque(maxlen=MAX_PENDING_NOTICES)
+        # Newest inputs, consumed by the generation thread.
+        self._frame: FrameUpdate | None = None
+        self._caption: str | None = None
+        self._caption_set = False
+        self._end = False
+        self._has_input = bool(spec.caption)
+        self._fed = bool(spec.caption and spec.caption.strip())  # the generator has input
+        self._head = None if spec.head is None else normalize_quaternion(spec.head)
+        self._last_sequence: int | None = None
+        self._last_capture: float | None = None
+        self._first_capture: float | None = None
+        # Statistics.
+        self._created = clock()
+        self._first_input: float | None = clock() if spec.caption else None
+        self.ttfc_s: float | None = None
+        self.generated_s = 0.0
+        self.generation_time_s = 0.0
+        self.counts = dict.fromkeys(
+            (
+                "frames_received",
+                "frames_superseded",
+                "frames_rejected",
+                "underruns",
+                "chunks_sent",
+                "chunks_dropped",
+            ),
+            0,
+        )
+        self._ingest_ms: deque[float] = deque(maxlen=4096)
+        self.blocked_since: float | None = None  # clock() while the edge holds a block
+        self.metrics.add("swansphere_sessions_active", 1, "sessions open now")
+        self.metrics.inc("swansphere_sessions_total", 1, "sessions opened")
+        self._worker = threading.Thread(
+            target=self._generate, name=f"gen-{session_id}", daemon=True
+        )
+        self._worker.start()
+
+    # --- properties ------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.output.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.renderer.channels
+
+    @property
+    def layout(self) -> tuple[str, ...]:
+        return self.renderer.layout
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
+    # --- input (edge reader thread) ----------------------------------------------------
+
+    def notify(self, notice: Notice) -> None:
+        """Queue a notice for the client (it goes out with the audio stream)."""
+        self._notices.append(notice)
+        if notice.level != "info":
+            log.info("session %s: %s %s", self.session_id, notice.code, notice.message)
+
+    def reject(self, message: str, sequence: int | None = None, code: str = INVALID_ARGUMENT):
+        """Count a rejected frame and tell the client why."""
+        self.counts["frames_rejected"] += 1
+        self.metrics.inc("swansphere_frames_rejected_total", 1, "frames refused (bad input)")
+        self.notify(Notice("warning", code, message, sequence))
+
+    def submit(self, update: FrameUpdate, received_at: float | None = None) -> bool:
+        """Take one client frame; returns False (and queues a notice) if it was refused.
+
+        The whole frame is refused when any part is bad: a sequence number not above the
+        previous one, a capture time before the previous one, an unreadable or misshapen
+        image, a NaN or zero quaternion, a bad scene object. ``received_at``
+        (``time.perf_counter()`` when the edge got the message) makes the ingest timing
+        include the edge's decoding.
+        """
+        started = time.perf_counter() if received_at is None else received_at
+        seq = update.sequence
+        if self._stop.is_set():
+            return False
+        self.counts["frames_received"] += 1
+        self.metrics.inc("swansphere_frames_received_total", 1, "frames received")
+        try:
+            if self._last_sequence is not None and seq <= self._last_sequence:
+                kind = "repeated" if seq == self._last_sequence else "out of order"
+                raise InputError(
+                    f"frame sequence {seq} is {kind} (last accepted: {self._last_sequence}); "
+                    "sequence numbers must increase"
+                )
+            t = update.capture_time_s
+            if not math.isfinite(t):
+                raise InputError(f"capture time must be finite, got {t}")
+            if self._last_capture is not None and t < self._last_capture:
+                raise InputError(
+                    f"capture time {t:.6f} s is before the previous frame's "
+                    f"{self._last_capture:.6f} s"
+                )
+            image = None
+            if update.image is not None:
+                image = probe_image(update.image, equirect=update.view is None)
+            head = None if update.head is None else normalize_quaternion(update.head)
+            if update.view is not None:
+                normalize_quaternion(update.view.orientation)
+                hfov = update.view.hfov_deg
+                if not (math.isfinite(hfov) and 0 < hfov < 180):
+                    raise InputError(f"hfov_deg must be in (0, 180) degrees, got {hfov}")
+            caption = update.caption
+            if update.objects is not None:
+                from swansphere.captions import caption_scene_objects
+
+                caption = caption_scene_objects(list(update.objects), duration_s=update.horizon_s)
+        except InputError as exc:
+            self.reject(str(exc), seq)
+            return False
+        with self._wake:
+            self._last_sequence = seq
+            self._last_capture = t
+            if self._first_capture is None:
+                self._first_capture = t
+            if head is not None:
+                self._head = head
+            if image is not None:
+                if self._frame is not None:
+                    self.counts["frames_superseded"] += 1
+                    self.metrics.inc(
+                        "swansphere_frames_superseded_total", 1, "frames replaced before use"
+                    )
+                self._frame = FrameUpdate(seq, t - self._first_capture, image, update.view)
+            if caption is not None:
+                self._caption, self._caption_set = caption, True
+            if image is not None or caption is not None:
+                if self._first_input is None:
+                    self._first_input = self.clock()
+                self._has_input = True
+                self._wake.notify_all()
+        elapsed = time.perf_counter() - started
+        self._ingest_ms.append(1e3 * elapsed)
+        self.metrics.observe("swansphere_ingest_seconds", elapsed, "per-frame ingest time")
+        return True
+
+    def set_head(self, quat: np.ndarray) -> None:
+        """The listener's newest head orientation (w, x, y, z); used from the next block."""
+        q = normalize_quaternion(quat)
+        with self._lock:
+            self._head = q
+
+    def set_caption(self, text: str | None) -> None:
+        """Caption from the next patch on (None or "" removes it)."""
+        with self._wake:
+            self._caption, self._caption_set = text or "", True
+            if text:
+                if self._first_input is None:
+                    self._first_input = self.clock()
+                self._has_input = True
+            self._wake.notify_all()
+
+    def end_video(self) -> None:
+        """No more frames: generation finishes (the model's stop condition)."""
+        with self._wake:
+            self._end = True
+            self._wake.notify_all()
+
+    # --- generation thread --------------------------------------------------------------
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                if item is not _FINISHED and not isinstance(item, _Failure):
+                    self.metrics.add("swansphere_queue_depth", 1, "patches waiting for playback")
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _apply_inputs(self) -> None:
+        with self._wake:
+            frame, self._frame = self._frame, None
+            caption, caption_set, self._caption_set = self._caption, self._caption_set, False
+            end = self._end
+        if frame is not None:
+            try:
+                rgb = decode_image(frame.image, max_width=self.canvas_width)
+                if frame.view is None:
+                    self.gen.set_panorama(rgb, frame.capture_time_s)
+                else:
+                    self.gen.set_view(
+                        rgb, frame.view.orientation, frame.view.hfov_deg, frame.capture_time_s
+                    )
+                self._fed = True
+            except InputError as exc:
+                self.reject(str(exc), frame.sequence)
+        if caption_set:
+            try:
+                self.gen.set_caption(caption or None)
+                self._fed = self._fed or bool(caption and caption.strip())
+            except InputError as exc:
+                self.notify(Notice("warning", INVALID_ARGUMENT, f"caption refused: {exc}"))
+        if end and not self.gen.finished:
+            try:
+                self.gen.end_video()
+            except InputError as exc:
+                self.notify(Notice("warning", FAILED_PRECONDITION, str(exc)))
+
+    def _generate(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._wake:
+                    while not (self._has_input or self._end or self._stop.is_set()):
+                        self._wake.wait(0.1)
+                if self._stop.is_set():
+                    break
+                self._apply_inputs()
+                if self.gen.finished or (self._end and not self._has_input):
+                    self._put(_FINISHED)
+                    break
+                if not self._fed:  # every input so far was refused at decode time
+                    with self._wake:
+                        if self._frame is None and not self._caption_set:
+                            self._has_input = False
+                    continue
+                started = time.perf_counter()
+                try:
+                    chunk = self.gen.next_chunk()
+                except InputError as exc:  # e.g. the caption was removed and there is no frame
+                    self.notify(Notice("warning", FAILED_PRECONDITION, str(exc)))
+                    with self._wake:
+                        self._fed = self._has_input = False
+                    continue
+                elapsed = time.perf_counter() - started
+                if chunk is None:
+                    self._put(_FINISHED)
+                    break
+                if self.spec.duration_s is not None:
+                    left = round((self.spec.duration_s - self.generated_s) * self.gen.sample_rate)
+                    chunk = chunk[:, : max(0, left)]
+                self.generation_time_s += elapsed
+                self.generated_s += chunk.shape[1] / self.gen.sample_rate
+                self.metrics.observe("swansphere_patch_seconds", elapsed, "generation per patch")
+                self.metrics.set("swansphere_rtf", self.rtf, "last session's generation RTF")
+                if not np.all(np.isfinite(chunk)):
+                    self.notify(Notice("error", INTERNAL, "the model produced NaN/Inf: silenced"))
+                    chunk = np.zeros_like(chunk)
+                for text in self.gen.warnings:
+                    self.notify(Notice("warning", INVALID_ARGUMENT, text))
+                self.gen.warnings.clear()
+                if not self._put(chunk):
+                    break
+                limit = self.spec.duration_s
+                if limit is not None and self.generated_s >= limit - 0.5 / self.gen.sample_rate:
+                    # end_video() moves the generator's end to the video's end; the client's
+                    # duration_s still bounds the session.
+                    self._put(_FINISHED)
+                    break
+        except Exception as exc:
+            log.exception("session %s: generation failed", self.session_id)
+            self._put(_Failure(exc))
+        finally:
+            self.gen.close()
+
+    @property
+    def rtf(self) -> float:
+        """Generation time per second of audio (below 1 keeps up with real time)."""
+        return self.generation_time_s / self.generated_s if self.generated_s else 0.0
+
+    # --- output (edge writer thread) ----------------------------------------------------
+
+    def _get(self, timeout: float):
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is not _FINISHED and not isinstance(item, _Failure):
+            self.metrics.add("swansphere_queue_depth", -1)
+        return item
+
+    def _drain(self) -> Iterator[Notice]:
+        while self._notices:
+            yield self._notices.popleft()
+
+    def _sleep_until(self, deadline: float) -> Iterator[Notice]:
+        while not self._stop.is_set():
+            yield from self._drain()
+            left = deadline - self.clock()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 0.02))
+
+    def output(self) -> Iterator[AudioBlock | Notice]:
+        """Rendered blocks and notices until the session finishes or is closed.
+
+        Raises the generation thread's exception if it failed (the edge reports INTERNAL).
+        """
+        realtime, lead = self.spec.realtime, self.spec.lead_s
+        block_s = self.renderer.block / self.sample_rate
+        sequence = offset = 0
+        t0: float | None = None
+        finished = False
+        while not self._stop.is_set():
+            yield from self._drain()
+            if self.renderer.ready() == 0:
+                if finished:
+                    break
+                item = self._get(0.02)
+                if item is None:
+                    continue
+                if item is _FINISHED:
+                    self.renderer.flush()
+                    finished = True
+                elif isinstance(item, _Failure):
+                    raise item.exc
+                else:
+                    self.renderer.push(item)
+                continue
+            if realtime:
+                now = self.clock()
+                due = offset / self.sample_rate
+                if t0 is None:
+                    t0 = now - due
+                elif now > t0 + due + lead:  # would reach the client after its play time
+                    late = now - (t0 + due + lead)
+                    t0 = now - due
+                    self.counts["underruns"] += 1
+                    self.metrics.inc("swansphere_underruns_total", 1, "blocks later than play time")
+                    self.notify(
+                        Notice(
+                            "warning", "UNDERRUN", f"audio {1e3 * late:.0f} ms late at {due:.2f} s"
+                        )
+                    )
+                yield from self._sleep_until(t0 + due)
+            with self._lock:
+                head = self._head
+            if head is not None:
+                self.renderer.set_head(head)
+            pcm = self.renderer.render()
+            if self.ttfc_s is None:
+                self.ttfc_s = self.clock() - (self._first_input or self._created)
+                self.metrics.observe("swansphere_ttfc_seconds", self.ttfc_s, "first frame to audio")
+            handed = self.clock()
+            self.blocked_since = handed
+            yield AudioBlock(sequence, offset, pcm)
+            self.blocked_since = None
+            stalled = self.clock() - handed
+            sequence += 1
+            offset += self.renderer.block
+            self.counts["chunks_sent"] += 1
+            self.metrics.inc("swansphere_chunks_sent_total", 1, "audio chunks sent")
+            if realtime and stalled > max(lead, 2 * block_s):
+                dropped = self.renderer.discard()
+                while (item := self._get(0)) is not None:
+                    if item is _FINISHED or isinstance(item, _Failure):
+                        self._queue.put(item)
+                        break
+                    out_samples = item.shape[1] * self.sample_rate / self.gen.sample_rate
+                    dropped += max(1, round(out_samples / self.renderer.block))
+                self.counts["chunks_dropped"] += dropped
+                self.metrics.inc("swansphere_chunks_dropped_total", dropped, "stale chunks dropped")
+                t0 = None
+                self.notify(
+                    Notice(
+                        "warning",
+                        "RESOURCE_EXHAUSTED",
+                        f"client stopped reading for {stalled:.2f} s; "
+                        f"{dropped} stale chunk(s) dropped",
+                    )
+                )
+        yield from self._drain()
+
+    # --- stats and teardown ---------------------------------------------------------------
+
+    def stats(self) -> dict:
+        return {
+            "ttfc_ms": 1e3 * self.ttfc_s if self.ttfc_s is not None else 0.0,
+            "rtf": self.rtf,
+            "queue_depth": self._queue.qsize(),
+            **self.counts,
+            "audio_s": self.generated_s,
+            "ingest_p50_ms": _percentile(self._ingest_ms, 50),
+            "ingest_p99_ms": _percentile(self._ingest_ms, 99),
+        }
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop generation and output, free the generator state. Idempotent, any thread;
+        waits up to ``timeout`` s for the generation thread (0: do not wait)."""
+        with self._lock:
+            first = not self._stop.is_set()
+            self._stop.set()
+            self._wake.notify_all()
+        if timeout and threading.current_thread() is not self._worker:
+            self._worker.join(timeout)
+        if first:
+            while self._get(0) is not None:
+                pass
+            self.metrics.add("swansphere_sessions_active", -1)
+        if not self._worker.is_alive():
+            trim()
+
+
+def generate_file(
+    runtime, spec: SessionSpec, frames: list[FrameUpdate], duration_s: float
+) -> tuple[np.ndarray, list[Notice], dict]:
+    """Whole-file generation: every frame goes to the generator at its capture time
+    (relative to the first frame), audio is generated for ``duration_s`` seconds and
+    rendered with each frame's head orientation from its capture time on.
+
+    Returns (pcm (channels, n) float32 at the output rate, notices about refused frames,
+    stats). Pacing is ignored.
+    """
+    from swansphere.generation import SessionConfig
+
+    if not (math.isfinite(duration_s) and 0 < duration_s <= 60):
+        raise InputError(f"duration_s must be in (0, 60] seconds, got {duration_s}")
+    gen = runtime.session(
+        SessionConfig(spec.seed, spec.steps, spec.guidance_text, spec.guidance_video, duration_s)
+    )
+    notices: list[Notice] = []
+    heads: list[tuple[float, np.ndarray]] = []
+    started = time.perf_counter()
+    try:
+        renderer = OutputRenderer(spec.output, gen.sample_rate, spec.head)
+        if spec.caption:
+            gen.set_caption(spec.caption)
+        first = last_seq = last_t = None
+        width = runtime.canvas_size[1]
+        for f in frames:
+            try:
+                if last_seq is not None and f.sequence <= last_seq:
+                    raise InputError(f"frame sequence {f.sequence} is not above {last_seq}")
+                if last_t is not None and not f.capture_time_s >= last_t:
+                    raise InputError(f"capture time {f.capture_time_s} is before {last_t}")
+                first = f.capture_time_s if first is None else first
+                t = f.capture_time_s - first
+                if f.head is not None:
+                    heads.append((t, normalize_quaternion(f.head)))
+                if f.image is not None:
+                    rgb = decode_image(probe_image(f.image, f.view is None), width)
+                    if f.view is None:
+                        gen.set_panorama(rgb, t)
+                    else:
+                        gen.set_view(rgb, f.view.orientation, f.view.hfov_deg, t)
+                if f.objects is not None:
+                    from swansphere.captions import caption_scene_objects
+
+                    gen.set_caption(caption_scene_objects(list(f.objects), duration_s=f.horizon_s))
+                elif f.caption is not None:
+                    gen.set_caption(f.caption or None)
+                last_seq, last_t = f.sequence, f.capture_time_s
+            except InputError as exc:
+                notices.append(Notice("warning", INVALID_ARGUMENT, str(exc), f.sequence))
+        blocks = []
+        rate, block = spec.output.sample_rate, renderer.block
+        n_out = round(duration_s * rate)
+        head_index = 0
+        while (chunk := gen.next_chunk()) is not None:
+            renderer.push(chunk)
+            if gen.finished:
+                renderer.flush()
+            while renderer.ready():
+                t = len(blocks) * block / rate
+                while head_index < len(heads) and heads[head_index][0] <= t:
+                    renderer.set_head(heads[head_index][1])
+                    head_index += 1
+                blocks.append(renderer.render())
+        pcm = (
+            np.concatenate(blocks, axis=1)[:, :n_out]
+            if blocks
+            else np.zeros((renderer.channels, 0))
+        )
+    finally:
+        gen.close()
+    elapsed = time.perf_counter() - started
+    return pcm, notices, {"rtf": elapsed / duration_s, "audio_s": duration_s}

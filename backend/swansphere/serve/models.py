@@ -1,0 +1,103 @@
+"""The models a server offers: names -> runtime specs, loaded on first use and cached.
+
+A spec is what :class:`swansphere.generation.GeneratorRuntime` loads: ``default`` (the
+bundle shipped in the package), a bundle folder, ``models:/NAME@ALIAS``, or
+``random:PRESET[:SEED]`` (the default bundle's VAE and SVAC with a generator of PRESET
+at random weights: the real code path before a generator is trained). Clients choose by
+name only, so a remote client can never make the server open an arbitrary path.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from swansphere.errors import InputError
+from swansphere.serve.types import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    spec: str
+    is_default: bool
+    loaded: bool
+
+
+def parse_model_option(text: str) -> tuple[str, str]:
+    """``NAME=SPEC`` or a bare SPEC (named after itself) -> (name, spec)."""
+    name, sep, spec = text.partition("=")
+    if not sep:
+        return text, text
+    if not name or not spec:
+        raise InputError(f"--model must be NAME=SPEC or SPEC, got {text!r}")
+    return name, spec
+
+
+def load_runtime(spec: str, device: str = "cpu"):
+    """Load the runtime of ``spec`` (see the module docstring)."""
+    from swansphere.generation import GeneratorRuntime
+
+    if spec.startswith("random:"):
+        parts = spec.split(":")
+        seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
+        return GeneratorRuntime.random(parts[1], seed=seed)
+    return GeneratorRuntime.load(spec, device=device)
+
+
+class ModelRegistry:
+    """Named model specs; :meth:`runtime` loads once (thread-safe) and caches."""
+
+    def __init__(self, models: dict[str, str], default: str | None = None, device: str = "cpu"):
+        if not models:
+            raise InputError("the server needs at least one model")
+        self.models = dict(models)
+        self.default = default or next(iter(self.models))
+        if self.default not in self.models:
+            raise InputError(f"default model {self.default!r} is not among {sorted(self.models)}")
+        self.device = device
+        self._runtimes: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str) -> str:
+        name = name or self.default
+        if name not in self.models:
+            raise ModelNotFoundError(
+                f"unknown model {name!r}; this server offers: {', '.join(sorted(self.models))}"
+            )
+        return name
+
+    def runtime(self, name: str = ""):
+        """The loaded runtime of model ``name`` ("" = default). Raises
+        :class:`ModelNotFoundError` for unknown names or bundles that cannot be loaded."""
+        name = self.resolve(name)
+        with self._lock:
+            if name not in self._runtimes:
+                try:
+                    self._runtimes[name] = load_runtime(self.models[name], self.device)
+                except InputError as exc:
+                    raise ModelNotFoundError(f"model {name!r} cannot be loaded: {exc}") from exc
+            return self._runtimes[name]
+
+    def warm_up(self, name: str = "") -> float:
+        """Load model ``name`` and generate one patch, so the first session does not pay
+        for lazy initialisation (first-call kernels, caption cache). Returns seconds."""
+        import time
+
+        import numpy as np
+
+        started = time.perf_counter()
+        runtime = self.runtime(name)
+        h, w = runtime.canvas_size
+        session = runtime.session()
+        try:
+            session.set_panorama(np.zeros((h, w, 3), dtype=np.uint8), 0.0)
+            session.next_chunk()
+        finally:
+            session.close()
+        return time.perf_counter() - started
+
+    def list(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(n, s, n == self.default, n in self._runtimes) for n, s in self.models.items()
+        ]
