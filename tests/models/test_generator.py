@@ -99,7 +99,9 @@ def test_missing_caption_attends_only_to_the_null_token():
     cond.video_present = torch.tensor([False, False])
     history = torch.zeros(2, 1, cfg.patch_frames, cfg.latent_dim)
     with torch.no_grad():
-        h = model.lm(model.lm.inputs(history, None, cond.video_present, 0), *model.lm.text_context(cond))
+        h = model.lm(
+            model.lm.inputs(history, None, cond.video_present, 0), *model.lm.text_context(cond)
+        )
     torch.testing.assert_close(h[0], h[1])
 
 
