@@ -166,3 +166,19 @@ def test_vae_warm_start_from_a_bundle(runs):
     bad = VAEStageConfig(data=str(corpus), init_from=str(root / "missing"))
     with pytest.raises(InputError, match="missing"):
         VAEStage(bad, FitOptions(out_dir=Path(root / "warm2"), track=False)).build_model()
+
+
+def test_vae_decoder_only_training_leaves_the_encoder_out(runs):
+    from pathlib import Path
+
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.vae import VAEStage, VAEStageConfig
+
+    root, corpus = runs
+    config = VAEStageConfig(data=str(corpus), freeze_encoder=True)
+    stage = VAEStage(config, FitOptions(out_dir=Path(root / "frozen"), track=False))
+    stage.model = stage.build_model()
+    optimized = {id(p) for g in stage.build_optimizers()["vae"].param_groups for p in g["params"]}
+    vae = stage.model["vae"]
+    assert not any(id(p) in optimized for p in vae.encoder.parameters())
+    assert all(id(p) in optimized for p in vae.decoder.parameters())

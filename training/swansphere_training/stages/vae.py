@@ -60,6 +60,9 @@ class VAEStageConfig:
     # Warm start: the VAE weights of a bundle (default | PATH | models:/NAME@ALIAS), e.g. to
     # continue the shipped model's training on a new corpus. None trains from scratch.
     init_from: str | None = None
+    # Train the decoder only (with init_from): the latent space stays exactly the one a
+    # generator was trained on, so a better decoder drops into an existing bundle.
+    freeze_encoder: bool = False
     weights: dict = field(default_factory=lambda: dataclasses.asdict(VAELossWeights()))
 
 
@@ -100,10 +103,12 @@ class VAEStage(Stage):
 
     def build_optimizers(self):
         betas = (0.8, 0.99)
+        vae = self.model["vae"]
+        if self.config.freeze_encoder:
+            vae.encoder.requires_grad_(False)
+        trainable = [p for p in vae.parameters() if p.requires_grad]
         return {
-            "vae": torch.optim.AdamW(
-                self.model["vae"].parameters(), lr=self.config.lr, betas=betas
-            ),
+            "vae": torch.optim.AdamW(trainable, lr=self.config.lr, betas=betas),
             "disc": torch.optim.AdamW(
                 self.model["disc"].parameters(), lr=self.config.disc_lr, betas=betas
             ),
