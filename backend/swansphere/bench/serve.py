@@ -11,6 +11,8 @@
   one session already underruns).
 - rss_mb_before / rss_mb_after: process RSS after warm-up, and after 100 sessions opened
   (first audio chunk received) and dropped by the client.
+- batching: the shared LocDiT batcher's window and counts over the whole run (patches,
+  batches, mean and largest batch); None with ``batch=False`` (every session alone).
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ def bench_serve(
     max_sessions: int = 4,
     dropped_sessions: int = 100,
     torch_threads: int = 1,
+    batch: bool = True,
+    batch_window_ms: float | None = None,
 ) -> dict:
     import torch
 
@@ -126,7 +130,8 @@ def bench_serve(
         spec = models[default]
     else:
         spec = model
-    registry = ModelRegistry({"bench": spec})
+    window_s = None if batch_window_ms is None else batch_window_ms / 1e3
+    registry = ModelRegistry({"bench": spec}, batch_sessions=batch, batch_window_s=window_s)
     warm_s = registry.warm_up()
     build_decoder("binaural", 48000)
     server = start_server(
@@ -184,6 +189,8 @@ def bench_serve(
     finally:
         client.close()
         server.stop(1.0)
+        batcher = registry.batcher("bench")
+        registry.close()
     runtime = registry.runtime("bench")
     return {
         "model": spec,
@@ -208,6 +215,9 @@ def bench_serve(
         "rss_mb_after": round(rss_after, 1),
         "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 2),
         "dropped_sessions": dropped_sessions,
+        "batching": None
+        if batcher is None
+        else {"window_ms": 1e3 * batcher.window_s, **batcher.stats()},
         "sessions_left_open": leaked_sessions,
         "targets": {"ttfc_ms": 150, "ingest_p99_ms": 5, "realtime_sessions": 2, "rss_pct": 10},
     }

@@ -6,6 +6,12 @@ LocDiT steps and the VAE decode are inside. The caption arrives before the first
 (with the session's configuration) and its encoding is reported beside it as
 ``caption_ms`` (a caption not seen before). ``rtf``: compute time
 over audio time for patches after the first few of a long session fed a frame per patch.
+
+``concurrent`` (with ``sessions_concurrent`` N > 1): N sessions, each fed its own frames and
+caption, produce a patch each, once one after the other (``alone``) and once with their
+LocDiT sampling as one batch (``batched``, :func:`~swansphere.generation.session.sample_patches`,
+what the server's batcher runs); median wall time per round of N patches, and the part
+spent in the LocDiT loop.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 import torch
 
 from swansphere.generation import GeneratorRuntime, SessionConfig
+from swansphere.generation.session import sample_patches
 from swansphere.models.generator import count_parameters
 
 FRAME_SHAPE = (512, 1024, 3)  # what an engine sends (before our resize)
@@ -38,8 +45,10 @@ def bench_stream(
     patches: int = 40,
     device: str = "cpu",
     accel: str = "eager",
+    sessions_concurrent: int = 1,
 ) -> dict:
-    """Measure TTFC over ``sessions`` fresh sessions and the RTF over ``patches`` patches."""
+    """Measure TTFC over ``sessions`` fresh sessions and the RTF over ``patches`` patches;
+    with ``sessions_concurrent`` > 1 also N sessions batched vs alone."""
     if threads:
         torch.set_num_threads(threads)
     runtime = _runtime(preset, model, device, accel)
@@ -83,6 +92,7 @@ def bench_stream(
         s.next_chunk()
         sync()
         totals.append(time.perf_counter() - started)
+    s.close()
     steady = totals[3:] if len(totals) > 6 else totals
     patch_s = s.patch_seconds
     split = np.median(np.array(splits), axis=0)
@@ -114,6 +124,61 @@ def bench_stream(
         },
         "sessions": sessions,
         "patches": patches,
+        **(
+            {"concurrent": _concurrent(runtime, config, frames, sessions_concurrent, patches, sync)}
+            if sessions_concurrent > 1
+            else {}
+        ),
+    }
+
+
+def _concurrent(runtime, config, frames, n: int, rounds: int, sync) -> dict:
+    """N sessions, a patch each per round: alone (one after the other) vs batched LocDiT.
+    The two ways alternate round by round, so a change in machine load hits both."""
+    group = []
+    for i in range(n):
+        s = runtime.session(SessionConfig(seed=i, steps=config.steps))
+        s.set_caption(f"a dog barks {i + 1} metres away on the left, rain all around")
+        group.append(s)
+    times: dict[str, list[float]] = {"alone": [], "batched": []}
+    locdit: dict[str, list[float]] = {"alone": [], "batched": []}
+    for r in range(rounds):
+        for s in group:
+            s.set_panorama(frames[r % len(frames)], r * s.patch_seconds)
+        way = "alone" if r % 2 == 0 else "batched"
+        sync()
+        started = time.perf_counter()
+        if way == "alone":
+            dit = 0.0
+            for s in group:
+                s.next_chunk()
+                dit += s.stats["dit_ms"]
+        else:
+            requests = [s.prepare_chunk() for s in group]
+            dit_start = time.perf_counter()
+            latents = sample_patches(runtime, requests)
+            sync()
+            dit = 1e3 * (time.perf_counter() - dit_start)
+            for s, x in zip(group, latents, strict=True):
+                s.finish_chunk(x)
+        sync()
+        if r >= 2:  # first rounds: first-call allocations of the batch shapes
+            times[way].append(1e3 * (time.perf_counter() - started))
+            locdit[way].append(dit)
+    for s in group:
+        s.close()
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    dit_med = {k: float(np.median(v)) for k, v in locdit.items()}
+    return {
+        "sessions": n,
+        "round_ms_alone": round(med["alone"], 2),
+        "round_ms_batched": round(med["batched"], 2),
+        "locdit_ms_alone": round(dit_med["alone"], 2),
+        "locdit_ms_batched": round(dit_med["batched"], 2),
+        "speedup": round(med["alone"] / med["batched"], 3),
+        "locdit_speedup": round(dit_med["alone"] / dit_med["batched"], 3),
+        "rtf_batched": round(med["batched"] / (1e3 * n * runtime.patch_seconds), 4),
+        "rounds": rounds,
     }
 
 

@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--patches", type=int, default=40, help="patches timed for the RTF")
     s.add_argument("--device", default="cpu")
     s.add_argument("--accel", choices=["eager", "compile", "tensorrt"], default="eager")
+    s.add_argument(
+        "--sessions-concurrent", type=int, default=1, metavar="N",
+        help="also time N sessions' patches with batched LocDiT sampling vs one after the other",
+    )  # fmt: skip
     s.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     s.set_defaults(run=run_stream_bench)
 
@@ -42,6 +46,7 @@ def run_stream_bench(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in ("preset", "model", "steps", "threads", "sessions")}
     options.update(patches=args.patches, device=args.device, accel=args.accel)
+    options.update(sessions_concurrent=args.sessions_concurrent)
     print_json(bench_stream(**options))
     return 0
 
@@ -55,6 +60,8 @@ def _register_serve(what: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=int, default=4, help="highest concurrency tried")
     p.add_argument("--dropped", type=int, default=100, help="sessions opened and dropped (RSS)")
     p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--no-batch", action="store_true", help="every session samples alone")
+    p.add_argument("--batch-window-ms", type=float, help="LocDiT batch window (default 50)")
     p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     p.set_defaults(run=run_serve_bench)
 
@@ -70,6 +77,8 @@ def run_serve_bench(args: argparse.Namespace) -> int:
         args.max_sessions,
         args.dropped,
         args.torch_threads,
+        batch=not args.no_batch,
+        batch_window_ms=args.batch_window_ms,
     )
     print_json(result)
     return 0

@@ -24,9 +24,10 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -47,6 +48,9 @@ from swansphere.models.vae import FOAVAE, VAE_PRESETS, StreamingDecoder
 
 from .accel import accelerate
 from .conditioning import check_rgb_frame, frame_tokens, patch_frame_index, view_to_panorama
+
+if TYPE_CHECKING:
+    from .batcher import SessionBatcher
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +262,12 @@ class GeneratorRuntime:
 
     # --- sessions and offline generation ---------------------------------------------
 
-    def session(self, config: SessionConfig | None = None) -> GeneratorSession:
-        return GeneratorSession(self, config or SessionConfig())
+    def session(
+        self, config: SessionConfig | None = None, batcher: SessionBatcher | None = None
+    ) -> GeneratorSession:
+        """A new stream; with ``batcher`` (a :class:`SessionBatcher` of this runtime) its
+        patches are sampled in batches with the other sessions of that batcher."""
+        return GeneratorSession(self, config or SessionConfig(), batcher)
 
     def generate(
         self,
@@ -316,9 +324,38 @@ class GeneratorRuntime:
         return audio[:, : round(duration_s * self.sample_rate)].cpu().numpy().astype(np.float32)
 
 
+@dataclass
+class PatchRequest:
+    """One session's patch between :meth:`PatchSampler.prepare` and
+    :meth:`PatchSampler.finish`: what the LocDiT Euler loop needs, nothing else.
+
+    noise: (1, patch_frames, latent_dim) the patch at flow time 0 (the session's own seeded
+    draw); h: (3, lm_dim) the LM output of the three guidance rows (full, text, none);
+    context_k / context_v: (dit_layers, 1, heads, context frames, head_dim) keys and values
+    of the boundary context, shared by the three rows and all steps.
+    """
+
+    noise: torch.Tensor
+    h: torch.Tensor
+    context_k: torch.Tensor
+    context_v: torch.Tensor
+    steps: int
+    schedule: torch.Tensor  # (steps + 1,) flow times
+    g_text: float
+    g_video: float
+    runtime: GeneratorRuntime
+    prepared_at: float = 0.0  # time.perf_counter() when prepare() ended
+    batch: int = 1  # sessions in the LocDiT batch that sampled this patch
+
+
 class PatchSampler:
     """The autoregressive core shared by sessions and offline generation: one LM step and
-    one LocDiT sampling per patch, the three guidance conditions as three batch rows."""
+    one LocDiT sampling per patch, the three guidance conditions as three batch rows.
+
+    A patch is :meth:`prepare` (LM step, boundary context, initial noise), the Euler loop
+    (:func:`sample_patches`, which can run several sessions' patches as one batch) and
+    :meth:`finish` (the patch joins the history); :meth:`step` does all three for one.
+    """
 
     def __init__(self, runtime: GeneratorRuntime, config: SessionConfig) -> None:
         g = runtime.generator
@@ -337,6 +374,9 @@ class PatchSampler:
         self.timings: dict[str, float] = {}
         self._text_key: torch.Tensor | None = None
         self._text_state: tuple = ()
+        self.last_batch = 1  # sessions in the LocDiT batch of the last patch
+        self._pending: PatchRequest | None = None
+        self._undo: tuple = ()  # state before the pending patch's prepare (see abort)
 
     @torch.inference_mode()
     def step(
@@ -347,8 +387,28 @@ class PatchSampler:
         video: (1, G, video_dim) tokens of the aligned frame, or None; text (1, L, text_dim)
         and text_mask (1, L) of the current caption (all False: no caption).
         """
+        request = self.prepare(video, text, text_mask)
+        try:
+            x = sample_patches(self.runtime, [request])[0]
+        except BaseException:
+            self.abort()
+            raise
+        self.finish(x)
+        return x
+
+    @torch.inference_mode()
+    def prepare(
+        self, video: torch.Tensor | None, text: torch.Tensor, text_mask: torch.Tensor
+    ) -> PatchRequest:
+        """The LM step of the next patch (arguments as :meth:`step`), its boundary context
+        and its initial noise; then :func:`sample_patches` and :meth:`finish`, or
+        :meth:`abort`. One patch at a time."""
+        if self._pending is not None:
+            raise RuntimeError("the previous patch is not finished (finish() or abort())")
         g, cfg, dev = self.model, self.model.config, self.runtime.device
         start = time.perf_counter()
+        self._undo = (list(self.cache.keys), list(self.cache.values), self.cache.length,
+                      self.noise.get_state())  # fmt: skip
         has_text = bool(text_mask.any())
         rows = len(CONDITIONS_ROWS)
         video_present = torch.tensor([video is not None, False, False], device=dev)
@@ -368,19 +428,39 @@ class PatchSampler:
         lm_done = time.perf_counter()
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
-        ctx_k, ctx_v = ctx_k.expand(-1, rows, -1, -1, -1), ctx_v.expand(-1, rows, -1, -1, -1)
         x = torch.randn(1, cfg.patch_frames, cfg.latent_dim, generator=self.noise, device=dev)
-        for i in range(self.steps):
-            tau = self.schedule[i].expand(rows)
-            v = self.runtime.accel.dit(x.expand(rows, -1, -1), tau, h, ctx_k, ctx_v)
-            v = guided_velocity(v[0:1], v[1:2], v[2:3], self.g_text, self.g_video)
-            x = x + (self.schedule[i + 1] - self.schedule[i]) * v
+        self._pending = PatchRequest(
+            x, h, ctx_k, ctx_v, self.steps, self.schedule, self.g_text, self.g_video,
+            self.runtime, time.perf_counter(),
+        )  # fmt: skip
+        self.timings = {"lm_ms": 1e3 * (lm_done - start)}
+        return self._pending
+
+    def finish(self, x: torch.Tensor) -> None:
+        """The pending patch's sampled latents x (1, patch_frames, latent_dim) join the
+        history; the next patch can be prepared."""
+        request = self._pending
+        if request is None:
+            raise RuntimeError("no patch to finish: prepare() first")
+        cfg = self.model.config
+        if tuple(x.shape) != (1, cfg.patch_frames, cfg.latent_dim):
+            raise ValueError(f"a patch is (1, {cfg.patch_frames}, {cfg.latent_dim}), got {x.shape}")
         self.history.append(x)
         del self.history[: -cfg.context_patches]
         self.patch += 1
-        end = time.perf_counter()
-        self.timings = {"lm_ms": 1e3 * (lm_done - start), "dit_ms": 1e3 * (end - lm_done)}
-        return x
+        self.last_batch = request.batch
+        self._pending, self._undo = None, ()
+        self.timings["dit_ms"] = 1e3 * (time.perf_counter() - request.prepared_at)
+
+    def abort(self) -> None:
+        """Drop the pending patch (its sampling failed): the LM cache and the noise stream
+        are as before its :meth:`prepare`, so the session can go on."""
+        if self._pending is None:
+            return
+        keys, values, length, noise_state = self._undo
+        self.cache.keys, self.cache.values, self.cache.length = keys, values, length
+        self.noise.set_state(noise_state)
+        self._pending, self._undo = None, ()
 
     def _text(self, cond: Conditioning, text: torch.Tensor) -> tuple:
         """Caption keys, mask and per-layer keys/values, recomputed only when the caption
@@ -403,6 +483,69 @@ class PatchSampler:
         return context, valid
 
 
+def batchable(runtime: GeneratorRuntime) -> bool:
+    """Whether the runtime's LocDiT takes any number of rows: a TensorRT engine is built
+    for the three rows of one session (see :mod:`.accel`), so there each patch runs alone."""
+    return runtime.accel.mode != "tensorrt"
+
+
+@torch.inference_mode()
+def sample_patches(
+    runtime: GeneratorRuntime, requests: Sequence[PatchRequest]
+) -> list[torch.Tensor]:
+    """The Euler loops of several sessions' patches as one: normalised latents
+    (1, patch_frames, latent_dim) per request, in order.
+
+    Requests with the same step count run together, 3 guidance rows each (B = 3N rows per
+    LocDiT call), each with its own h, boundary context, noise and guidance scales; the
+    result equals running each request alone (to float rounding). Groups of different
+    step counts run one after the other.
+    """
+    if any(r.runtime is not runtime for r in requests):
+        raise ValueError("every request must come from this runtime's sessions")
+    out: list[torch.Tensor | None] = [None] * len(requests)
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(r.steps, []).append(i)
+    size = None if batchable(runtime) else 1
+    for index in groups.values():
+        for start in range(0, len(index), size or len(index)):
+            part = index[start : start + (size or len(index))]
+            for i, x in zip(part, _euler([requests[i] for i in part], runtime), strict=True):
+                out[i] = x
+                requests[i].batch = len(part)
+    return out  # type: ignore[return-value]
+
+
+def _euler(requests: list[PatchRequest], runtime: GeneratorRuntime) -> list[torch.Tensor]:
+    """One Euler loop over N requests of equal step count -> N patches (1, f, D)."""
+    rows, n = len(CONDITIONS_ROWS), len(requests)
+    first = requests[0]
+    schedule, dit = first.schedule, runtime.accel.dit
+    if n == 1:  # the single-session path: broadcast views, no copies
+        x, h = first.noise, first.h
+        ctx_k = first.context_k.expand(-1, rows, -1, -1, -1)
+        ctx_v = first.context_v.expand(-1, rows, -1, -1, -1)
+        g_text, g_video = first.g_text, first.g_video
+    else:
+        x = torch.cat([r.noise for r in requests])  # (N, f, D)
+        h = torch.cat([r.h for r in requests])  # (3N, lm_dim), session-major
+        # (layers, 1, heads, ctx, head_dim) per request -> (layers, 3N, heads, ctx, head_dim)
+        ctx_k = torch.cat([r.context_k for r in requests], dim=1).repeat_interleave(rows, dim=1)
+        ctx_v = torch.cat([r.context_v for r in requests], dim=1).repeat_interleave(rows, dim=1)
+        dev = x.device
+        g_text = torch.tensor([r.g_text for r in requests], device=dev)[:, None, None]
+        g_video = torch.tensor([r.g_video for r in requests], device=dev)[:, None, None]
+    b, f, d = x.shape  # b = N sessions
+    for i in range(first.steps):
+        tau = schedule[i].expand(rows * b)
+        x_rows = x[:, None].expand(b, rows, f, d).reshape(rows * b, f, d)
+        v = dit(x_rows, tau, h, ctx_k, ctx_v).view(b, rows, f, d)  # rows: full, text, none
+        v = guided_velocity(v[:, 0], v[:, 1], v[:, 2], g_text, g_video)
+        x = x + (schedule[i + 1] - schedule[i]) * v
+    return list(x.split(1))
+
+
 CONDITIONS_ROWS = ("full", "text", "none")
 
 
@@ -413,9 +556,17 @@ class GeneratorSession:
     session's calls). See the module docstring for fallbacks.
     """
 
-    def __init__(self, runtime: GeneratorRuntime, config: SessionConfig) -> None:
+    def __init__(
+        self,
+        runtime: GeneratorRuntime,
+        config: SessionConfig,
+        batcher: SessionBatcher | None = None,
+    ) -> None:
+        if batcher is not None and batcher.runtime is not runtime:
+            raise ValueError("the batcher serves another runtime")
         self.runtime = runtime
         self.config = config
+        self.batcher = batcher
         self._sampler = PatchSampler(runtime, config)
         self._decoder = StreamingDecoder(runtime.vae)
         self._frames: list[tuple[float, torch.Tensor]] = []  # (capture time, canvas), sorted
@@ -426,6 +577,8 @@ class GeneratorSession:
         self.warnings: list[str] = []
         self.stats: dict[str, float] = {}
         self.closed = False
+        self._started = time.perf_counter()  # of the patch in progress
+        self._video_ms = 0.0
 
     @property
     def sample_rate(self) -> int:
@@ -533,16 +686,48 @@ class GeneratorSession:
 
     def next_chunk(self) -> np.ndarray | None:
         """The next patch of FOA (4, patch_samples) float32, or None once finished (the
-        last chunk is cut at the end time)."""
+        last chunk is cut at the end time). With a :class:`SessionBatcher`, the patch's
+        LocDiT sampling runs in a batch with other sessions' patches."""
+        if self.batcher is None:
+            request = self.prepare_chunk()
+            return None if request is None else self._sample_and_finish(request)
+        with self.batcher.patch():
+            request = self.prepare_chunk()
+            return None if request is None else self._sample_and_finish(request)
+
+    def _sample_and_finish(self, request: PatchRequest) -> np.ndarray:
+        try:
+            if self.batcher is None:
+                x = sample_patches(self.runtime, [request])[0]
+            else:
+                x = self.batcher.sample(request)
+        except BaseException:
+            self.abort_chunk()
+            raise
+        return self.finish_chunk(x)
+
+    def prepare_chunk(self) -> PatchRequest | None:
+        """First half of :meth:`next_chunk`: video tokens of the aligned frame and the LM
+        step. Returns the request to sample (alone or batched with other sessions' by
+        :func:`sample_patches`) and hand to :meth:`finish_chunk`, or None once finished."""
         if self.finished:
             return None
         has_caption = bool(self._caption[1].any())
         if not self._frames and not has_caption:
             raise InputError("nothing to generate from yet: send a frame or a caption first")
-        start = time.perf_counter()
+        self._started = time.perf_counter()
         video = self._frame_for_patch()
-        video_done = time.perf_counter()
-        x = self._sampler.step(video, self._caption[0], self._caption[1])
+        self._video_ms = 1e3 * (time.perf_counter() - self._started)
+        return self._sampler.prepare(video, self._caption[0], self._caption[1])
+
+    def abort_chunk(self) -> None:
+        """Drop the prepared patch (its sampling failed); the session can go on."""
+        self._sampler.abort()
+
+    def finish_chunk(self, x: torch.Tensor) -> np.ndarray:
+        """Second half of :meth:`next_chunk`: the sampled latents x (1, patch_frames,
+        latent_dim) of the prepared request -> FOA (4, patch_samples) float32."""
+        self._sampler.finish(x)
         decode_start = time.perf_counter()
         audio = self._decoder.decode_chunk(self.runtime.generator.denormalise(x))[0]
         chunk = audio.cpu().numpy().astype(np.float32)
@@ -551,11 +736,12 @@ class GeneratorSession:
         self._emitted += chunk.shape[1]
         end = time.perf_counter()
         self.stats = {
-            "video_ms": 1e3 * (video_done - start),
+            "video_ms": self._video_ms,
             **self._sampler.timings,
             "decode_ms": 1e3 * (end - decode_start),
-            "total_ms": 1e3 * (end - start),
+            "total_ms": 1e3 * (end - self._started),
             "patch": float(self._sampler.patch),
+            "batch": float(self._sampler.last_batch),
         }
         return chunk
 
@@ -568,4 +754,12 @@ class GeneratorSession:
         self._decoder.reset()
 
 
-__all__ = ["GeneratorRuntime", "GeneratorSession", "PatchSampler", "SessionConfig"]
+__all__ = [
+    "GeneratorRuntime",
+    "GeneratorSession",
+    "PatchRequest",
+    "PatchSampler",
+    "SessionConfig",
+    "batchable",
+    "sample_patches",
+]

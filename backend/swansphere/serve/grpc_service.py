@@ -111,7 +111,10 @@ class SwanSphereServicer(pb_grpc.SwanSphereServicer):
             self._active[sid] = (None, context)
         try:
             runtime = self.registry.runtime(spec.model)
-            live = LiveSession(runtime, spec, sid, self.metrics, self.options.queue_patches)
+            batcher = self.registry.batcher(spec.model)
+            live = LiveSession(
+                runtime, spec, sid, self.metrics, self.options.queue_patches, batcher=batcher
+            )
         except BaseException:
             with self._lock:
                 self._active.pop(sid, None)

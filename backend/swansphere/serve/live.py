@@ -5,8 +5,17 @@ Threads and data flow (DESIGN.md section 2)::
     edge reader ──submit()──► newest frame / caption / head (one slot each, lock)
                                    │
     generation thread ─ applies the newest inputs, next_chunk() ─► bounded patch queue
+                          │ LocDiT sampling ▲                           │
+                          ▼                 │                           │
+                  shared SessionBatcher (one worker per model)          │
                                                                         │
     edge writer ◄── output(): resample, render with the *newest* head, encode ◄┘
+
+- Each session's generation thread runs its video tokens, LM step and VAE decode itself;
+  the LocDiT sampling of a patch goes to the model's shared
+  :class:`~swansphere.generation.SessionBatcher` (when the edge passes one), which runs
+  the patches of all sessions ready at about the same time as one batch. A failure in a
+  batch is retried per session, so it reaches only the session that caused it.
 
 - Ingest only validates (image header, sequence and time order, quaternion) and keeps the
   newest frame; a frame replaced before the next patch used it is counted as superseded
@@ -53,6 +62,7 @@ log = logging.getLogger(__name__)
 
 _FINISHED = object()
 MAX_PENDING_NOTICES = 256
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
 
 
 class _Failure:
@@ -67,7 +77,8 @@ def _percentile(values, q: float) -> float:
 class LiveSession:
     """Frames, captions and head poses in (any thread); rendered audio blocks out.
 
-    runtime: a :class:`swansphere.generation.GeneratorRuntime`. Raises
+    runtime: a :class:`swansphere.generation.GeneratorRuntime`; batcher: that runtime's
+    shared :class:`swansphere.generation.SessionBatcher`, or None to sample alone. Raises
     :class:`InputError` for a bad spec (format, rate, HRTF, caption, generation settings).
     """
 
@@ -79,6 +90,7 @@ class LiveSession:
         metrics: Metrics | None = None,
         queue_patches: int = 2,
         clock=time.monotonic,
+        batcher=None,
     ) -> None:
         from swansphere.generation import SessionConfig
 
@@ -93,7 +105,8 @@ class LiveSession:
                 guidance_text=spec.guidance_text,
                 guidance_video=spec.guidance_video,
                 duration_s=spec.duration_s,
-            )
+            ),
+            batcher,
         )
         try:
             self.renderer = OutputRenderer(spec.output, self.gen.sample_rate, spec.head)
@@ -349,6 +362,12 @@ class LiveSession:
                 self.generation_time_s += elapsed
                 self.generated_s += chunk.shape[1] / self.gen.sample_rate
                 self.metrics.observe("swansphere_patch_seconds", elapsed, "generation per patch")
+                self.metrics.observe(
+                    "swansphere_patch_batch_sessions",
+                    self.gen.stats.get("batch", 1.0),
+                    "sessions sampled together per patch",
+                    BATCH_BUCKETS,
+                )
                 self.metrics.set("swansphere_rtf", self.rtf, "last session's generation RTF")
                 if not np.all(np.isfinite(chunk)):
                     self.notify(Notice("error", INTERNAL, "the model produced NaN/Inf: silenced"))

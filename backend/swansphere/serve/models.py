@@ -46,9 +46,22 @@ def load_runtime(spec: str, device: str = "cpu"):
 
 
 class ModelRegistry:
-    """Named model specs; :meth:`runtime` loads once (thread-safe) and caches."""
+    """Named model specs; :meth:`runtime` loads once (thread-safe) and caches, and
+    :meth:`batcher` gives the sessions of a model one shared LocDiT batcher.
 
-    def __init__(self, models: dict[str, str], default: str | None = None, device: str = "cpu"):
+    batch_sessions: False makes every session sample alone; batch_window_s: how long a
+    ready patch waits for other sessions' patches (None: the default of
+    :class:`swansphere.generation.SessionBatcher`).
+    """
+
+    def __init__(
+        self,
+        models: dict[str, str],
+        default: str | None = None,
+        device: str = "cpu",
+        batch_sessions: bool = True,
+        batch_window_s: float | None = None,
+    ):
         if not models:
             raise InputError("the server needs at least one model")
         self.models = dict(models)
@@ -56,7 +69,10 @@ class ModelRegistry:
         if self.default not in self.models:
             raise InputError(f"default model {self.default!r} is not among {sorted(self.models)}")
         self.device = device
+        self.batch_sessions = batch_sessions
+        self.batch_window_s = batch_window_s
         self._runtimes: dict[str, object] = {}
+        self._batchers: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def resolve(self, name: str) -> str:
@@ -78,6 +94,28 @@ class ModelRegistry:
                 except InputError as exc:
                     raise ModelNotFoundError(f"model {name!r} cannot be loaded: {exc}") from exc
             return self._runtimes[name]
+
+    def batcher(self, name: str = ""):
+        """The shared :class:`swansphere.generation.SessionBatcher` of model ``name``
+        (created on first use), or None when batching is off. Raises like :meth:`runtime`."""
+        from swansphere.generation import SessionBatcher
+
+        if not self.batch_sessions:
+            return None
+        runtime = self.runtime(name)
+        name = self.resolve(name)
+        with self._lock:
+            if name not in self._batchers:
+                window = {} if self.batch_window_s is None else {"window_s": self.batch_window_s}
+                self._batchers[name] = SessionBatcher(runtime, **window)
+            return self._batchers[name]
+
+    def close(self) -> None:
+        """Stop the batchers' worker threads (sessions still open sample alone)."""
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for b in batchers:
+            b.close()
 
     def warm_up(self, name: str = "") -> float:
         """Load model ``name`` and generate one patch, so the first session does not pay

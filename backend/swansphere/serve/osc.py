@@ -216,7 +216,9 @@ class OscController:
                 output=OutputSpec(self.format, self.sample_rate, "float32", 1024),
             )
             runtime = self.registry.runtime(self.model)
-            live = LiveSession(runtime, spec, "osc", self.metrics)
+            live = LiveSession(
+                runtime, spec, "osc", self.metrics, batcher=self.registry.batcher(self.model)
+            )
             try:
                 sink = open_sink(self.sample_rate, live.channels, self.out_dir, self.prefer_device)
             except BaseException:
