@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -16,12 +17,16 @@ from swansphere.models.bundle import write_bundle
 from . import tracking
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .stages.base import FitOptions, FitResult
+from .stages.generator import GeneratorStage, GeneratorStageConfig
 from .stages.svac import SVACStage, SVACStageConfig
 from .stages.vae import VAEStage, VAEStageConfig
+
+log = logging.getLogger(__name__)
 
 STAGES: dict[str, tuple[type, type]] = {
     "vae": (VAEStage, VAEStageConfig),
     "svac": (SVACStage, SVACStageConfig),
+    "generator": (GeneratorStage, GeneratorStageConfig),
 }
 
 
@@ -75,20 +80,36 @@ def corpus_seed(root: str | Path) -> int | None:
 
 
 def export_bundle(
-    out: Path, runs: dict[str, Path], data_meta: dict[str, Any], metrics: dict
+    out: Path,
+    runs: dict[str, Path],
+    data_meta: dict[str, Any],
+    metrics: dict,
+    base: str | None = None,
+    generator_dtype: str = "float16",
 ) -> Path:
     """Write a bundle from the latest checkpoint of each stage run folder.
 
-    ``runs`` maps a component name ("vae", "svac") to the folder given to ``train --out``.
-    Only model weights go in (no optimizer state); configs are the networks' own. The
-    manifest records per stage the checkpoint, its config, corpus and corpus seed, and the
-    training command that reproduces it (:func:`reproduce_command`).
+    ``runs`` maps a component name ("vae", "svac", "generator") to the folder given to
+    ``train --out``. Only model weights go in (no optimizer state); configs are the networks'
+    own. The manifest records per stage the checkpoint, its config, corpus and corpus seed,
+    and the training command that reproduces it (:func:`reproduce_command`).
+
+    ``base``: a bundle spec (default | PATH | models:/NAME@ALIAS) whose components, stage
+    records, commands and metrics are copied for every component without a run here (e.g.
+    a new generator beside the shipped VAE and SVAC). A generator is refused next to a VAE
+    or SVAC other than the ones its training features were computed with.
+    ``generator_dtype``: "float16" (default; halves the generator's weight file, keeps the
+    bundle small) or "float32". The latent statistics stay float32; loading converts the
+    weights to the module's dtype.
     """
+    from swansphere.models.generator import GENERATOR_PRESETS
     from swansphere.models.svac import SVAC_PRESETS
     from swansphere.models.vae import VAE_PRESETS
 
-    presets = {"vae": VAE_PRESETS, "svac": SVAC_PRESETS}
-    components, commands = {}, {}
+    if generator_dtype not in ("float16", "float32"):
+        raise InputError(f"generator_dtype must be float16 or float32, got {generator_dtype!r}")
+    presets = {"vae": VAE_PRESETS, "svac": SVAC_PRESETS, "generator": GENERATOR_PRESETS}
+    components, commands, metrics = {}, {}, dict(metrics)
     for name, run in runs.items():
         path = latest_checkpoint(Path(run) / "checkpoints")
         if path is None:
@@ -100,6 +121,11 @@ def export_bundle(
             for k, v in checkpoint.model_state.items()
             if name != "vae" or k.startswith("vae.")
         }
+        if name == "generator" and generator_dtype == "float16":
+            state = {
+                k: v.half() if v.is_floating_point() and not k.startswith("latent_") else v
+                for k, v in state.items()
+            }
         network_config = presets[name][stage_cfg["preset"]]
         components[name] = (network_config, state, name)
         data_meta.setdefault("stages", {})[name] = {
@@ -109,13 +135,59 @@ def export_bundle(
             "corpus": stage_cfg["data"],
             "corpus_seed": corpus_seed(stage_cfg["data"]),
         }
+        if name == "generator":
+            data_meta["stages"][name]["weights_dtype"] = generator_dtype
         commands[name] = reproduce_command(name, stage_cfg, checkpoint.step)
+    if base is not None:
+        from swansphere.models.bundle import load_bundle
+
+        source = load_bundle(base)
+        base_commands = source.training_command
+        for name in source.components:
+            if name in components:
+                continue
+            config, state = source.component(name)
+            components[name] = (config, state, source.kind(name))
+            stage = dict((source.data.get("stages") or {}).get(name) or {})
+            stage["from_bundle"] = {"spec": str(base), "digest": source.digest}
+            data_meta.setdefault("stages", {})[name] = stage
+            if isinstance(base_commands, dict) and name in base_commands:
+                commands[name] = base_commands[name]
+            if name in source.metrics and name not in metrics:
+                metrics[name] = source.metrics[name]
+    if "generator" in runs:
+        _check_generator_features(Path(runs["generator"]), components)
     commands["bundle"] = " ".join(shlex.quote(a) for a in sys.argv)
     return write_bundle(
         out,
         components,
         manifest_extra={"data": data_meta, "training_command": commands, "metrics": metrics},
     )
+
+
+def _check_generator_features(run: Path, components: dict[str, tuple]) -> None:
+    """Refuse a generator beside a VAE encoder / SVAC video encoder other than the ones that
+    made its training features (recorded in RUN/features/train.safetensors); a new VAE
+    decoder or new SVAC heads are fine."""
+    from swansphere_training.data.features import feature_digest, read_feature_meta
+
+    for name in ("vae", "svac"):
+        if name not in components:
+            raise InputError(f"a bundle with a generator needs a {name} (give --{name} or --base)")
+    cache = run / "features" / "train.safetensors"
+    meta = read_feature_meta(cache)
+    if meta is None:
+        log.warning("no feature cache at %s: cannot check the VAE/SVAC it was trained on", cache)
+        return
+    for name in ("vae", "svac"):
+        digest = feature_digest(name, dict(components[name][1]))
+        recorded = meta.get(f"{name}_digest")
+        if digest != recorded:
+            raise InputError(
+                f"the generator in {run} was trained on features of another {name}: its "
+                f"encoder digest {digest[:12]} differs from {str(recorded)[:12]} recorded in "
+                f"{cache}; give --base (or --{name}) with the bundle the generator trained with"
+            )
 
 
 def read_json(path: Path) -> dict:

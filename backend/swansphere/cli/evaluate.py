@@ -36,6 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = what.add_parser("svac", help="SVAC: retrieval, rotation and time-shift discrimination")
     _model_args(p)
     p.set_defaults(run=run_svac)
+    p = what.add_parser(
+        "generator",
+        help="generator: angular error vs the reference (video-conditioned), trajectory "
+        "error, text region accuracy (caption only), beside baselines",
+    )
+    _model_args(p)
+    p.add_argument("--seed", type=int, default=0, help="generation seed of the first clip")
+    p.add_argument("--steps", type=int, help="Euler steps of the sampler (default: the model's)")
+    p.add_argument(
+        "--video-text",
+        action="store_true",
+        help="also generate from video and caption together (reported as video_text)",
+    )
+    p.set_defaults(run=run_generator)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -72,6 +86,27 @@ def run_svac(args: argparse.Namespace) -> int:
     svac = load_bundle(args.model).build("svac")
     result = evaluate_svac(svac, args.data, args.split, max(args.clips, 64))
     result.pop("similarity")  # (N, N) matrix: the training stage plots it
+    print_json({"model": args.model, **result})
+    return 0
+
+
+def run_generator(args: argparse.Namespace) -> int:
+    import torch
+
+    from swansphere.generation.session import GeneratorRuntime
+    from swansphere_training.evaluation.generator import evaluate_generator
+
+    torch.set_num_threads(1)
+    runtime = GeneratorRuntime.load(args.model)
+    result = evaluate_generator(
+        runtime,
+        args.data,
+        args.split,
+        args.clips,
+        seed=args.seed,
+        steps=args.steps,
+        video_text=args.video_text,
+    )
     print_json({"model": args.model, **result})
     return 0
 

@@ -1,4 +1,5 @@
-"""``swansphere train vae|svac`` and ``swansphere bundle``: training stages and model bundles.
+"""``swansphere train vae|svac|generator`` and ``swansphere bundle``: training stages and
+model bundles.
 
 The work lives in the training package; this module parses arguments.
 """
@@ -26,9 +27,11 @@ def _override(text: str) -> tuple[str, object]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model stage (MLflow-tracked, resumable)")
-    p.add_argument("stage", choices=["vae", "svac"])
+    p.add_argument("stage", choices=["vae", "svac", "generator"])
     p.add_argument("--data", type=Path, required=True, help="corpus root (train/ and test/ splits)")
-    p.add_argument("--preset", default="tiny", help="network preset: tiny or paper")
+    p.add_argument(
+        "--preset", default="tiny", help="network preset: tiny or paper (generator: tiny, S, M, L)"
+    )
     p.add_argument("--steps", type=int, default=3000, help="total optimisation steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="run folder (default runs/STAGE-PRESET)")
@@ -51,6 +54,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("out", type=Path, help="bundle folder to write")
     b.add_argument("--vae", type=Path, help="VAE run folder")
     b.add_argument("--svac", type=Path, help="SVAC run folder")
+    b.add_argument("--generator", type=Path, help="generator run folder")
+    b.add_argument(
+        "--base",
+        metavar="BUNDLE",
+        help="copy the components without a run from this bundle (default | PATH | "
+        "models:/NAME@ALIAS), e.g. --generator RUN --base default",
+    )
+    b.add_argument(
+        "--generator-dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="storage type of the generator weights (float16 keeps the bundle small)",
+    )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(
         "--metrics",
@@ -98,14 +114,20 @@ def run_train(args: argparse.Namespace) -> int:
 def run_bundle(args: argparse.Namespace) -> int:
     from swansphere_training.pipeline import export_bundle, read_json
 
-    runs = {name: path for name, path in (("vae", args.vae), ("svac", args.svac)) if path}
+    runs = {
+        name: path
+        for name, path in (("vae", args.vae), ("svac", args.svac), ("generator", args.generator))
+        if path
+    }
     if not runs:
-        raise InputError("give at least one of --vae and --svac")
+        raise InputError("give at least one of --vae, --svac and --generator")
     metrics = {Path(m).stem: read_json(m) for m in args.metrics}
     data = {"corpus": str(args.data) if args.data else None}
     if args.data and (args.data / "train").is_dir():
         data["train_clips"] = sum(1 for _ in (args.data / "train").iterdir())
-    path = export_bundle(args.out, runs, data, metrics)
+    path = export_bundle(
+        args.out, runs, data, metrics, base=args.base, generator_dtype=args.generator_dtype
+    )
     result = {"bundle": str(path)}
     if args.register:
         from swansphere_training import tracking

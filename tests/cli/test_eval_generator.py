@@ -1,0 +1,80 @@
+"""``swansphere eval generator`` and swansphere_training/evaluation/generator.py on a tiny
+captioned corpus, with an untrained generator (plumbing and metric definitions, not quality)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from swansphere.cli import main
+from swansphere.foa.encode import encode_mono
+from swansphere.models.bundle import load_bundle, write_bundle
+from swansphere.models.generator import SpatialGenerator
+from swansphere_training.corpus.captioning import caption_corpus
+from swansphere_training.corpus.scene import PRESETS
+from swansphere_training.corpus.synth import synthesize_corpus
+from swansphere_training.evaluation.generator import BASELINES, evaluate_generator
+
+TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=0)
+KEYS = {"angular_rad", "angular_deg", "azimuth_rad", "elevation_rad", "trajectory_rad"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("evalgen") / "corpus"
+    synthesize_corpus(root, clips=2, seed=8, split="test", config=TINY, workers=1, progress=False)
+    caption_corpus(root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """The shipped VAE and SVAC with an untrained tiny generator."""
+    base = load_bundle("default")
+    components = {name: (*base.component(name), name) for name in ("vae", "svac")}
+    torch.manual_seed(0)
+    generator = SpatialGenerator.from_config("tiny")
+    components["generator"] = (generator.config.to_dict(), generator.state_dict(), "generator")
+    return write_bundle(tmp_path_factory.mktemp("bundle") / "b", components)
+
+
+def test_eval_generator_json_has_every_metric_and_baseline(corpus, bundle, capsys) -> None:
+    args = ["eval", "generator", "--model", str(bundle), "--data", str(corpus)]
+    assert main([*args, "--clips", "2", "--steps", "2", "--video-text", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["clips"] == 2 and result["model"] == str(bundle)
+    assert KEYS <= set(result)
+    assert 0 <= result["angular_rad"] <= np.pi
+    assert result["angular_deg"] == pytest.approx(np.rad2deg(result["angular_rad"]))
+    assert {"text_region_accuracy", "text_region_accuracy_strict", "text_only"} <= set(result)
+    assert KEYS <= set(result["video_text"]) and KEYS <= set(result["text_only"])
+    assert set(result["baselines"]) == set(BASELINES)
+    for name in BASELINES:
+        assert KEYS | {"text_region_accuracy"} <= set(result["baselines"][name])
+    # The VAE round trip of the reference keeps its direction far better than chance.
+    assert result["baselines"]["vae_reference"]["angular_rad"] < 0.5
+
+
+def test_metrics_of_a_front_source_equal_the_front_baseline(corpus, bundle) -> None:
+    """A 'generator' that always puts a plane wave in front scores exactly like the
+    always-front baseline: the model and the baselines go through the same metric."""
+    from swansphere.generation.session import GeneratorRuntime
+
+    runtime = GeneratorRuntime.load(bundle)
+    rng = np.random.default_rng(0)
+
+    def front(frames, fps, caption, duration, config):
+        n = round(duration * runtime.sample_rate)
+        return encode_mono(rng.standard_normal(n), 0.0, 0.0).astype(np.float32)
+
+    result = evaluate_generator(runtime, corpus, "test", 2, generate=front)
+    ref = result["baselines"]["front"]
+    for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
+        assert result[key] == pytest.approx(ref[key], abs=1e-6)
+    assert result["text_region_accuracy"] == ref["text_region_accuracy"]

@@ -1,0 +1,228 @@
+"""Generator evaluation: where the generated sound comes from, against the reference FOA.
+
+Every figure is computed the same way for the model and for three baselines, so they can
+be read side by side:
+
+- ``random``: a direction drawn uniformly on the sphere per clip (seeded);
+- ``front``: always azimuth 0, elevation 0;
+- ``vae_reference``: the reference audio through the bundle's VAE (encode, decode): the
+  ceiling of anything generated in its latent space.
+
+Metrics (radians unless a name ends in ``_deg``; means over clips):
+
+- ``angular_rad`` / ``angular_deg``, ``azimuth_rad``, ``elevation_rad``: the research code's
+  clip-level metric (DESIGN.md section 5): broadband I = mean over the clip of W (X, Y, Z)
+  (:func:`swansphere.foa.doa.clip_direction`) of generated and reference audio; azimuth
+  error wrapped, elevation error absolute, combined = great-circle angle. The model's
+  figures come from **video-only** generation (no caption: the test captions are measured
+  from the reference audio, so giving them would leak the answer).
+- ``trajectory_rad`` / ``trajectory_deg``: per-segment error, the great-circle angle between
+  the 1 s segment directions (:func:`swansphere.foa.doa.doa_trajectory`) of generated and
+  reference audio, averaged over segments, then clips. A baseline's direction is
+  constant over the clip.
+- ``text_region_accuracy``: **text-only** generation from the clip's caption; the share
+  of clips whose generated clip-level direction lies in a coarse region the caption names
+  (first sentence, the loudest source, as :mod:`swansphere_training.corpus.captioning`
+  scores captions), counting a direction within ``REGION_TOLERANCE_DEG`` of a named region
+  as in it; ``text_region_accuracy_strict`` without the tolerance. Clips whose caption names
+  no region are left out (``text_region_clips`` says how many count). ``text_only`` holds
+  the angular figures of the text-only generations.
+- ``video_text`` (only with ``video_text=True``): the angular figures of generation from
+  video and caption together (the caption carries the reference's measured direction).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from swansphere.captions import coarse_region, regions_in_caption
+from swansphere.errors import InputError
+from swansphere.foa.doa import angular_error, clip_direction, direction_errors, doa_trajectory
+from swansphere.foa.io import resample
+from swansphere.models.vae import pad_to_stride
+
+from ..corpus.captioning import REGION_TOLERANCE_DEG, regions_near
+from ..data.dataset import ClipDataset
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("random", "front", "vae_reference")
+
+
+def _direction(foa: np.ndarray) -> tuple[float, float]:
+    return clip_direction(np.asarray(foa, dtype=np.float64))
+
+
+def _trajectory(foa: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    t = doa_trajectory(np.asarray(foa, dtype=np.float64), rate)
+    return t.azimuth, t.elevation
+
+
+def _segment_error(est: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> float:
+    """Mean great-circle angle over the segments both trajectories have (radians)."""
+    n = min(len(est[0]), len(ref[0]))
+    return float(np.mean(angular_error(est[0][:n], est[1][:n], ref[0][:n], ref[1][:n])))
+
+
+def _region_hit(direction: tuple[float, float], named: set[str]) -> tuple[bool, bool]:
+    """(tolerant, strict): whether a direction lies in one of the named regions."""
+    tolerant = bool(regions_near(*direction, REGION_TOLERANCE_DEG) & named)
+    return tolerant, coarse_region(*direction) in named
+
+
+class _Tally:
+    """Per-clip directions, segment errors and region hits of one method."""
+
+    def __init__(self) -> None:
+        self.az: list[float] = []
+        self.el: list[float] = []
+        self.ref_az: list[float] = []
+        self.ref_el: list[float] = []
+        self.segments: list[float] = []
+        self.hits: list[tuple[bool, bool]] = []
+
+    def add(self, direction, reference, segment_error: float) -> None:
+        self.az.append(direction[0])
+        self.el.append(direction[1])
+        self.ref_az.append(reference[0])
+        self.ref_el.append(reference[1])
+        self.segments.append(segment_error)
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.az:
+            e = direction_errors(
+                np.array(self.az), np.array(self.el), np.array(self.ref_az), np.array(self.ref_el)
+            )
+            out.update(
+                angular_rad=e["angle"],
+                angular_deg=e["angle_deg"],
+                azimuth_rad=e["azimuth"],
+                elevation_rad=e["elevation"],
+                trajectory_rad=float(np.mean(self.segments)),
+                trajectory_deg=float(np.rad2deg(np.mean(self.segments))),
+            )
+        if self.hits:
+            out["text_region_accuracy"] = float(np.mean([h[0] for h in self.hits]))
+            out["text_region_accuracy_strict"] = float(np.mean([h[1] for h in self.hits]))
+        return out
+
+
+def random_direction(rng: np.random.Generator) -> tuple[float, float]:
+    """A direction (azimuth, elevation) uniform on the sphere, radians."""
+    return float(rng.uniform(-np.pi, np.pi)), float(np.arcsin(rng.uniform(-1.0, 1.0)))
+
+
+@torch.no_grad()
+def vae_round_trip(vae, foa: np.ndarray) -> np.ndarray:
+    """FOA (4, n) at the VAE's rate through its encoder (posterior mean) and decoder."""
+    x = torch.from_numpy(np.ascontiguousarray(foa, dtype=np.float32))[None]
+    x = pad_to_stride(x, vae.hop_length)
+    mean, _ = vae.encode(x)
+    return vae.decode(mean)[0, :, : foa.shape[1]].numpy()
+
+
+def evaluate_generator(
+    runtime: Any,
+    root: Path,
+    split: str | None = "test",
+    max_clips: int = 64,
+    seed: int = 0,
+    steps: int | None = None,
+    progress: bool = False,
+    generate: Callable[..., np.ndarray] | None = None,
+    video_text: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a generator runtime (:class:`swansphere.generation.session.GeneratorRuntime`:
+    ``generate``, ``sample_rate``, ``vae``) on up to ``max_clips`` clips with video of
+    ``root/split`` (see the module docstring). ``seed`` seeds generation (clip i uses
+    seed + i) and the random baseline; ``steps`` overrides the sampler's Euler steps."""
+    from swansphere.generation.session import SessionConfig
+
+    clips = ClipDataset(root, split=split, require_video=True)[:max_clips]
+    if len(clips) == 0:
+        raise InputError(f"no clips with video under {Path(root) / (split or '')}")
+    rate = runtime.sample_rate
+    generate = generate or runtime.generate
+    rng = np.random.default_rng(seed)
+    model, text_only, both = _Tally(), _Tally(), _Tally()
+    baselines = {name: _Tally() for name in BASELINES}
+    skipped_text = 0
+    start = time.perf_counter()
+    for i, clip in enumerate(tqdm(clips, desc="eval generator", unit="clip", disable=not progress)):
+        foa, clip_rate = clip.load_audio()
+        reference = resample(foa, clip_rate, rate).astype(np.float32)
+        frames, fps = clip.load_video()
+        duration = reference.shape[1] / rate
+        config = SessionConfig(seed=seed + i, steps=steps)
+        ref_dir = _direction(reference)
+        ref_traj = _trajectory(reference, rate)
+
+        generated = generate(frames, fps, None, duration, config)[:, : reference.shape[1]]
+        model.add(
+            _direction(generated), ref_dir, _segment_error(_trajectory(generated, rate), ref_traj)
+        )
+
+        decoded = vae_round_trip(runtime.vae, reference)
+        vae_dir = _direction(decoded)
+        baselines["vae_reference"].add(
+            vae_dir, ref_dir, _segment_error(_trajectory(decoded, rate), ref_traj)
+        )
+        constant = {"random": random_direction(rng), "front": (0.0, 0.0)}
+        for name, direction in constant.items():
+            segments = (
+                np.full_like(ref_traj[0], direction[0]),
+                np.full_like(ref_traj[1], direction[1]),
+            )
+            baselines[name].add(direction, ref_dir, _segment_error(segments, ref_traj))
+
+        caption = clip.caption_text()
+        if video_text and caption:
+            mixed = generate(frames, fps, caption, duration, config)[:, : reference.shape[1]]
+            both.add(_direction(mixed), ref_dir, _segment_error(_trajectory(mixed, rate), ref_traj))
+        named = regions_in_caption(caption.split(".")[0]) if caption else set()
+        if not named:
+            skipped_text += 1
+            continue
+        spoken = generate(None, None, caption, duration, config)[:, : reference.shape[1]]
+        spoken_dir = _direction(spoken)
+        text_only.add(spoken_dir, ref_dir, _segment_error(_trajectory(spoken, rate), ref_traj))
+        text_only.hits.append(_region_hit(spoken_dir, named))
+        baselines["vae_reference"].hits.append(_region_hit(vae_dir, named))
+        for name, direction in constant.items():
+            baselines[name].hits.append(_region_hit(direction, named))
+
+    result: dict[str, Any] = {
+        "clips": len(clips),
+        "split": split,
+        "seed": seed,
+        "sample_rate": rate,
+        "conditioning": "video only (angular, trajectory); caption only (text_*)",
+        **model.summary(),
+    }
+    text = text_only.summary()
+    result["text_region_accuracy"] = text.pop("text_region_accuracy", None)
+    result["text_region_accuracy_strict"] = text.pop("text_region_accuracy_strict", None)
+    result["text_region_clips"] = len(text_only.hits)
+    result["text_region_tolerance_deg"] = REGION_TOLERANCE_DEG
+    result["text_only"] = text
+    if video_text:
+        result["video_text"] = both.summary()
+    result["baselines"] = {name: tally.summary() for name, tally in baselines.items()}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    if skipped_text:
+        log.info(
+            "%d clip(s) left out of text_region_accuracy: caption names no region", skipped_text
+        )
+    return result
+
+
+__all__ = ["BASELINES", "evaluate_generator", "random_direction", "vae_round_trip"]
