@@ -145,8 +145,20 @@ def test_offline_input_checks(runtime, frames):
 
 
 def test_a_bundle_without_generator_is_named(tmp_path):
+    from swansphere.models.bundle import load_bundle, write_bundle
+
+    base = load_bundle("default")
+    parts = {name: (*base.component(name), base.kind(name)) for name in ("vae", "svac")}
+    path = write_bundle(tmp_path / "no-generator", parts)
     with pytest.raises(InputError, match="has no generator component"):
-        GeneratorRuntime.load("default")
+        GeneratorRuntime.load(path)
+
+
+def test_the_shipped_bundle_generates(runtime):
+    shipped = GeneratorRuntime.load("default")
+    assert shipped.generator.config == runtime.generator.config
+    out = shipped.generate(None, None, "a bell rings behind you", 0.4, SessionConfig(steps=2))
+    assert out.shape == (4, round(0.4 * shipped.sample_rate)) and np.isfinite(out).all()
 
 
 def test_accel_fallbacks_are_logged_and_eager(runtime, caplog):
