@@ -100,6 +100,8 @@ def test_a_fixed_shape_engine_samples_each_session_alone(runtime, frames, refere
 def test_the_batcher_waits_for_every_announced_session(runtime, frames, references):
     batcher = SessionBatcher(runtime, window_s=10.0)  # only the announcements end the wait
     sessions = make_sessions(runtime, frames, batcher)
+    # First patches never wait for other sessions; batch the second ones.
+    firsts = [s.next_chunk() for s in sessions]
     try:
         with batcher.patch(), batcher.patch(), batcher.patch():  # three sessions announce
             requests = [s.prepare_chunk() for s in sessions]
@@ -117,9 +119,23 @@ def test_the_batcher_waits_for_every_announced_session(runtime, frames, referenc
         chunks = [s.finish_chunk(x) for s, x in zip(sessions, results, strict=True)]
     finally:
         batcher.close()
-    assert batcher.stats()["max_batch"] == 3 and batcher.stats()["batches"] == 1
-    for chunk, ref in zip(chunks, references, strict=True):
-        np.testing.assert_allclose(chunk, ref[:, : chunk.shape[1]], atol=1e-5)
+    assert batcher.stats()["max_batch"] == 3 and batcher.stats()["batches"] == 4
+    for first, chunk, ref in zip(firsts, chunks, references, strict=True):
+        n = first.shape[1]
+        np.testing.assert_allclose(first, ref[:, :n], atol=1e-5)
+        np.testing.assert_allclose(chunk, ref[:, n : 2 * n], atol=1e-5)
+
+
+def test_a_first_patch_does_not_wait_for_other_sessions(runtime, frames):
+    batcher = SessionBatcher(runtime, window_s=10.0)
+    session = make_sessions(runtime, frames, batcher)[0]
+    try:
+        with batcher.patch():  # another session is busy and has not handed in its request
+            started = time.perf_counter()
+            assert session.next_chunk().shape == (4, runtime.patch_samples)
+            assert time.perf_counter() - started < 5.0  # not the 10 s window
+    finally:
+        batcher.close()
 
 
 def test_sessions_join_and_leave_a_batcher(runtime, frames, references):

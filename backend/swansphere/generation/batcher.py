@@ -14,7 +14,8 @@ result in the calling thread again. There is no worker thread: a waiting caller 
 the next batch and samples it in its own thread for everyone in it, so batches that do not
 coincide still run in parallel, as separate sessions did before. Gathering ends when every
 session that announced a patch (and is not being sampled already) has handed in its
-request, or ``window_s`` after it began, whichever comes first; a session alone never
+request, or ``window_s`` after it began, whichever comes first (at once when it holds a
+session's first patch, so time to first chunk never waits for others); a session alone never
 waits. Sessions join by calling ``next_chunk`` and leave by not calling it: the batcher
 keeps no per-session state.
 
@@ -135,14 +136,16 @@ class SessionBatcher:
 
     def _collect(self) -> list[_Job]:
         """Gather the next batch: wait until every announced session not already being
-        sampled has handed in its request, at most ``window_s``."""
+        sampled has handed in its request, at most ``window_s``; not at all once a session's
+        first patch is among them (its time to first chunk does not wait for others)."""
         self._collecting = True
         deadline = time.perf_counter() + self.window_s
         try:
             while not self._closed:
                 expected = min(self._busy - self._running, self.max_sessions)
                 left = deadline - time.perf_counter()
-                if len(self._pending) >= expected or left <= 0:
+                urgent = any(job.request.urgent for job in self._pending)
+                if len(self._pending) >= expected or left <= 0 or urgent:
                     break
                 self._cond.wait(left)
             jobs = self._pending[: self.max_sessions]

@@ -346,6 +346,7 @@ class PatchRequest:
     runtime: GeneratorRuntime
     prepared_at: float = 0.0  # time.perf_counter() when prepare() ended
     batch: int = 1  # sessions in the LocDiT batch that sampled this patch
+    urgent: bool = False  # a session's first patch: batches holding it do not wait (TTFC)
 
 
 class PatchSampler:
@@ -431,7 +432,7 @@ class PatchSampler:
         x = torch.randn(1, cfg.patch_frames, cfg.latent_dim, generator=self.noise, device=dev)
         self._pending = PatchRequest(
             x, h, ctx_k, ctx_v, self.steps, self.schedule, self.g_text, self.g_video,
-            self.runtime, time.perf_counter(),
+            self.runtime, time.perf_counter(), urgent=self.patch == 0,
         )  # fmt: skip
         self.timings = {"lm_ms": 1e3 * (lm_done - start)}
         return self._pending
