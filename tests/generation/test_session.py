@@ -170,3 +170,11 @@ def test_accel_fallbacks_are_logged_and_eager(runtime, caplog):
     assert any("tensorrt" in r.message for r in caplog.records)
     with pytest.raises(InputError, match="unknown accel mode"):
         accelerate(runtime, "turbo")
+
+
+def test_end_video_keeps_an_earlier_duration(runtime, frames):
+    s = runtime.session(SessionConfig(steps=2, duration_s=0.3))
+    for i, frame in enumerate(frames):
+        s.set_panorama(frame, i / 4.0)
+    s.end_video()  # the video runs to 1.25 s; the session asked for 0.3 s
+    assert stream(s).shape[1] == round(0.3 * runtime.sample_rate)

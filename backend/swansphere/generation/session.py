@@ -662,7 +662,8 @@ class GeneratorSession:
 
     def end_video(self, at_s: float | None = None) -> None:
         """The video has ended (the stop condition): generation stops at ``at_s`` seconds,
-        by default one frame interval after the last frame (or now without frames)."""
+        by default one frame interval after the last frame (or now without frames), or at
+        the session's ``duration_s`` if that comes first."""
         self._check_open()
         if at_s is None:
             if self._frames:
@@ -671,7 +672,9 @@ class GeneratorSession:
                 at_s = times[-1] + float(step)
             else:
                 at_s = self.time_s
-        self._end_s = self._time(at_s)
+        end = self._time(at_s)
+        limit = self.config.duration_s
+        self._end_s = end if limit is None else min(end, limit)
 
     # --- output --------------------------------------------------------------------
 
