@@ -35,6 +35,7 @@ import torch
 from swansphere.errors import InputError
 from swansphere.models.bundle import Bundle, load_bundle, resolve_bundle_spec
 from swansphere.models.generator import (
+    CONDITIONS,
     GENERATOR_PRESETS,
     Conditioning,
     KVCache,
@@ -411,7 +412,7 @@ class PatchSampler:
         self._undo = (list(self.cache.keys), list(self.cache.values), self.cache.length,
                       self.noise.get_state())  # fmt: skip
         has_text = bool(text_mask.any())
-        rows = len(CONDITIONS_ROWS)
+        rows = len(CONDITIONS)
         video_present = torch.tensor([video is not None, False, False], device=dev)
         text_present = torch.tensor([has_text, has_text, False], device=dev)
         vid = None if video is None else video[:, None].expand(rows, 1, -1, -1)
@@ -520,7 +521,7 @@ def sample_patches(
 
 def _euler(requests: list[PatchRequest], runtime: GeneratorRuntime) -> list[torch.Tensor]:
     """One Euler loop over N requests of equal step count -> N patches (1, f, D)."""
-    rows, n = len(CONDITIONS_ROWS), len(requests)
+    rows, n = len(CONDITIONS), len(requests)
     first = requests[0]
     schedule, dit = first.schedule, runtime.accel.dit
     if n == 1:  # the single-session path: broadcast views, no copies
@@ -545,9 +546,6 @@ def _euler(requests: list[PatchRequest], runtime: GeneratorRuntime) -> list[torc
         v = guided_velocity(v[:, 0], v[:, 1], v[:, 2], g_text, g_video)
         x = x + (schedule[i + 1] - schedule[i]) * v
     return list(x.split(1))
-
-
-CONDITIONS_ROWS = ("full", "text", "none")
 
 
 class GeneratorSession:

@@ -46,6 +46,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from swansphere.errors import InputError
+from swansphere.foa.encode import pseudo_foa as fold_pseudo_foa
 from swansphere.foa.io import resample
 from swansphere.generation.conditioning import frame_tokens, patch_frame_index
 from swansphere.models.bundle import Bundle, fsync_dir
@@ -57,8 +58,7 @@ log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = 1
 _META_KEY = "swansphere_features"
-# Dipole rows of AmbiX (W, Y, Z, X) that hold L - R for pseudo_axis 0, 1, 2 (= X, Y, Z).
-_PSEUDO_ROWS = (3, 1, 2)
+_PSEUDO_AXES = "xyz"  # the dipole of pseudo_axis 0, 1, 2
 _TEXT_BATCH = 64
 # The parts of each bundle component the features come from: the VAE's encoder and SVAC's
 # video encoder. A new decoder or new projection heads leave the features (and a generator
@@ -67,15 +67,13 @@ FEATURE_WEIGHTS = {"vae": "encoder.", "svac": "video_encoder."}
 
 
 def pseudo_foa(foa: np.ndarray, axis: int) -> np.ndarray:
-    """Pseudo-FOA (4, n) of AmbiX FOA (4, n): W' = L + R and dipole ``axis`` (0 = X, 1 = Y,
-    2 = Z) = L - R of the cardioid pair L, R = 0.5 (W +- Y) at +-90 deg; the others zero."""
+    """Pseudo-FOA (4, n) of AmbiX FOA (4, n): the cardioid pair L, R = 0.5 (W +- Y) at
+    +-90 deg folded by :func:`swansphere.foa.encode.pseudo_foa` (W' = L + R, dipole
+    ``axis`` (0 = X, 1 = Y, 2 = Z) = L - R, the others zero); same dtype as ``foa``."""
     if axis not in (0, 1, 2):
         raise InputError(f"pseudo-FOA axis must be 0 (X), 1 (Y) or 2 (Z), got {axis}")
-    left, right = 0.5 * (foa[0] + foa[1]), 0.5 * (foa[0] - foa[1])
-    out = np.zeros_like(foa)
-    out[0] = left + right
-    out[_PSEUDO_ROWS[axis]] = left - right
-    return out
+    pair = 0.5 * np.stack([foa[0] + foa[1], foa[0] - foa[1]])
+    return fold_pseudo_foa(pair, _PSEUDO_AXES[axis]).astype(foa.dtype, copy=False)
 
 
 def pseudo_axis(clip_id: str) -> int:

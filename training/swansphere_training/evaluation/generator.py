@@ -45,7 +45,13 @@ from tqdm import tqdm
 
 from swansphere.captions import coarse_region, regions_in_caption
 from swansphere.errors import InputError
-from swansphere.foa.doa import angular_error, clip_direction, direction_errors, doa_trajectory
+from swansphere.foa.doa import (
+    angular_error,
+    clip_direction,
+    direction_errors,
+    doa_trajectory,
+    random_directions,
+)
 from swansphere.foa.io import resample
 from swansphere.models.vae import pad_to_stride
 
@@ -116,11 +122,6 @@ class _Tally:
         return out
 
 
-def random_direction(rng: np.random.Generator) -> tuple[float, float]:
-    """A direction (azimuth, elevation) uniform on the sphere, radians."""
-    return float(rng.uniform(-np.pi, np.pi)), float(np.arcsin(rng.uniform(-1.0, 1.0)))
-
-
 @torch.no_grad()
 def vae_round_trip(vae, foa: np.ndarray) -> np.ndarray:
     """FOA (4, n) at the VAE's rate through its encoder (posterior mean) and decoder."""
@@ -176,7 +177,8 @@ def evaluate_generator(
         baselines["vae_reference"].add(
             vae_dir, ref_dir, _segment_error(_trajectory(decoded, rate), ref_traj)
         )
-        constant = {"random": random_direction(rng), "front": (0.0, 0.0)}
+        az, el = random_directions(1, rng, (-90.0, 90.0))  # uniform on the sphere
+        constant = {"random": (float(az[0]), float(el[0])), "front": (0.0, 0.0)}
         for name, direction in constant.items():
             segments = (
                 np.full_like(ref_traj[0], direction[0]),
@@ -225,4 +227,4 @@ def evaluate_generator(
     return result
 
 
-__all__ = ["BASELINES", "evaluate_generator", "random_direction", "vae_round_trip"]
+__all__ = ["BASELINES", "evaluate_generator", "vae_round_trip"]
