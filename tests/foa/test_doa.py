@@ -23,8 +23,9 @@ from swansphere.foa.doa import (
     elevation_error_deg,
     evaluate_doa,
     evaluate_moving_source,
+    segment_intensity,
 )
-from swansphere.foa.encode import direction_to_vector, encode_mono
+from swansphere.foa.encode import direction_to_vector, encode_mono, vector_to_direction
 from swansphere.foa.fields import diffuse_field, mix_at_drr
 from swansphere.foa.rotation import quat_to_matrix, rotate_foa, ypr_to_matrix
 
@@ -628,3 +629,21 @@ def test_bad_method_and_frame_are_rejected() -> None:
     assert len(doa_trajectory(good, FS, n_fft=1000, method="paper")) == 1  # even is enough
     with pytest.raises(InputError, match="n_fft must be even"):
         doa_trajectory(good, FS, n_fft=1001, method="paper")
+
+
+def test_segment_intensity_sums_to_the_clip_direction() -> None:
+    rng = np.random.default_rng(3)
+    mono = rng.standard_normal(4000)
+    foa = encode_mono(mono, np.deg2rad(60.0), np.deg2rad(-20.0))
+    foa = foa + 0.01 * rng.standard_normal(foa.shape)
+    seg = segment_intensity(foa, 1000)
+    assert seg.shape == (4, 3)
+    az, el = vector_to_direction(seg.sum(axis=0))
+    assert (float(az), float(el)) == pytest.approx(clip_direction(foa), abs=1e-9)
+    assert np.rad2deg(float(az)) == pytest.approx(60.0, abs=1.0)
+    assert segment_intensity(foa, 3000).shape == (1, 3)  # the partial segment is dropped
+    np.testing.assert_array_equal(segment_intensity(np.zeros((4, 100)), 50), np.zeros((2, 3)))
+    with pytest.raises(InputError, match="segment_samples"):
+        segment_intensity(foa, 0)
+    with pytest.raises(InputError, match="shape"):
+        segment_intensity(foa[:3], 10)

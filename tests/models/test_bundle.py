@@ -238,3 +238,17 @@ def test_the_foa_vae_round_trips_through_a_bundle(tmp_path: Path) -> None:
     assert rebuilt.config == config and not rebuilt.training
     state = net.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in rebuilt.state_dict().items())
+
+
+def test_only_optional_training_heads_may_be_missing(tmp_path: Path) -> None:
+    from swansphere.models.generator import GeneratorConfig, SpatialGenerator
+
+    config = GeneratorConfig(lm_dim=32, lm_layers=1, dit_dim=32, dit_layers=1, history_layers=1)
+    state = SpatialGenerator(config).state_dict()
+    older = {k: v for k, v in state.items() if not k.startswith("direction_head.")}
+    write_bundle(tmp_path / "old", {"generator": (config.to_dict(), older, "generator")})
+    assert isinstance(load_bundle(tmp_path / "old").build("generator"), SpatialGenerator)
+    broken = {k: v for k, v in older.items() if k != "dit.final.bias"}
+    write_bundle(tmp_path / "bad", {"generator": (config.to_dict(), broken, "generator")})
+    with pytest.raises(BundleError, match=r"generator\.safetensors.*dit\.final\.bias"):
+        load_bundle(tmp_path / "bad").build("generator")

@@ -142,6 +142,41 @@ def test_training_loss_backpropagates_to_both_networks():
         model.training_loss(z[..., :-1], cond)
 
 
+def test_direction_loss_and_training_without_a_past():
+    torch.manual_seed(0)
+    cfg = small_config()
+    model = SpatialGenerator(cfg)
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(2, cfg.latent_dim, 3 * cfg.patch_frames, generator=gen)
+    cond = conditioning(2, 3, cfg, gen)
+    x = model.patches(model.normalise(z))
+
+    # A row without a past: its LM outputs do not depend on the earlier patches' latents.
+    no_past = torch.tensor([False, True])
+    h = model.teacher_forced_lm(x, cond, no_past)
+    other = x.clone()
+    other[:, :2] += 5.0  # patches 0 and 1 are the history of patches 1 and 2
+    h2 = model.teacher_forced_lm(other, cond, no_past)
+    torch.testing.assert_close(h[0], h2[0])
+    assert not torch.allclose(h[1], h2[1])
+
+    # The direction loss is zero where the head points along the intensity, grows as it
+    # turns away, and ignores silent patches (weight = magnitude).
+    with torch.no_grad():
+        est = model.direction(model.teacher_forced_lm(x, cond))
+    loss = model.losses(z, cond, torch.Generator().manual_seed(5), est.clone())
+    assert float(loss["direction"].detach()) < 1e-6
+    flipped = -est
+    flipped[:, 0] = 0.0  # silent patches: no weight
+    loss = model.losses(z, cond, torch.Generator().manual_seed(5), flipped, no_past)
+    assert set(loss) == {"flow", "direction"}
+    # Antiparallel (1 - cos = 2) on 4 of 6 patches, the weights averaging 1 over all 6.
+    assert float(loss["direction"].detach()) > 1.0
+    loss["direction"].backward()
+    assert model.direction_head.weight.grad.abs().sum() > 0
+    assert model.lm.video.inp.weight.grad.abs().sum() > 0  # it reaches the video path
+
+
 def test_flow_pieces():
     s = cosine_schedule(20)
     assert s[0] == 0 and s[-1] == pytest.approx(1.0) and len(s) == 21

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from swansphere.errors import InputError
 from swansphere.models.bundle import load_bundle, write_bundle
@@ -84,10 +86,12 @@ def test_restarts_cut_rows_into_pieces_that_keep_their_video() -> None:
     z = torch.arange(2 * 3 * 20, dtype=torch.float32).reshape(2, 3, 20)  # 5 patches of 4
     batch = {
         "video": torch.arange(2 * 5, dtype=torch.float32).reshape(2, 5, 1, 1),
+        "intensity": torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3),
         "has_video": torch.tensor([True, False]),
     }
     pieces, out = split_into_restarts(z, batch, patches=2, patch_frames=4)
     assert pieces.shape == (4, 3, 8) and out["video"].shape == (4, 2, 1, 1)
+    assert torch.equal(out["intensity"][3], batch["intensity"][1, 2:4])
     assert torch.equal(pieces[1], z[0, :, 8:16]) and torch.equal(pieces[2], z[1, :, :8])
     assert out["video"][1, :, 0, 0].tolist() == [2.0, 3.0]
     assert out["has_video"].tolist() == [True, True, False, False]
@@ -98,7 +102,10 @@ def test_train_resume_cache_and_bundle(corpus: Path, tmp_path: Path) -> None:
     result = straight.fit(4)
     assert result.step == 4 and np.isfinite(result.metrics["loss"])
     assert result.metrics["curriculum"] == 0.0  # steps 3-4 are past the 2 curriculum steps
-    assert {"loss_full", "loss_text", "loss_none"} <= set(result.eval_metrics)
+    assert {"loss_full", "loss_video", "loss_text", "loss_none"} <= set(result.eval_metrics)
+    for name in ("full", "video", "text", "none"):
+        assert 0.0 <= result.eval_metrics[f"direction_deg_{name}"] <= 180.0
+    assert np.isfinite(result.metrics["direction_loss"])
     features = tmp_path / "a/features/train.safetensors"
     assert features.is_file() and (tmp_path / "a/features/test.safetensors").is_file()
     state = load_checkpoint(tmp_path / "a/checkpoints").model_state
@@ -150,6 +157,33 @@ def test_train_resume_cache_and_bundle(corpus: Path, tmp_path: Path) -> None:
         else:
             with pytest.raises(InputError, match="features of another vae"):
                 export_bundle(tmp_path / "refused", {"generator": tmp_path / "a"}, {}, {}, other)
+
+
+def test_intensity_is_added_to_an_older_cache_and_init_from_a_bundle(
+    corpus: Path, tmp_path: Path
+) -> None:
+    stage = make_stage(tmp_path, corpus, init_from="default")
+    stage.model = stage.build_model()
+    shipped = load_bundle("default").component("generator")[1]
+    key = "dit.final.weight"
+    torch.testing.assert_close(stage.model.state_dict()[key], shipped[key].float())
+    features = stage.features("train")
+    intensity = features.get(0, "intensity")
+    assert intensity.shape == (features.patches(0), 3) and intensity.abs().sum() > 0
+
+    # A cache written before the intensity existed gains it on load, without a model pass.
+    cache = tmp_path / "features/train.safetensors"
+    with safe_open(str(cache), framework="pt") as f:
+        meta = f.metadata()
+        old = {k: f.get_tensor(k) for k in f.keys() if not k.endswith(".intensity")}
+    save_file(old, str(cache), metadata=meta)
+    upgraded = stage.features("train")
+    torch.testing.assert_close(upgraded.get(0, "intensity"), intensity)
+    with safe_open(str(cache), framework="pt") as f:
+        assert f"{features.ids[0]}.intensity" in set(f.keys())
+
+    with pytest.raises(InputError, match="config differs"):
+        make_stage(tmp_path / "x", corpus, init_from="default", preset="S").build_model()
 
 
 def test_a_stale_feature_cache_is_rebuilt(corpus: Path, tmp_path: Path) -> None:

@@ -136,6 +136,22 @@ def clip_direction(foa: np.ndarray) -> tuple[float, float]:
     return float(azimuth), float(elevation)
 
 
+def segment_intensity(foa: np.ndarray, segment_samples: int) -> np.ndarray:
+    """Broadband intensity (segments, 3) as (x, y, z) of AmbiX FOA (4, n): per consecutive
+    segment of ``segment_samples`` samples, the mean of W * (X, Y, Z), the quantity whose
+    clip mean :func:`clip_direction` reads (so the segments' mean points the clip's way).
+    A trailing partial segment is dropped; silence gives zero vectors, not an error."""
+    if segment_samples < 1:
+        raise InputError(f"segment_samples must be >= 1, got {segment_samples}")
+    a = np.asarray(foa, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != 4:
+        raise InputError(f"FOA signal must have shape (4, n) in ACN order, got shape {a.shape}")
+    require_finite("FOA signal", a)
+    k = a.shape[1] // segment_samples
+    seg = a[:, : k * segment_samples].reshape(4, k, segment_samples)
+    return np.mean(seg[0][None] * seg[_XYZ_ROWS], axis=2).T  # (k, 3)
+
+
 # --------------------------------------------------------------------------- trajectory
 
 

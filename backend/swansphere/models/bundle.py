@@ -336,18 +336,28 @@ class Bundle:
         return config, state
 
     def build(self, name: str, device: str | torch.device = "cpu") -> nn.Module:
-        """Rebuild component ``name`` with its kind's builder, load its weights (strict), and
-        return it in eval mode on ``device``."""
+        """Rebuild component ``name`` with its kind's builder, load its weights (strict, but
+        for the module's ``OPTIONAL_WEIGHTS`` prefixes: training-only heads newer than an
+        older bundle, left at their initial values), and return it in eval mode on
+        ``device``."""
         entry = self._entry(name)
         config, state = self.component(name)
         module = component_builder(entry["class"])(config)
+        optional = tuple(getattr(module, "OPTIONAL_WEIGHTS", ()))
         try:
-            module.load_state_dict(state, strict=True)
+            result = module.load_state_dict(state, strict=not optional)
         except RuntimeError as exc:
             raise BundleError(
                 f"{entry['weights']} in bundle {self.path} does not fit a {entry['class']!r} "
                 f"built from {entry['config']}: {exc}"
             ) from exc
+        missing = [k for k in result.missing_keys if not k.startswith(optional)]
+        if missing or result.unexpected_keys:
+            raise BundleError(
+                f"{entry['weights']} in bundle {self.path} does not fit a {entry['class']!r} "
+                f"built from {entry['config']}: missing {missing}, "
+                f"unexpected {result.unexpected_keys}"
+            )
         return module.to(device).eval()
 
 

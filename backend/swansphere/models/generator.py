@@ -432,17 +432,26 @@ class SpatialLM(nn.Module):
         return text, mask
 
     def inputs(
-        self, history: Tensor, video: Tensor | None, video_present: Tensor, first: int
+        self,
+        history: Tensor,
+        video: Tensor | None,
+        video_present: Tensor,
+        first: int,
+        history_present: Tensor | None = None,
     ) -> Tensor:
         """LM input tokens (B, P, lm_dim) for P patches starting at patch index ``first``.
 
         history: (B, P, patch_frames, latent_dim) latents of each patch's predecessor (ignored
-        for patch 0, which uses the start embedding).
+        for patch 0, which uses the start embedding); history_present (B,) bool (training
+        only): rows where it is False get the start embedding at every patch.
         """
         b, p = history.shape[:2]
         hist = self.history(history.flatten(0, 1)).reshape(b, p, -1)
         index = torch.arange(first, first + p, device=history.device)
-        hist = torch.where((index == 0)[None, :, None], self.start, hist)
+        start = (index == 0)[None, :, None]
+        if history_present is not None:
+            start = start | ~history_present[:, None, None]
+        hist = torch.where(start, self.start, hist)
         if video is None:
             vid = self.null_video.expand(b, p, -1)
         else:
@@ -557,11 +566,15 @@ class LocDiTVelocity(nn.Module):
 class SpatialGenerator(nn.Module):
     """Spatial LM + LocDiT with the latent normalisation measured on the training corpus."""
 
+    # Training-only weights a bundle written before them may lack (see Bundle.build).
+    OPTIONAL_WEIGHTS = ("direction_head.",)
+
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
         self.lm = SpatialLM(config)
         self.dit = LocDiT(config)
+        self.direction_head = nn.Linear(config.lm_dim, 3)
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(config.latent_dim))
 
@@ -612,28 +625,72 @@ class SpatialGenerator(nn.Module):
 
     # --- training ------------------------------------------------------------------------
 
-    def training_loss(
-        self, z: Tensor, cond: Conditioning, generator: torch.Generator | None = None
+    def direction(self, h: Tensor) -> Tensor:
+        """The LM's estimate (..., 3) of where patch t's sound comes from, as an (x, y, z)
+        direction (not normalised), read from h_t (..., lm_dim) by a linear head. Trained by
+        the auxiliary direction loss (:meth:`losses`); it makes the LM carry the direction
+        the video and caption imply, which the LocDiT then renders."""
+        return self.direction_head(h)
+
+    def teacher_forced_lm(
+        self, x: Tensor, cond: Conditioning, history_present: Tensor | None = None
     ) -> Tensor:
-        """Flow-matching loss with teacher forcing on VAE latents z (B, latent_dim, F).
+        """LM outputs h (B, P, lm_dim) over normalised patches x (B, P, f, D), each patch's
+        history being the true previous patch (see :meth:`losses` for ``history_present``)."""
+        history = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        lm_in = self.lm.inputs(history, cond.video, cond.video_present, 0, history_present)
+        text, text_mask = self.lm.text_context(cond)
+        return self.lm(lm_in, text, text_mask)
+
+    def losses(
+        self,
+        z: Tensor,
+        cond: Conditioning,
+        generator: torch.Generator | None = None,
+        intensity: Tensor | None = None,
+        history_present: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Training losses with teacher forcing on VAE latents z (B, latent_dim, F).
 
         The LM runs causally over all P patches at once (history = the true previous
         patch); the LocDiT denoises every patch with its true boundary context.
+
+        - ``flow``: the flow-matching MSE of the LocDiT's velocity.
+        - ``direction`` (with ``intensity`` (B, P, 3), the reference's broadband intensity
+          per patch, x y z): 1 - cos(direction(h_t), intensity_t), weighted by the
+          intensity's magnitude over its batch mean (loud patches count more, as they do in
+          the clip-level metric; silent ones not at all).
+        - ``history_present`` (B,) bool: rows where it is False see no past at all (the LM's
+          history is the start embedding at every patch, the LocDiT's boundary context is
+          empty), so they must read every patch's direction from the video and caption
+          instead of copying it from the true previous patch.
         """
         x = self.patches(self.normalise(z))  # (B, P, f, D)
         b = x.shape[0]
-        history = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
-        lm_in = self.lm.inputs(history, cond.video, cond.video_present, 0)
-        text, text_mask = self.lm.text_context(cond)
-        h = self.lm(lm_in, text, text_mask)  # (B, P, lm_dim)
+        h = self.teacher_forced_lm(x, cond, history_present)
         ctx, valid = self.context_of(x)
+        valid = valid.expand(b, -1, -1)
+        if history_present is not None:
+            valid = valid & history_present[:, None, None]
         flat = x.flatten(0, 1)
         noise = torch.randn(flat.shape, generator=generator, device=flat.device, dtype=flat.dtype)
         s = torch.rand(flat.shape[0], generator=generator, device=flat.device)
         tau = 0.5 * (1 - torch.cos(math.pi * s))
         xt, target = flow_interpolate(flat, noise, tau)
-        v = self.dit(xt, tau, h.flatten(0, 1), ctx.flatten(0, 1), valid.repeat(b, 1))
-        return F.mse_loss(v, target)
+        v = self.dit(xt, tau, h.flatten(0, 1), ctx.flatten(0, 1), valid.flatten(0, 1))
+        out = {"flow": F.mse_loss(v, target)}
+        if intensity is not None:
+            magnitude = intensity.norm(dim=-1)  # (B, P)
+            weight = magnitude / magnitude.mean().clamp(min=1e-12)
+            cos = F.cosine_similarity(self.direction(h), intensity, dim=-1, eps=1e-8)
+            out["direction"] = (weight * (1 - cos)).mean()
+        return out
+
+    def training_loss(
+        self, z: Tensor, cond: Conditioning, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The flow-matching loss of :meth:`losses` (teacher forcing, full history)."""
+        return self.losses(z, cond, generator)["flow"]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -16,6 +16,10 @@ Per clip (keys ``<clip id>.<name>``):
   (:func:`swansphere.generation.conditioning.frame_tokens`), and ``video_index`` (P,) int64:
   the frame conditioning each patch (:func:`patch_frame_index`, frame i shown at i / fps);
   a clip without video has one zero frame and ``has_video`` false;
+- ``intensity`` (P, 3) float32: the clip's broadband intensity (x, y, z) per patch
+  (:func:`swansphere.foa.doa.segment_intensity` of the FOA at the VAE rate): the direction
+  targets of the generator's auxiliary loss. Caches written before it existed gain it on
+  load (:func:`add_missing_intensity`, audio only, no model pass);
 - ``text`` (L, text_dim) float16 and ``text_mask`` (L,) bool: caption token states
   (:meth:`CaptionEncoder.encode_tokens`, L = the generator's ``max_text_tokens``); a clip
   without a caption has an all-false mask and ``has_text`` false.
@@ -46,6 +50,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from swansphere.errors import InputError
+from swansphere.foa.doa import segment_intensity
 from swansphere.foa.encode import pseudo_foa as fold_pseudo_foa
 from swansphere.foa.io import resample
 from swansphere.generation.conditioning import frame_tokens, patch_frame_index
@@ -219,12 +224,47 @@ def load_or_build_features(
         cached = _read_cache(path)
         if cached is not None and _matches(cached[1], expected):
             log.info("using cached generator features %s (%d clips)", path, len(clips))
-            return ClipFeatures(*cached)
+            tensors, meta = cached
+            if add_missing_intensity(tensors, clips, bundle, patch_frames):
+                _write_atomic(path, tensors, meta)
+            return ClipFeatures(tensors, meta)
         if cached is not None:
             log.warning("feature cache %s is stale (bundle, captions or clips changed)", path)
     tensors, meta = build_features(clips, bundle, spec, expected, progress)
     _write_atomic(path, tensors, meta)
     return ClipFeatures(tensors, meta)
+
+
+def _clip_foa(clip: ClipRecord, rate: int, patch_samples: int) -> tuple[np.ndarray, int]:
+    """A clip's FOA (4, patches * patch_samples) float32 at ``rate``, and its patch count."""
+    foa, clip_rate = clip.load_audio()
+    foa = resample(foa, clip_rate, rate)
+    patches = foa.shape[1] // patch_samples
+    if patches < 1:
+        raise InputError(f"clip {clip.id} is shorter than one generator patch")
+    return np.ascontiguousarray(foa[:, : patches * patch_samples], dtype=np.float32), patches
+
+
+def _intensity(foa: np.ndarray, patch_samples: int) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(segment_intensity(foa, patch_samples), np.float32))
+
+
+def add_missing_intensity(
+    tensors: dict[str, torch.Tensor], clips: ClipDataset, bundle: Bundle, patch_frames: int
+) -> bool:
+    """Add the per-patch ``intensity`` of clips whose cached features lack it (caches from
+    before it existed); returns whether anything was added."""
+    missing = [c for c in clips if f"{c.id}.intensity" not in tensors]
+    if not missing:
+        return False
+    from swansphere.models.vae import VAEConfig
+
+    vae = VAEConfig.from_dict(bundle.component("vae")[0])
+    rate, patch_samples = vae.sample_rate, patch_frames * vae.hop_length
+    for clip in tqdm(missing, desc="patch intensity", unit="clip", disable=len(missing) < 50):
+        foa, _ = _clip_foa(clip, rate, patch_samples)
+        tensors[f"{clip.id}.intensity"] = _intensity(foa, patch_samples)
+    return True
 
 
 @torch.inference_mode()
@@ -245,12 +285,8 @@ def build_features(
     tensors: dict[str, torch.Tensor] = {}
     records = meta["clips"]
     for clip in tqdm(clips, desc="generator features", unit="clip", disable=not progress):
-        foa, clip_rate = clip.load_audio()
-        foa = resample(foa, clip_rate, rate)
-        patches = foa.shape[1] // patch_samples
-        if patches < 1:
-            raise InputError(f"clip {clip.id} is shorter than one generator patch")
-        foa = np.ascontiguousarray(foa[:, : patches * patch_samples], dtype=np.float32)
+        foa, patches = _clip_foa(clip, rate, patch_samples)
+        tensors[f"{clip.id}.intensity"] = _intensity(foa, patch_samples)
         axis = pseudo_axis(clip.id)
         both = torch.from_numpy(np.stack([foa, pseudo_foa(foa, axis)]))
         mean, _ = vae.encode(both)  # (2, latent_dim, F)
@@ -305,6 +341,7 @@ __all__ = [
     "FEATURE_WEIGHTS",
     "ClipFeatures",
     "FeatureSpec",
+    "add_missing_intensity",
     "build_features",
     "feature_digest",
     "load_or_build_features",

@@ -8,6 +8,13 @@ Two phases, by step:
    video is dropped (the pseudo field does not match the picture), captions kept.
 2. Spatial training on the real FOA latents.
 
+The loss is the LocDiT's flow-matching loss plus ``direction_weight`` times the auxiliary
+direction loss (:meth:`SpatialGenerator.losses`): the LM's direction head must point where
+the reference's intensity points, patch by patch, which makes the LM read direction from
+the video and caption. Teacher forcing alone lets every patch copy its direction from the
+true previous patch, so ``p_drop_history`` of the rows (spatial phase) also train without
+any past: no LM history, no LocDiT boundary context.
+
 Modality dropout, drawn per row in both phases: the video is dropped with ``p_drop_video``
 and the caption with ``p_drop_text``, independently, so batches mix video + text,
 video only, text only and neither (the null condition that classifier-free guidance
@@ -26,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -37,6 +45,15 @@ from ..data.dataset import ClipDataset
 from ..data.features import ClipFeatures, load_or_build_features
 from .base import Stage, derive_seed, linear_warmup
 
+# (name, video, caption) of the conditions evaluate() reports.
+EVAL_CONDITIONS = (
+    ("full", True, True),
+    ("video", True, False),
+    ("text", False, True),
+    ("none", False, False),
+)
+# Batch entries with one row per patch (the rest are per clip).
+PER_PATCH = ("video", "intensity")
 _SALT_NOISE = 0x6E4E01
 _SALT_EVAL = 0x6E4E02
 
@@ -67,6 +84,11 @@ class GeneratorStageConfig:
     # must read it from the video and caption; a whole clip has one start in 53 patches.
     restart_every: int = 2
     restart_patches: int = 13
+    # A bundle whose generator starts the run (fine-tuning; its config must be the preset's).
+    # Heads newer than the bundle (SpatialGenerator.OPTIONAL_WEIGHTS) start fresh.
+    init_from: str | None = None
+    direction_weight: float = 1.0  # weight of the auxiliary direction loss (0: off)
+    p_drop_history: float = 0.25  # per-row probability of training with no past (spatial phase)
     eval_clips: int = 16  # test clips of the validation loss
 
 
@@ -92,7 +114,8 @@ class GeneratorCrops(Dataset):
     """Random crops of ``patches`` patches of every clip's cached features.
 
     Item: ``latent`` and ``pseudo`` (latent_dim, patches * patch_frames) float32; ``video``
-    (patches, G, video_dim) float32, the tokens of each patch's frame; ``text`` (L, text_dim)
+    (patches, G, video_dim) float32, the tokens of each patch's frame; ``intensity``
+    (patches, 3) float32, the reference's intensity per patch; ``text`` (L, text_dim)
     float32, ``text_mask`` (L,) bool; ``has_video`` and ``has_text`` bool. The crop offset
     comes from NumPy's global RNG, which the stage seeds per item (exact resumption).
     """
@@ -117,6 +140,7 @@ def crop_item(f: ClipFeatures, clip: int, first: int, patches: int, pf: int) -> 
         "latent": f.get(clip, "latent")[:, frames].float(),
         "pseudo": f.get(clip, "pseudo")[:, frames].float(),
         "video": f.get(clip, "video")[index].float(),
+        "intensity": f.get(clip, "intensity")[first : first + patches].float(),
         "text": f.get(clip, "text").float(),
         "text_mask": f.get(clip, "text_mask"),
         "has_video": torch.tensor(f.has_video(clip)),
@@ -132,8 +156,15 @@ class _TrainingLoss(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, z: Tensor, cond: Conditioning, noise: torch.Generator | None) -> Tensor:
-        return self.generator.training_loss(z, cond, noise)
+    def forward(
+        self,
+        z: Tensor,
+        cond: Conditioning,
+        noise: torch.Generator | None,
+        intensity: Tensor | None,
+        history_present: Tensor,
+    ) -> dict[str, Tensor]:
+        return self.generator.losses(z, cond, noise, intensity, history_present)
 
 
 class GeneratorStage(Stage):
@@ -148,16 +179,22 @@ class GeneratorStage(Stage):
                 f"unknown generator preset {self.config.preset!r}; "
                 f"choose one of {', '.join(GENERATOR_PRESETS)}"
             )
-        for name in ("p_drop_video", "p_drop_text"):
+        for name in ("p_drop_video", "p_drop_text", "p_drop_history"):
             if not 0.0 <= getattr(self.config, name) <= 1.0:
                 raise InputError(f"{name} must be in [0, 1], got {getattr(self.config, name)}")
         c = self.config
-        if min(c.curriculum_steps, c.clip_patches, c.restart_every) < 0 or c.restart_patches < 1:
+        if (
+            min(c.curriculum_steps, c.clip_patches, c.restart_every, c.direction_weight) < 0
+            or c.restart_patches < 1
+        ):
             raise InputError(
-                "curriculum_steps, clip_patches and restart_every must be >= 0, "
-                "restart_patches >= 1"
+                "curriculum_steps, clip_patches, restart_every and direction_weight must be "
+                ">= 0, restart_patches >= 1"
             )
+        initial = self._initial_weights() if self.config.init_from else None
         model = SpatialGenerator.from_config(self.config.preset)
+        if initial is not None:
+            _load_initial_weights(model, initial, self.config.init_from)
         self._bundle = load_bundle(self.config.bundle)
         _check_bundle_fits(self._bundle, model)
         # The training noise and the modality draws: checkpointed with the other RNGs.
@@ -165,6 +202,17 @@ class GeneratorStage(Stage):
             derive_seed(_SALT_NOISE, self.seed)
         )
         return model
+
+    def _initial_weights(self) -> dict[str, Tensor]:
+        """The generator weights of the ``init_from`` bundle, checked against the preset
+        before the model is built."""
+        config, state = load_bundle(self.config.init_from).component("generator")
+        if config != GENERATOR_PRESETS[self.config.preset].to_dict():
+            raise InputError(
+                f"init_from {self.config.init_from!r}: its generator config differs from "
+                f"preset {self.config.preset!r}"
+            )
+        return state
 
     def features(self, split: str) -> ClipFeatures:
         """The cached features of DATA/<split> (built on first use)."""
@@ -242,15 +290,28 @@ class GeneratorStage(Stage):
             text_mask=batch["text_mask"],
             text_present=text_present,
         )
-        loss = self.wrapped(z, cond, noise if z.device.type == "cpu" else None)
+        # The pseudo-FOA's direction is not the reference's: no direction loss there.
+        intensity = None if curriculum or not self.config.direction_weight else batch["intensity"]
+        p_drop = 0.0 if curriculum else self.config.p_drop_history
+        history_present = (torch.rand(z.shape[0], generator=noise) >= p_drop).to(z.device)
+        losses = self.wrapped(
+            z, cond, noise if z.device.type == "cpu" else None, intensity, history_present
+        )
+        loss = losses["flow"]
+        if "direction" in losses:
+            loss = loss + self.config.direction_weight * losses["direction"]
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         opt.step()
         both = (video_present & text_present).float().mean()
+        aux = {f"{k}_loss": float(v.detach()) for k, v in losses.items() if k != "flow"}
         return {
             "loss": float(loss.detach()),
+            "flow_loss": float(losses["flow"].detach()),
+            **aux,
+            "history_kept": float(history_present.float().mean()),
             "lr": opt.param_groups[0]["lr"],
             "grad_norm": float(grad_norm),
             "curriculum": float(curriculum),
@@ -263,9 +324,15 @@ class GeneratorStage(Stage):
     # ---- evaluation ---------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, float]:
-        """Flow-matching loss on test clips (whole clips, fixed noise) under each guidance
-        condition: full (video + caption), text only, none. Lower full than text than none
-        means the model uses what it is given."""
+        """On test clips (whole clips, fixed noise), under each condition: full (video +
+        caption), video only, text only, none:
+
+        - ``loss_<condition>``: the flow-matching loss (teacher forcing); lower full than
+          text than none means the model uses what it is given;
+        - ``direction_deg_<condition>``: the clip-level angle between the reference's
+          intensity and the direction head's estimate with no history at all (the mean of
+          its per-patch unit vectors): how well the LM reads direction from the conditions.
+        """
         if not (Path(self.config.data) / "test").is_dir():
             return {}
         features = self.features("test")
@@ -275,11 +342,7 @@ class GeneratorStage(Stage):
         items = [crop_item(features, i, 0, shortest, model.config.patch_frames) for i in range(n)]
         batch = {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
         metrics: dict[str, float] = {"clips": float(n)}
-        for name, video, text in (
-            ("full", True, True),
-            ("text", False, True),
-            ("none", False, False),
-        ):
+        for name, video, text in EVAL_CONDITIONS:
             cond = Conditioning(
                 video=batch["video"],
                 video_present=batch["has_video"] & video,
@@ -293,8 +356,23 @@ class GeneratorStage(Stage):
                 for i in range(n)
             ]
             metrics[f"loss_{name}"] = float(np.mean(losses))
+            x = model.patches(model.normalise(batch["latent"]))
+            no_past = torch.zeros(n, dtype=torch.bool, device=x.device)
+            estimate = model.direction(model.teacher_forced_lm(x, cond, no_past))
+            metrics[f"direction_deg_{name}"] = clip_direction_error_deg(
+                estimate, batch["intensity"]
+            )
         self.log_dict(metrics, f"eval/generator_step{self.global_step}.json")
         return metrics
+
+
+def clip_direction_error_deg(estimate: Tensor, intensity: Tensor) -> float:
+    """Mean over clips of the angle (degrees) between the clip's summed reference intensity
+    (B, P, 3) and the mean of the per-patch unit estimates (B, P, 3)."""
+    est = F.normalize(estimate.float(), dim=-1).mean(dim=1)
+    ref = intensity.float().sum(dim=1)
+    cos = F.cosine_similarity(est, ref, dim=-1, eps=1e-8).clamp(-1.0, 1.0)
+    return float(torch.rad2deg(torch.arccos(cos)).mean())
 
 
 def split_into_restarts(
@@ -303,8 +381,8 @@ def split_into_restarts(
     """Cut every row of a batch into pieces of ``patches`` patches, each a row of its own
     (a crop's leftover patches are dropped; a crop shorter than one piece is kept whole).
 
-    z: latents (B, D, F) -> (B * n, D, patches * patch_frames); batch["video"]
-    (B, P, G, C) -> (B * n, patches, G, C); per-clip entries repeat n times.
+    z: latents (B, D, F) -> (B * n, D, patches * patch_frames); per-patch entries
+    (:data:`PER_PATCH`, (B, P, ...)) -> (B * n, patches, ...); per-clip entries repeat n times.
     """
     b, d, frames = z.shape
     n = frames // (patches * patch_frames)
@@ -312,9 +390,12 @@ def split_into_restarts(
         return z, batch
     f = patches * patch_frames
     z = z[..., : n * f].reshape(b, d, n, f).transpose(1, 2).reshape(b * n, d, f)
-    video = batch["video"][:, : n * patches]
-    out = {k: v.repeat_interleave(n, dim=0) for k, v in batch.items() if k != "video"}
-    out["video"] = video.reshape(b * n, patches, *video.shape[2:])
+    out = {}
+    for k, v in batch.items():
+        if k in PER_PATCH:
+            out[k] = v[:, : n * patches].reshape(b * n, patches, *v.shape[2:])
+        else:
+            out[k] = v.repeat_interleave(n, dim=0)
     return z, out
 
 
@@ -328,6 +409,17 @@ def _row(cond: Conditioning, i: int) -> Conditioning:
         text_mask=cond.text_mask[i : i + 1],
         text_present=cond.text_present[i : i + 1],
     )
+
+
+def _load_initial_weights(model: SpatialGenerator, state: dict[str, Tensor], source: str) -> None:
+    """Load ``init_from``'s generator weights (any dtype) into ``model``."""
+    result = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(model.OPTIONAL_WEIGHTS)]
+    if missing or result.unexpected_keys:
+        raise InputError(
+            f"init_from {source!r}: generator weights do not fit (missing {missing}, "
+            f"unexpected {result.unexpected_keys})"
+        )
 
 
 def _check_bundle_fits(bundle, model: SpatialGenerator) -> None:
@@ -351,6 +443,7 @@ __all__ = [
     "GeneratorCrops",
     "GeneratorStage",
     "GeneratorStageConfig",
+    "clip_direction_error_deg",
     "modality_masks",
     "split_into_restarts",
 ]

@@ -41,10 +41,14 @@ class VAEStageConfig:
     lr: float = 2e-3  # 5e-4 left the output 15 dB too quiet after 600 steps (measured)
     disc_lr: float = 3e-4
     adversarial_start: int = 2000  # steps of reconstruction-only warm-up before the GAN
-    # Steps that decode the posterior mean instead of a sample. A fresh encoder's latents
-    # are far smaller than the posterior noise (std softplus(0) = 0.69), so a decoder fed
-    # samples learns to ignore them and the encoder collapses to a constant.
-    deterministic_steps: int = 1000
+    # Steps that decode the posterior mean instead of a sample (None: every step, a
+    # KL-regularised autoencoder). A fresh encoder's latents are far smaller than the
+    # posterior noise (std softplus(0) = 0.69), so a decoder fed samples learns to ignore
+    # them. A deterministic warm-up does not cure it: while the mean is decoded only the KL
+    # moves the variance, towards 1, and once sampling starts the decoder drops the latent
+    # (measured: the bundle of 2026-11-27, 1000 deterministic steps then 582 sampled,
+    # decodes the same W whatever the latent, max difference 0.0016 of 0.035).
+    deterministic_steps: int | None = None
     disc_filters: int = 16
     rotate: bool = True  # random 3D rotations of the crops
     # Active-intensity loss (IntensityLoss): per-channel magnitudes ignore the phase between
@@ -123,7 +127,8 @@ class VAEStage(Stage):
             self._mrstft = MultiResolutionSTFTLoss(sizes).to(batch.device)
             self._intensity = IntensityLoss(sizes[:3]).to(batch.device)
         adversarial = self.global_step >= self.config.adversarial_start
-        sample = self.global_step >= self.config.deterministic_steps
+        steps = self.config.deterministic_steps
+        sample = steps is not None and self.global_step >= steps
         recon, mean, logvar = vae_ddp(batch, sample_posterior=sample)
         rec = self._mrstft(recon, batch)
         terms = {"mrstft": rec.total, "kl": vae.kl(mean, logvar)}
