@@ -435,4 +435,3 @@ def test_direct_path_latents_decode_a_plane_wave_from_w_and_stream_exactly() -> 
         assert (chunks - audio).abs().max() < 1e-5
     with pytest.raises(InputError, match="4-channel"):
         VAEConfig(**{**TINY.to_dict(), "in_channels": 2})
-
