@@ -182,3 +182,13 @@ def test_vae_decoder_only_training_leaves_the_encoder_out(runs):
     vae = stage.model["vae"]
     assert not any(id(p) in optimized for p in vae.encoder.parameters())
     assert all(id(p) in optimized for p in vae.decoder.parameters())
+
+
+def test_a_new_vae_over_a_base_leaves_the_bases_generator_out(runs, caplog):
+    root, _ = runs
+    assert "generator" in load_bundle("default").components
+    out = root / "new-vae"
+    assert main(["bundle", str(out), "--vae", str(root / "vae"), "--base", "default"]) == 0
+    bundle = load_bundle(out)
+    assert set(bundle.components) == {"vae", "svac"}  # svac from the base, no generator
+    assert "generator is left out" in caplog.text

@@ -79,6 +79,10 @@ def corpus_seed(root: str | Path) -> int | None:
     return None
 
 
+# Components whose encoders make the generator's training features.
+FEATURE_COMPONENTS = {"vae", "svac"}
+
+
 def export_bundle(
     out: Path,
     runs: dict[str, Path],
@@ -97,7 +101,8 @@ def export_bundle(
     ``base``: a bundle spec (default | PATH | models:/NAME@ALIAS) whose components, stage
     records, commands and metrics are copied for every component without a run here (e.g.
     a new generator beside the shipped VAE and SVAC). A generator is refused next to a VAE
-    or SVAC other than the ones its training features were computed with.
+    or SVAC other than the ones its training features were computed with, and the base's
+    generator is left out when a VAE or SVAC run replaces the base's.
     ``generator_dtype``: "float16" (default; halves the generator's weight file, keeps the
     bundle small) or "float32". The latent statistics stay float32; loading converts the
     weights to the module's dtype.
@@ -145,6 +150,14 @@ def export_bundle(
         base_commands = source.training_command
         for name in source.components:
             if name in components:
+                continue
+            if name == "generator" and components.keys() & FEATURE_COMPONENTS:
+                # Its training features came from the base's VAE/SVAC encoders, not these.
+                log.warning(
+                    "the base bundle's generator is left out: it was trained on features of "
+                    "the base's VAE and SVAC, and this bundle replaces %s",
+                    " and ".join(sorted(components.keys() & FEATURE_COMPONENTS)),
+                )
                 continue
             config, state = source.component(name)
             components[name] = (config, state, source.kind(name))
