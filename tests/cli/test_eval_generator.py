@@ -78,3 +78,16 @@ def test_metrics_of_a_front_source_equal_the_front_baseline(corpus, bundle) -> N
     for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
         assert result[key] == pytest.approx(ref[key], abs=1e-6)
     assert result["text_region_accuracy"] == ref["text_region_accuracy"]
+
+
+def test_source_oracle_sums_the_sounding_sources_directions() -> None:
+    from swansphere_training.evaluation.generator import source_oracle_direction
+
+    def source(az, el):
+        return {"trajectory": {"azimuth_deg": az, "elevation_deg": el}}
+
+    meta = {"sources": [source([0.0, 0.0], [0.0, 0.0]), source([80.0, 100.0], [0.0, 0.0])]}
+    az, el = source_oracle_direction(meta)
+    assert np.rad2deg(az) == pytest.approx(45.0, abs=0.5) and el == pytest.approx(0.0, abs=1e-9)
+    assert source_oracle_direction({"sources": []}) is None
+    assert source_oracle_direction({}) is None  # an imported clip without a source list

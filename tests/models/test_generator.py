@@ -177,6 +177,24 @@ def test_direction_loss_and_training_without_a_past():
     assert model.lm.video.inp.weight.grad.abs().sum() > 0  # it reaches the video path
 
 
+def test_video_pooler_attends_to_the_cell_that_departs_from_its_mean():
+    torch.manual_seed(0)
+    cfg = small_config()
+    pooler = SpatialGenerator(cfg).lm.video.eval()
+    g, c = cfg.video_tokens, cfg.video_dim
+    pooler.token_mean.copy_(torch.randn(g, c))
+    departure = 3.0 * torch.randn(c)
+    frames = pooler.token_mean.expand(3, g, c).clone()
+    frames[:2, 1] += departure  # an object in cell 1 ...
+    frames[1, 5] += 0.01 * torch.randn(c)  # ... with a barely changed empty cell
+    frames[2, 6] += departure  # ... or the same object in cell 6
+    with torch.no_grad():
+        out = pooler(frames)
+    assert pooler.saliency_scale.requires_grad
+    empty, moved = (out[0] - out[1]).abs().max(), (out[0] - out[2]).abs().max()
+    assert empty < 0.05 * moved, (empty, moved)  # an empty cell barely counts; the object does
+
+
 def test_flow_pieces():
     s = cosine_schedule(20)
     assert s[0] == 0 and s[-1] == pytest.approx(1.0) and len(s) == 21

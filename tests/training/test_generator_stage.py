@@ -109,8 +109,10 @@ def test_train_resume_cache_and_bundle(corpus: Path, tmp_path: Path) -> None:
     features = tmp_path / "a/features/train.safetensors"
     assert features.is_file() and (tmp_path / "a/features/test.safetensors").is_file()
     state = load_checkpoint(tmp_path / "a/checkpoints").model_state
-    # Latent statistics are measured on the training corpus and saved with the weights.
+    # Latent statistics and the mean video token per cell are measured on the training
+    # corpus and saved with the weights.
     assert not torch.equal(state["latent_std"], torch.ones_like(state["latent_std"]))
+    assert state["lm.video.token_mean"].abs().sum() > 0
 
     # Stop after step 2 (the curriculum), resume to 4: bitwise the same weights, and the
     # run's feature cache is reused, not rebuilt.

@@ -368,23 +368,32 @@ class HistoryEncoder(nn.Module):
 
 class VideoPooler(nn.Module):
     """One LM input vector (B, lm_dim) per video frame from its tokens (B, G, video_dim):
-    tokens plus the Fourier code of their direction, attended by a learned query."""
+    each token's departure from its cell's mean token (``token_mean``, measured on the
+    training corpus) plus the Fourier code of its direction, attended by a learned query
+    whose logits are biased by ``saliency_scale`` * log |departure|: a cell that looks
+    unlike it usually does (an object there) draws the attention, and with it its
+    direction."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         d = config.lm_dim
         dirs = torch.from_numpy(grid_directions(*config.video_grid))
         self.register_buffer("direction_code", direction_features(dirs), persistent=False)
+        self.register_buffer("token_mean", torch.zeros(config.video_tokens, config.video_dim))
         self.inp = nn.Linear(config.video_dim, d)
         self.dir_proj = nn.Linear(self.direction_code.shape[-1], d)
         self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.saliency_scale = nn.Parameter(torch.ones(()))
         self.norm = nn.LayerNorm(d)
         self.attn = Attention(d, config.lm_heads)
         self.out = nn.Linear(d, d)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        x = self.norm(self.inp(tokens) + self.dir_proj(self.direction_code))
-        pooled = self.attn(self.query.expand(x.shape[0], -1, -1), context=x)[:, 0]
+        departure = tokens - self.token_mean
+        x = self.norm(self.inp(departure) + self.dir_proj(self.direction_code))
+        bias = self.saliency_scale * torch.log(departure.norm(dim=-1) + 1e-3)  # (B, G)
+        query = self.query.expand(x.shape[0], -1, -1)
+        pooled = self.attn(query, context=x, mask=bias[:, None, None, :].to(x.dtype))[:, 0]
         return self.out(pooled)
 
 
@@ -566,8 +575,10 @@ class LocDiTVelocity(nn.Module):
 class SpatialGenerator(nn.Module):
     """Spatial LM + LocDiT with the latent normalisation measured on the training corpus."""
 
-    # Training-only weights a bundle written before them may lack (see Bundle.build).
-    OPTIONAL_WEIGHTS = ("direction_head.",)
+    # Weights newer than the first shipped generators; a bundle written before them loads
+    # with their initial values (see Bundle.build): the direction head is used in training
+    # only, the video pooler's then sees raw tokens with a mild saliency bias.
+    OPTIONAL_WEIGHTS = ("direction_head.", "lm.video.token_mean", "lm.video.saliency_scale")
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()

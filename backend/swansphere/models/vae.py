@@ -2,7 +2,7 @@
 
 The network follows the autoencoder of Stable Audio Open ("Oobleck"): residual units
 with dilations 1, 3, 9 and SnakeBeta activations, strided convolutions to go down in
-time, and a decoder that mirrors the encoder with upsampling convolutions. Two changes
+time, and a decoder that mirrors the encoder with upsampling convolutions. These changes
 make it fit SwanSphere:
 
 * 4 input and output channels, AmbiX ACN order W, Y, Z, X with SN3D normalisation;
@@ -17,7 +17,13 @@ make it fit SwanSphere:
   to discover the direction (a product of W and the dipoles) and reproduce the phase
   coherence that carries it from scratch; small networks trained briefly collapse to one
   direction for every input. With the direct path one plane wave comes back exactly,
-  and the convolutional dipole outputs only carry what is not one plane wave.
+  and the convolutional dipole outputs, stripped frame by frame of their part correlated
+  with W (:func:`decorrelate_frames`), only carry what is not one plane wave;
+* a **level path** (``level_path``, on in the presets): the latent channel before the
+  direction channels is the frame's measured W level (:func:`frame_level`), and the
+  decoder's output is scaled to it frame by frame (:class:`LevelPathGains`). A decoder
+  trained briefly on CPU otherwise learns to ignore its latent and play one average
+  texture (measured on the bundle of 2026-11-27: the same W whatever the input).
 
 Shapes: audio (B, 4, T) with T a multiple of the total stride ``hop_length``; latents
 (B, latent_dim, F) with F = T / hop_length, at ``frame_rate`` = sample_rate / hop_length
@@ -45,6 +51,11 @@ from swansphere.errors import InputError
 _MIN_STD = 1e-4
 # Latent channels of the direct path: the frame's intensity vector in ACN order Y, Z, X.
 DIRECTION_DIMS = 3
+# The level channel: natural log of (the frame's W RMS + LEVEL_FLOOR); floor = -80 dBFS.
+LEVEL_FLOOR = 1e-4
+# Samples over which the level gain crosses from one frame's value to the next (an
+# abrupt gain step at every frame edge would click).
+LEVEL_FADE = 128
 # Dilations of the three residual units in every encoder and decoder block (Oobleck).
 _DILATIONS = (1, 3, 9)
 # Kernel sizes: residual units and the outer convolutions (Oobleck).
@@ -69,6 +80,10 @@ class VAEConfig:
     sample_rate: int  # Hz of the audio the model is trained on
     in_channels: int = 4  # audio channels: 4 for AmbiX FOA (W, Y, Z, X); 2 only for SAO stereo
     direct_path: bool = True  # last DIRECTION_DIMS latent channels = frame_intensity (FOA only)
+    # The channel before them = frame_level: the decoder's output is scaled to it frame by
+    # frame, so the loudness envelope is measured, not learned (a briefly trained decoder
+    # otherwise plays one average texture whatever the latent; see VAEStageConfig).
+    level_path: bool = False
 
     def __post_init__(self) -> None:
         # Lists from JSON become tuples so the frozen config stays hashable.
@@ -80,15 +95,17 @@ class VAEConfig:
                 raise InputError(f"VAEConfig.{name} must be a positive integer, got {value!r}")
         if not self.strides:
             raise InputError("VAEConfig.strides must name at least one level")
-        if not isinstance(self.direct_path, bool):
-            raise InputError(
-                f"VAEConfig.direct_path must be true or false, got {self.direct_path!r}"
-            )
+        for flag in ("direct_path", "level_path"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InputError(
+                    f"VAEConfig.{flag} must be true or false, got {getattr(self, flag)!r}"
+                )
         if self.direct_path and self.in_channels != 4:
             raise InputError("VAEConfig.direct_path needs 4-channel FOA (in_channels = 4)")
-        if self.direct_path and self.latent_dim <= DIRECTION_DIMS:
+        if self.latent_dim <= self.measured_dim:
             raise InputError(
-                f"VAEConfig.latent_dim must exceed the {DIRECTION_DIMS} direction channels"
+                f"VAEConfig.latent_dim must exceed the {self.measured_dim} measured "
+                "(direction and level) channels"
             )
         if len(self.multipliers) != len(self.strides):
             raise InputError(
@@ -112,9 +129,14 @@ class VAEConfig:
         return self.sample_rate / self.hop_length
 
     @property
+    def measured_dim(self) -> int:
+        """Latent channels measured from the audio, not learned: level, then direction."""
+        return int(self.level_path) + (DIRECTION_DIMS if self.direct_path else 0)
+
+    @property
     def learned_dim(self) -> int:
-        """Latent channels the encoder learns (all but the direction channels)."""
-        return self.latent_dim - (DIRECTION_DIMS if self.direct_path else 0)
+        """Latent channels the encoder learns (all but the measured ones)."""
+        return self.latent_dim - self.measured_dim
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""
@@ -146,6 +168,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         strides=(2, 4, 4, 4, 8),
         latent_dim=32,
         sample_rate=22050,
+        level_path=True,
     ),
     # Stable Audio Open's Oobleck widths and strides (2048x at 44.1 kHz), d = 128 as in the
     # SwanSphere paper (SAO itself has a 64-dim latent).
@@ -155,6 +178,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         strides=(2, 4, 4, 8, 8),
         latent_dim=128,
         sample_rate=44100,
+        level_path=True,
     ),
 }
 
@@ -420,6 +444,59 @@ class DirectPathGains(nn.Module):
         return per_sample.flatten(-2)
 
 
+def decorrelate_frames(signals: Tensor, reference: Tensor, hop: int) -> Tensor:
+    """``signals`` (B, C, T) minus, per frame of ``hop`` samples, their least-squares
+    projection on ``reference`` (B, 1, T): afterwards sum_frame(signal * reference) = 0
+    for every channel and frame. Causal: frame k uses only its own samples."""
+    b, c, t = signals.shape
+    s = signals.reshape(b, c, t // hop, hop)
+    r = reference.reshape(b, 1, t // hop, hop)
+    coef = (s * r).sum(-1, keepdim=True) / (r.pow(2).sum(-1, keepdim=True) + 1e-12)
+    return (s - coef * r).reshape(b, c, t)
+
+
+def frame_level(x: Tensor, hop: int) -> Tensor:
+    """Level (B, 1, T / hop) of AmbiX FOA x (B, C, T) per frame of ``hop`` samples: the
+    natural log of (RMS of W + LEVEL_FLOOR). Causal: frame k uses only its own samples."""
+    b, _, t = x.shape
+    w = x[:, :1].reshape(b, 1, t // hop, hop)
+    return torch.log(w.pow(2).mean(-1).sqrt() + LEVEL_FLOOR)
+
+
+class LevelPathGains(nn.Module):
+    """Scales decoded audio (B, C, F * hop) so that each frame's W RMS is the level channel's
+    (B, 1, F) value (at most 1, 0 dBFS): gain_k = target_k / RMS_k(decoded W), at most
+    ``MAX_GAIN``. The gain
+    crosses from frame k-1's value to frame k's over the frame's first LEVEL_FADE samples
+    (g_{-1} = 0), so it is causal and streams with one frame of state. No parameters."""
+
+    MAX_GAIN = 1e3
+
+    def __init__(self, hop_length: int) -> None:
+        super().__init__()
+        self.hop_length = hop_length
+        fade = min(LEVEL_FADE, hop_length)
+        ramp = torch.ones(hop_length)
+        ramp[:fade] = torch.arange(1, fade + 1, dtype=torch.float32) / fade
+        self.register_buffer("ramp", ramp, persistent=False)
+
+    def forward(self, level: Tensor, audio: Tensor, state: StreamState | None = None) -> Tensor:
+        b, c, t = audio.shape
+        hop = self.hop_length
+        frames = audio.reshape(b, c, t // hop, hop)
+        rms = frames[:, :1].pow(2).mean(-1).sqrt()  # (B, 1, F)
+        # At most 0 dBFS RMS: a generated latent's outlier must not come out at +30 dB.
+        target = (level.clamp(max=0.0).exp() - LEVEL_FLOOR).clamp(min=0.0)
+        gains = (target / (rms + 1e-8)).clamp(max=self.MAX_GAIN)
+        if state is None:
+            previous = F.pad(gains, (1, 0))[..., :-1]
+        else:
+            previous = state.extend(self, gains, 1)[..., :-1]
+        ramp = self.ramp.to(gains.dtype)
+        per_sample = previous[..., None] + (gains - previous)[..., None] * ramp  # (B,1,F,hop)
+        return (frames * per_sample).reshape(b, c, t)
+
+
 _STATEFUL = (
     CausalConv1d,
     CausalConvTranspose1d,
@@ -427,6 +504,7 @@ _STATEFUL = (
     EncoderBlock,
     DecoderBlock,
     DirectPathGains,
+    LevelPathGains,
 )
 
 
@@ -469,6 +547,7 @@ class FOAVAE(nn.Module):
         self.encoder = OobleckEncoder(config)
         self.decoder = OobleckDecoder(config)
         self.direct_path = DirectPathGains(config.hop_length) if config.direct_path else None
+        self.level_path = LevelPathGains(config.hop_length) if config.level_path else None
 
     @classmethod
     def from_config(cls, config: VAEConfig | Mapping[str, Any] | str) -> FOAVAE:
@@ -516,22 +595,28 @@ class FOAVAE(nn.Module):
         T must be a multiple of ``hop_length``. The standard deviation is
         softplus(scale) + 1e-4 as in Stable Audio Open, returned as its log-variance. With
         the direct path the last DIRECTION_DIMS channels are :func:`frame_intensity` of
-        ``x`` with standard deviation 1e-4.
+        ``x``, with the level path the channel before them is :func:`frame_level`; these
+        measured channels have standard deviation 1e-4.
         """
         self._check_audio(x)
         h = self.encoder(x)  # (B, 2 learned_dim, F)
         mean, scale = h.chunk(2, dim=1)  # (B, learned_dim, F) each
         logvar = 2.0 * torch.log(F.softplus(scale) + _MIN_STD)
-        if self.direct_path is None:
+        measured = []
+        if self.level_path is not None:
+            measured.append(frame_level(x, self.hop_length))
+        if self.direct_path is not None:
+            measured.append(frame_intensity(x, self.hop_length))
+        if not measured:
             return mean, logvar
-        # The direction channels are measured, not inferred: (near) zero posterior spread.
-        direction = frame_intensity(x, self.hop_length)
-        fixed = torch.full_like(direction, 2.0 * math.log(_MIN_STD))
-        return torch.cat([mean, direction], dim=1), torch.cat([logvar, fixed], dim=1)
+        # Measured, not inferred: (near) zero posterior spread.
+        values = torch.cat(measured, dim=1)
+        fixed = torch.full_like(values, 2.0 * math.log(_MIN_STD))
+        return torch.cat([mean, values], dim=1), torch.cat([logvar, fixed], dim=1)
 
     def kl(self, mean: Tensor, logvar: Tensor) -> Tensor:
-        """:func:`kl_divergence` over the learned channels (the direction channels are
-        measured and not regularised towards N(0, 1))."""
+        """:func:`kl_divergence` over the learned channels (the measured level and
+        direction channels are not regularised towards N(0, 1))."""
         d = self.config.learned_dim
         return kl_divergence(mean[:, :d], logvar[:, :d])
 
@@ -547,13 +632,22 @@ class FOAVAE(nn.Module):
         return self._decode(z)
 
     def _decode(self, z: Tensor, state: StreamState | None = None) -> Tensor:
-        """Convolutional decoder output (it sees every latent channel, the direction ones
-        too), plus gains * W on the dipoles with the direct path."""
+        """Convolutional decoder output (it sees every latent channel, the measured ones
+        too), scaled frame by frame to the level channel with the level path. With the
+        direct path the dipoles are gains * W plus the decoder's dipole outputs with their
+        part correlated with W removed frame by frame (:func:`decorrelate_frames`): the
+        learned dipoles add diffuse energy and per-band detail, but the broadband
+        direction of every frame is the measured one."""
         audio = self.decoder(z, state)
+        if self.level_path is not None:
+            d = self.config.learned_dim
+            audio = self.level_path(z[:, d : d + 1], audio, state)
         if self.direct_path is None:
             return audio
         gains = self.direct_path(z[:, -DIRECTION_DIMS:], state)  # (B, 3, T): Y, Z, X
-        return torch.cat([audio[:, :1], audio[:, 1:] + gains * audio[:, :1]], dim=1)
+        w = audio[:, :1]
+        residual = decorrelate_frames(audio[:, 1:], w, self.hop_length)
+        return torch.cat([w, residual + gains * w], dim=1)
 
     def forward(
         self, x: Tensor, sample_posterior: bool | None = None

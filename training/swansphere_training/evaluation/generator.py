@@ -6,7 +6,12 @@ be read side by side:
 - ``random``: a direction drawn uniformly on the sphere per clip (seeded);
 - ``front``: always azimuth 0, elevation 0;
 - ``vae_reference``: the reference audio through the bundle's VAE (encode, decode): the
-  ceiling of anything generated in its latent space.
+  ceiling of anything generated in its latent space;
+- ``source_oracle`` (procedural clips, whose clip.json lists the sounding sources): the sum
+  of the sounding sources' unit directions, each averaged over its trajectory: what a
+  model that knew which objects sound and where, but not their levels, the room or the
+  ambience, would score. Video alone cannot know which objects sound (silent look-alike
+  distractors), so this bounds video-only generation from above.
 
 Metrics (radians unless a name ends in ``_deg``; means over clips):
 
@@ -52,6 +57,7 @@ from swansphere.foa.doa import (
     doa_trajectory,
     random_directions,
 )
+from swansphere.foa.encode import direction_to_vector, vector_to_direction
 from swansphere.foa.io import resample
 from swansphere.models.vae import pad_to_stride
 
@@ -60,7 +66,7 @@ from ..data.dataset import ClipDataset
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("random", "front", "vae_reference")
+BASELINES = ("random", "front", "vae_reference", "source_oracle")
 
 
 def _direction(foa: np.ndarray) -> tuple[float, float]:
@@ -76,6 +82,22 @@ def _segment_error(est: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np
     """Mean great-circle angle over the segments both trajectories have (radians)."""
     n = min(len(est[0]), len(ref[0]))
     return float(np.mean(angular_error(est[0][:n], est[1][:n], ref[0][:n], ref[1][:n])))
+
+
+def source_oracle_direction(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """(azimuth, elevation) in radians of the sum of the sounding sources' unit directions,
+    each the mean unit vector over its trajectory; None without a source list."""
+    vectors = []
+    for source in meta.get("sources") or []:
+        track = source.get("trajectory") or {}
+        az, el = track.get("azimuth_deg"), track.get("elevation_deg")
+        if az is None or el is None:
+            return None
+        vectors.append(direction_to_vector(np.deg2rad(az), np.deg2rad(el)).reshape(-1, 3).mean(0))
+    if not vectors:
+        return None
+    az, el = vector_to_direction(np.sum(vectors, axis=0))
+    return float(az), float(el)
 
 
 def _region_hit(direction: tuple[float, float], named: set[str]) -> tuple[bool, bool]:
@@ -179,6 +201,9 @@ def evaluate_generator(
         )
         az, el = random_directions(1, rng, (-90.0, 90.0))  # uniform on the sphere
         constant = {"random": (float(az[0]), float(el[0])), "front": (0.0, 0.0)}
+        oracle = source_oracle_direction(clip.meta)
+        if oracle is not None:
+            constant["source_oracle"] = oracle
         for name, direction in constant.items():
             segments = (
                 np.full_like(ref_traj[0], direction[0]),

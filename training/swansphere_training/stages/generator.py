@@ -231,6 +231,7 @@ class GeneratorStage(Stage):
     def build_data(self) -> Dataset:
         features = self.features("train")
         self._set_latent_statistics(features)
+        self._set_token_mean(features)
         shortest = min(features.patches(i) for i in range(len(features)))
         patches = self.config.clip_patches or shortest
         if patches > shortest:
@@ -245,6 +246,15 @@ class GeneratorStage(Stage):
         z = features.latents().double()  # (latent_dim, frames)
         self.model.latent_mean.copy_(z.mean(dim=1).float())
         self.model.latent_std.copy_(z.std(dim=1).clamp(min=1e-6).float())
+
+    @torch.no_grad()
+    def _set_token_mean(self, features: ClipFeatures) -> None:
+        """Mean SVAC token per grid cell over every video frame of the training clips into
+        the video pooler's ``token_mean`` (what a cell looks like without an object)."""
+        frames = [features.get(i, "video") for i in range(len(features)) if features.has_video(i)]
+        if frames:
+            mean = torch.cat(frames).double().mean(dim=0)  # (G, video_dim)
+            self.model.lm.video.token_mean.copy_(mean.float())
 
     # ---- optimisation -----------------------------------------------------------------
 
