@@ -30,9 +30,9 @@ def test_demo_streams_a_clip_and_writes_all_files(tmp_path, capsys):
     assert np.max(np.abs(binaural)) > 0.01
     assert (tmp_path / "renderer" / "doa_trajectory.png").stat().st_size > 1000
     # The shipped FOA-VAE keeps the moving source's direction through a streamed round trip
-    # (a channel-order or sign slip would be off by 90-180 degrees). Measured: 32.6 deg
-    # per 1 s segment with the 2026-11-29 VAE (2.0 deg clip-level on the corpus); the
-    # collapsed VAE before it was under 20 here, so this bound is loose on purpose.
+    # (a channel-order or sign slip would be off by 90-180 degrees). Measured with the
+    # 2026-11-29 VAE: 32.6 deg per 1 s segment on this 2 s clip, 6.7 on the demo's 8 s
+    # circle (the collapsed VAE before it was under 20 here): the bound is loose on purpose.
     vae = renderer["vae_round_trip"]
     assert vae["model"] == "default" and vae["latent_frames"] >= 40
     assert vae["doa_segment_error_deg_mean"] < 40.0
