@@ -418,6 +418,19 @@ def frame_intensity(x: Tensor, hop: int) -> Tensor:
     return flux / (energy[:, None] + 1e-12)
 
 
+def ramped_frame_gains(
+    module: nn.Module, gains: Tensor, ramp: Tensor, state: StreamState | None
+) -> Tensor:
+    """Per-sample gains (B, C, F, hop) of per-frame gains (B, C, F): over frame k's samples
+    the gain goes from g_{k-1} to g_k along ``ramp`` (hop,), rising from 0 to 1. g_{-1} = 0
+    offline; a stream carries its last frame's gain in ``state`` under ``module``."""
+    if state is None:
+        previous = F.pad(gains, (1, 0))[..., :-1]
+    else:
+        previous = state.extend(module, gains, 1)[..., :-1]
+    return previous[..., None] + (gains - previous)[..., None] * ramp.to(gains.dtype)
+
+
 class DirectPathGains(nn.Module):
     """Direction channels (B, 3, F) of the latent -> per-sample gains (B, 3, F * hop) in
     ACN order Y, Z, X, clamped to [-1, 1]; the decoder adds gains * W to the dipoles.
@@ -435,13 +448,7 @@ class DirectPathGains(nn.Module):
 
     def forward(self, direction: Tensor, state: StreamState | None = None) -> Tensor:
         gains = direction.clamp(-1.0, 1.0)  # (B, 3, F)
-        if state is None:
-            previous = F.pad(gains, (1, 0))[..., :-1]
-        else:
-            previous = state.extend(self, gains, 1)[..., :-1]
-        ramp = self.ramp.to(gains.dtype)
-        per_sample = previous[..., None] + (gains - previous)[..., None] * ramp  # (B,3,F,hop)
-        return per_sample.flatten(-2)
+        return ramped_frame_gains(self, gains, self.ramp, state).flatten(-2)
 
 
 def decorrelate_frames(signals: Tensor, reference: Tensor, hop: int) -> Tensor:
@@ -488,12 +495,7 @@ class LevelPathGains(nn.Module):
         # At most 0 dBFS RMS: a generated latent's outlier must not come out at +30 dB.
         target = (level.clamp(max=0.0).exp() - LEVEL_FLOOR).clamp(min=0.0)
         gains = (target / (rms + 1e-8)).clamp(max=self.MAX_GAIN)
-        if state is None:
-            previous = F.pad(gains, (1, 0))[..., :-1]
-        else:
-            previous = state.extend(self, gains, 1)[..., :-1]
-        ramp = self.ramp.to(gains.dtype)
-        per_sample = previous[..., None] + (gains - previous)[..., None] * ramp  # (B,1,F,hop)
+        per_sample = ramped_frame_gains(self, gains, self.ramp, state)  # (B, 1, F, hop)
         return (frames * per_sample).reshape(b, c, t)
 
 
