@@ -1,4 +1,5 @@
-"""A bundle with the shipped VAE and SVAC and a tiny generator at random weights."""
+"""A tiny generator runtime at random weights (one per test module), and a bundle with the
+shipped VAE and SVAC and that generator."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import pytest
 
 from swansphere.generation import GeneratorRuntime
 from swansphere.models.bundle import load_bundle, write_bundle
+
+
+@pytest.fixture(scope="module")
+def runtime() -> GeneratorRuntime:
+    return GeneratorRuntime.random("tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,6 @@ PATCHES = 4
 
 
 @pytest.fixture(scope="module")
-def runtime() -> GeneratorRuntime:
-    return GeneratorRuntime.random("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     rng = np.random.default_rng(1)
     return rng.integers(0, 256, (2, PATCHES, 48, 96, 3), dtype=np.uint8)

@@ -13,11 +13,6 @@ from swansphere.generation.session import MAX_CAPTION_CHARS
 
 
 @pytest.fixture(scope="module")
-def runtime() -> GeneratorRuntime:
-    return GeneratorRuntime.random("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (5, 48, 96, 3), dtype=np.uint8)

@@ -127,13 +127,18 @@ def test_locdit_context_path_and_zero_init():
         torch.testing.assert_close(c, model.dit(x, tau, h, ctx, valid))
 
 
-def test_training_loss_backpropagates_to_both_networks():
+def small_batch() -> tuple[SpatialGenerator, torch.Tensor, Conditioning]:
+    """A small generator, latents of 2 clips x 3 patches and their conditioning."""
     torch.manual_seed(0)
     cfg = small_config()
     model = SpatialGenerator(cfg)
     gen = torch.Generator().manual_seed(4)
     z = torch.randn(2, cfg.latent_dim, 3 * cfg.patch_frames, generator=gen)
-    cond = conditioning(2, 3, cfg, gen)
+    return model, z, conditioning(2, 3, cfg, gen)
+
+
+def test_training_loss_backpropagates_to_both_networks():
+    model, z, cond = small_batch()
     loss = model.training_loss(z, cond, torch.Generator().manual_seed(5))
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
@@ -143,12 +148,7 @@ def test_training_loss_backpropagates_to_both_networks():
 
 
 def test_direction_loss_and_training_without_a_past():
-    torch.manual_seed(0)
-    cfg = small_config()
-    model = SpatialGenerator(cfg)
-    gen = torch.Generator().manual_seed(4)
-    z = torch.randn(2, cfg.latent_dim, 3 * cfg.patch_frames, generator=gen)
-    cond = conditioning(2, 3, cfg, gen)
+    model, z, cond = small_batch()
     x = model.patches(model.normalise(z))
 
     # A row without a past: its LM outputs do not depend on the earlier patches' latents.

@@ -352,6 +352,8 @@ class GeneratorStage(Stage):
         items = [crop_item(features, i, 0, shortest, model.config.patch_frames) for i in range(n)]
         batch = {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
         metrics: dict[str, float] = {"clips": float(n)}
+        x = model.patches(model.normalise(batch["latent"]))
+        no_past = torch.zeros(n, dtype=torch.bool, device=x.device)
         for name, video, text in EVAL_CONDITIONS:
             cond = Conditioning(
                 video=batch["video"],
@@ -366,8 +368,6 @@ class GeneratorStage(Stage):
                 for i in range(n)
             ]
             metrics[f"loss_{name}"] = float(np.mean(losses))
-            x = model.patches(model.normalise(batch["latent"]))
-            no_past = torch.zeros(n, dtype=torch.bool, device=x.device)
             estimate = model.direction(model.teacher_forced_lm(x, cond, no_past))
             metrics[f"direction_deg_{name}"] = clip_direction_error_deg(
                 estimate, batch["intensity"]
