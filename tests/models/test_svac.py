@@ -11,7 +11,8 @@ import torch
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from swansphere.errors import InputError
-from swansphere.foa.encode import encode_mono
+from swansphere.foa.encode import direction_to_vector, encode_mono
+from swansphere.foa.harmonics import real_spherical_harmonics
 from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
@@ -27,6 +28,7 @@ from swansphere.models.svac import (
     SVACConfig,
     VideoEncoder,
     count_parameters,
+    grid_directions,
     replicate_to_audio_rate,
     svac_config_for_backbone,
     videomae_config,
@@ -260,6 +262,92 @@ def test_frozen_video_backbone() -> None:
     assert model.video_head.net[1].weight.grad is not None
 
 
+# ------------------------------------------------------------------------------ spatial code
+
+
+def expected_code(azimuth: float, elevation: float) -> torch.Tensor:
+    """The spatial code of one direction with the initial (unit) order gains."""
+    d = torch.from_numpy(direction_to_vector(azimuth, elevation)).float()
+    return torch.nn.functional.normalize(real_spherical_harmonics(d, 3)[1:], dim=0)
+
+
+def test_the_audio_code_of_a_plane_wave_is_its_direction(tiny: SVAC) -> None:
+    with torch.no_grad():
+        for az, el in [(0.0, 0.0), (2.0, 0.5), (-1.2, -0.6)]:
+            code = tiny.spatial.audio(tiny.audio_encoder.features(plane_wave(az, el).float()))
+            assert code.shape == (1, 22, 15)  # 1 s = 22 audio frames; orders 1..3
+            cosine = code[0] @ expected_code(az, el)
+            assert float(cosine.min()) > 0.999, (az, el)
+
+
+def test_rotating_the_foa_rotates_the_audio_code(tiny: SVAC) -> None:
+    foa = plane_wave(0.4, 0.2).float()
+    mixing = torch.from_numpy(foa_rotation_matrix(ypr_to_matrix(90.0, 0, 0))).float()
+    with torch.no_grad():
+        code = tiny.spatial.audio(tiny.audio_encoder.features((mixing @ foa[0])[None]))
+        before = tiny.spatial.audio(tiny.audio_encoder.features(foa))
+    assert float((code[0] @ expected_code(0.4 + math.pi / 2, 0.2)).min()) > 0.999
+    # Orders 1-3 of directions 90 deg apart on the horizon are far from alike.
+    assert float((code[0] * before[0]).sum(-1).max()) < 0.2
+
+
+def test_the_video_code_follows_the_saliency(tiny: SVAC) -> None:
+    cells = grid_directions(4, 8)
+    assert torch.allclose(cells.norm(dim=-1), torch.ones(32))
+    # Raster order from azimuth +180 (column 0) through the front (centre) to the right.
+    front_top_row = cells[3]  # row 0, column 3: azimuth 22.5 deg, elevation 67.5 deg
+    assert torch.allclose(
+        front_top_row,
+        torch.from_numpy(direction_to_vector(math.radians(22.5), math.radians(67.5))).float(),
+        atol=1e-6,
+    )
+    saliency = torch.zeros(1, 1, 32)
+    saliency[0, 0, 19] = 1.0  # row 2 (elevation -22.5), column 3 (azimuth 22.5)
+    code = tiny.spatial.video(saliency)
+    assert torch.allclose(
+        code[0, 0], expected_code(math.radians(22.5), math.radians(-22.5)), atol=1e-5
+    )
+
+
+def test_joint_similarity_splits_into_content_and_space(tiny: SVAC) -> None:
+    video = torch.randint(0, 256, (2, 4, 3, 64, 128), dtype=torch.uint8)
+    foa = torch.randn(2, 4, 4096) * 0.1
+    with torch.no_grad():
+        video_emb, audio_emb = tiny(video, foa)
+    w, c = tiny.config.spatial_weight, tiny.config.content_dim
+    assert c == 512 - 15
+    assert torch.allclose(video_emb[..., c:].norm(dim=-1), torch.full((2, 4), math.sqrt(w)))
+    cosine = (video_emb * audio_emb).sum(-1)
+    content = (video_emb[..., :c] * audio_emb[..., :c]).sum(-1) / (1 - w)
+    space = (video_emb[..., c:] * audio_emb[..., c:]).sum(-1) / w
+    assert torch.allclose(cosine, (1 - w) * content + w * space, atol=1e-6)
+    assert tiny.video_saliency(video).sum(-1).allclose(torch.ones(2, 2))
+
+
+def test_without_spatial_weight_the_layout_is_content_only() -> None:
+    # Bundles from before the spatial code have no spatial_weight in their config.
+    plain = SVAC(SVACConfig())
+    assert plain.spatial is None and plain.config.content_dim == 512
+    assert not any(k.startswith("spatial.") for k in plain.state_dict())
+    with torch.no_grad():
+        emb = plain.embed_audio(torch.randn(1, 4, 4096))
+    assert emb.shape == (1, 4, 512)
+    with pytest.raises(InputError, match="no spatial code"):
+        plain.video_saliency(torch.rand(1, 2, 3, 64, 128))
+    with pytest.raises(InputError, match=r"spatial_weight must be in \[0, 1\)"):
+        SVACConfig(spatial_weight=1.0)
+
+
+def test_frozen_video_tokens_do_not_move(tiny: SVAC) -> None:
+    model = SVAC(SVAC_PRESETS["tiny"]).train()
+    model.freeze_video_tokens()
+    video_emb, audio_emb = model(torch.rand(2, 4, 3, 64, 128), torch.randn(2, 4, 8192))
+    (video_emb * audio_emb).sum().backward()
+    assert all(p.grad is None for p in model.video_encoder.parameters())
+    assert model.spatial.saliency[1].weight.grad is not None
+    assert model.spatial.band_bias.grad is not None
+
+
 def test_paper_preset_parameter_count_on_meta_device() -> None:
     paper = SVAC_PRESETS["paper"]
     with torch.device("meta"):
@@ -272,12 +360,20 @@ def test_paper_preset_parameter_count_on_meta_device() -> None:
     video = (3 * 2 * 16 * 16 * d + d) + 12 * vit_layer(d, 3072, k_bias=False) + 2 * d
     audio = (7 * 16 * 4 * d + d) + 8 * d + 12 * vit_layer(d, 3072, k_bias=True) + 2 * d
 
-    def head(n: int) -> int:
-        return 2 * n + n * 1024 + 1024 + 1024 * 512 + 512
+    def head(n: int, out: int) -> int:
+        return 2 * n + n * 1024 + 1024 + 1024 * out + out
 
+    # Spatial code: a patch embedding, the saliency MLP over [token, patch embedding and
+    # both departures], 128 band biases, level scale and 3 order gains; the content heads
+    # give 15 of the 512 dimensions to it.
+    pixel_embed = 3 * 2 * 16 * 16 * d + d
+    spatial = pixel_embed + 2 * 4 * d + (4 * d * d + d) + (d + 1) + 128 + 1 + 3
     assert count_parameters(model.video_encoder) == video == 86_227_200
     assert count_parameters(model.audio_encoder) == audio == 85_406_976
-    assert count_parameters(model) == video + audio + 2 * head(768) + head(384) == 175_181_568
+    assert count_parameters(model.spatial) == spatial
+    # The video content head takes [pooled token, pooled patch-embedding departure].
+    total = video + audio + head(2 * 768, 497) + head(768, 497) + head(384, 512) + spatial
+    assert count_parameters(model) == total == 179_486_311
 
 
 def test_videomae_save_and_load_round_trip(tmp_path) -> None:

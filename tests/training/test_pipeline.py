@@ -192,3 +192,29 @@ def test_a_new_vae_over_a_base_leaves_the_bases_generator_out(runs, caplog):
     bundle = load_bundle(out)
     assert set(bundle.components) == {"vae", "svac"}  # svac from the base, no generator
     assert "generator is left out" in caplog.text
+
+
+def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
+    from pathlib import Path
+
+    from swansphere.errors import InputError
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.svac import SVACStage, SVACStageConfig
+
+    root, corpus = runs
+    run = root / "svac-frozen"
+    args = ["train", "svac", "--data", str(corpus), "--steps", "1", "--no-track"]
+    settings = ["batch_size=2", "eval_clips=2", "init_from=default", "freeze_video_tokens=true"]
+    assert main([*args, "--out", str(run), *(x for s in settings for x in ("--set", s))]) == 0
+    out = root / "new-svac"
+    assert main(["bundle", str(out), "--svac", str(run), "--base", "default"]) == 0
+    base, bundle = load_bundle("default"), load_bundle(out)
+    assert set(bundle.components) == {"vae", "svac", "generator"}
+    assert "left out" not in caplog.text
+    old, new = base.component("svac")[1], bundle.component("svac")[1]
+    video = [k for k in old if k.startswith("video_encoder.")]
+    assert video and all(torch.equal(old[k], new[k]) for k in video)
+    assert any(k.startswith("spatial.") for k in new)
+    bad = SVACStageConfig(data=str(corpus), freeze_video_tokens=True)
+    with pytest.raises(InputError, match="freeze_video_tokens needs init_from"):
+        SVACStage(bad, FitOptions(out_dir=Path(root / "bad"), track=False)).build_model()

@@ -145,18 +145,28 @@ def export_bundle(
         commands[name] = reproduce_command(name, stage_cfg, checkpoint.step)
     if base is not None:
         from swansphere.models.bundle import load_bundle
+        from swansphere_training.data.features import feature_digest
 
         source = load_bundle(base)
         base_commands = source.training_command
+        # Replaced encoders whose feature weights differ from the base's.
+        changed = sorted(
+            c
+            for c in components.keys() & FEATURE_COMPONENTS
+            if c in source.components
+            and feature_digest(c, dict(components[c][1]))
+            != feature_digest(c, dict(source.component(c)[1]))
+        )
         for name in source.components:
             if name in components:
                 continue
-            if name == "generator" and components.keys() & FEATURE_COMPONENTS:
-                # Its training features came from the base's VAE/SVAC encoders, not these.
+            if name == "generator" and changed:
+                # Its training features came from the base's VAE/SVAC encoders, not these
+                # (an SVAC retrained with frozen video tokens leaves them as they were).
                 log.warning(
                     "the base bundle's generator is left out: it was trained on features of "
-                    "the base's VAE and SVAC, and this bundle replaces %s",
-                    " and ".join(sorted(components.keys() & FEATURE_COMPONENTS)),
+                    "the base's encoders, and this bundle changes the %s encoder",
+                    " and ".join(changed),
                 )
                 continue
             config, state = source.component(name)

@@ -15,6 +15,12 @@ Two encoders map a panorama video and an FOA clip into one 512-d space, frame by
   frame is the mean of its column.
 * :class:`ProjectionHead` -- MLPs into the shared space, L2-normalised per frame; the
   :class:`TextHead` puts 384-d caption embeddings (:mod:`swansphere.models.text`) there too.
+* :class:`SpatialCode` (presets ``tiny`` and ``paper``; ``spatial_weight`` > 0) -- where
+  the sound is, as real spherical-harmonic coefficients of orders 1-3 (15 of the 512
+  dimensions): measured from the FOA's intensity on the audio side, a learned saliency
+  over the token grid on the video side. A mean-pooled content vector alone could not
+  tell a clip from its own 45 deg rotations (rotation_top1 was at chance); a code that
+  rotates with the FOA by construction can.
 
 Video features come at fps / tubelet steps per second; :func:`replicate_to_audio_rate`
 repeats them, nearest neighbour in time, at the audio frame rate, so that both sides are
@@ -22,8 +28,8 @@ compared frame by frame (the paper's temporally aligned cosine similarity). Both
 must span the same time window.
 
 Paper (DESIGN.md section 4): VideoMAE-V2 and AudioMAE encoders, frozen when pretrained,
-trained projection heads, 512-d space, temperature 0.07. The contrastive loss and its
-negatives live in ``swansphere_training.losses.svac``.
+trained projection heads, 512-d space, temperature 0.07. The spatial code is ours. The
+contrastive loss and its negatives live in ``swansphere_training.losses.svac``.
 """
 
 from __future__ import annotations
@@ -34,11 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from swansphere.errors import InputError
+from swansphere.foa.encode import direction_to_vector
+from swansphere.foa.harmonics import harmonic_orders, real_spherical_harmonics
+from swansphere.foa.panorama import equirect_to_direction
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
     INTENSITY_CHANNELS,
@@ -87,16 +97,26 @@ class SVACConfig:
     temperature: float = 0.07  # InfoNCE temperature (paper: 0.07)
     freeze_video: bool = False  # freeze the VideoMAE backbone (paper: when pretrained)
     freeze_audio: bool = False  # freeze the audio transformer (paper: when pretrained)
+    # --- spatial code (see SpatialCode); 0 leaves it out: the embedding is content only
+    spatial_weight: float = 0.0  # share of the cosine similarity given to the spatial code
+    spatial_order: int = 3  # spherical-harmonic order of the spatial code
+    level_scale_db: float = 10.0  # initial dB per nat of the audio code's band weights
 
     def __post_init__(self) -> None:
         positive = [
             f.name
             for f in dataclasses.fields(self)
-            if f.type in ("int", "float") and not getattr(self, f.name) > 0
+            if f.type in ("int", "float")
+            and f.name != "spatial_weight"
+            and not getattr(self, f.name) > 0
         ]
         if positive:
             raise InputError(f"SVACConfig fields must be positive: {', '.join(positive)}")
         checks = [
+            (
+                0.0 <= self.spatial_weight < 1.0,
+                f"spatial_weight must be in [0, 1), got {self.spatial_weight}",
+            ),
             (
                 self.latent_hop % self.feature_hop == 0,
                 "latent_hop must be a multiple of "
@@ -126,6 +146,11 @@ class SVACConfig:
                 f"video_patch {self.video_patch}",
             ),
             (
+                self.embed_dim > self.spatial_dim,
+                f"embed_dim {self.embed_dim} leaves no room for content beside the "
+                f"{self.spatial_dim}-d spatial code",
+            ),
+            (
                 self.video_window % self.video_tubelet == 0,
                 f"video_window {self.video_window} "
                 f"is not a multiple of video_tubelet {self.video_tubelet}",
@@ -144,6 +169,17 @@ class SVACConfig:
     def freq_tokens(self) -> int:
         """Audio tokens per time step (mel bands / patch height)."""
         return self.n_mels // self.audio_freq_patch
+
+    @property
+    def spatial_dim(self) -> int:
+        """Dimensions of the joint embedding taken by the spatial code (0 when it is off):
+        the real spherical harmonics of orders 1 to ``spatial_order``."""
+        return (self.spatial_order + 1) ** 2 - 1 if self.spatial_weight > 0 else 0
+
+    @property
+    def content_dim(self) -> int:
+        """Dimensions of the joint embedding taken by the learned content heads."""
+        return self.embed_dim - self.spatial_dim
 
     @property
     def audio_rate_hz(self) -> float:
@@ -170,7 +206,7 @@ class SVACConfig:
 
 SVAC_PRESETS: dict[str, SVACConfig] = {
     # CPU tests and the shipped bundle: 22.05 kHz (VAE 1024x), 64x128 panoramas, 2 blocks.
-    "tiny": SVACConfig(),
+    "tiny": SVACConfig(spatial_weight=0.5),
     # Paper scale: 44.1 kHz (VAE 2048x), ViT-B video (VideoMAE-V2 base, 16-frame windows,
     # 224x448 panoramas) and a ViT-B audio encoder over 128 mels, 16 bands x 4 frames per
     # patch. Set freeze_video / freeze_audio after loading pretrained backbones.
@@ -195,6 +231,7 @@ SVAC_PRESETS: dict[str, SVACConfig] = {
         video_heads=12,
         video_intermediate=3072,
         head_hidden=1024,
+        spatial_weight=0.5,
     ),
 }
 
@@ -365,7 +402,7 @@ class VideoEncoder(nn.Module):
         """Feature steps of a video of ``num_frames`` frames: ceil(num_frames / tubelet)."""
         return -(-int(num_frames) // self.tubelet)
 
-    def _pixels(self, video: torch.Tensor) -> torch.Tensor:
+    def pixels(self, video: torch.Tensor) -> torch.Tensor:
         """Normalised float frames (B, F, 3, H, W) at the backbone's frame size."""
         if not isinstance(video, torch.Tensor) or video.ndim != 5 or video.shape[2] != 3:
             shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video)
@@ -397,7 +434,7 @@ class VideoEncoder(nn.Module):
         Tokens of one step are in raster order (rows top to bottom, columns left to right
         of :attr:`grid`), after the output LayerNorm.
         """
-        x = self._pixels(video)
+        x = self.pixels(video)
         batch, frames = x.shape[:2]
         windows = -(-frames // self.window)
         pad = windows * self.window - frames
@@ -481,7 +518,12 @@ class AudioEncoder(nn.Module):
 
     def tokens(self, foa: torch.Tensor) -> torch.Tensor:
         """Tokens (B, t, f, D) of FOA (B, 4, T): t = ceil(T / latent_hop), f = freq_tokens."""
-        x = self.patch_embed(self.features(foa))  # (B, D, f, t)
+        return self.encode(self.features(foa))
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, t, f, D) of encoder input (B, 7, n_mels, t * time_patch) from
+        :meth:`features`."""
+        x = self.patch_embed(features)  # (B, D, f, t)
         batch, dim, f, t = x.shape
         x = x.permute(0, 3, 2, 1)  # (B, t, f, D)
         x = x + self.freq_pos + sinusoidal_positions(t, dim, x.device)[None, :, None, :]
@@ -491,6 +533,126 @@ class AudioEncoder(nn.Module):
     def forward(self, foa: torch.Tensor) -> torch.Tensor:
         """Per-frame features (B, t, D) of FOA (B, 4, T): the mean over each frame's bands."""
         return self.tokens(foa).mean(dim=2)
+
+
+# --------------------------------------------------------------------------------------
+# Spatial code
+# --------------------------------------------------------------------------------------
+
+
+def grid_directions(rows: int, cols: int) -> torch.Tensor:
+    """Unit vectors (rows * cols, 3) of the centres of an equirectangular cell grid, in
+    raster order (the convention of :mod:`swansphere.foa.panorama`: column 0 starts at
+    azimuth +180 deg, the centre is the front; row 0 is the top)."""
+    u, v = np.meshgrid(np.arange(cols) + 0.5, np.arange(rows) + 0.5)
+    azimuth, elevation = equirect_to_direction(u, v, cols, rows)
+    return torch.from_numpy(direction_to_vector(azimuth, elevation).reshape(-1, 3)).float()
+
+
+class SpatialCode(nn.Module):
+    """Where the sound comes from, as a unit vector of real spherical-harmonic coefficients.
+
+    Orders 1 to ``spatial_order`` (ACN, orthonormal, :mod:`swansphere.foa.harmonics`);
+    order 0 is left out, being the same for every map.
+
+    * Audio (measured): every mel band of every feature frame points along its normalised
+      active intensity (|I| <= 1; 1 for a single plane wave). Bands are weighted by a
+      softmax, over one audio frame's bands and feature frames, of level / scale + band
+      bias + log |I|: loud, directional bands count most. Code = sum of weight x Y(d).
+      Rotating the FOA rotates this code exactly, since harmonics of one order only mix
+      among themselves.
+    * Video (learned): a saliency over the token grid, softmax over cells of an MLP of each
+      VideoMAE token, of a patch embedding of the same pixels of its own, and of both
+      one's departure from the clip's mean of that cell (what pulses or moves). Code = sum
+      of saliency x Y(cell centre).
+
+    Each order is then scaled by a learned positive gain (a zonal smoothing of the map, by
+    Funk-Hecke) and the code L2-normalised, so that the cosine of two codes compares the
+    two direction maps over the whole sphere.
+    """
+
+    def __init__(self, config: SVACConfig) -> None:
+        super().__init__()
+        self.order = config.spatial_order
+        rows, cols = (
+            config.video_height // config.video_patch,
+            config.video_width // config.video_patch,
+        )
+        directions = grid_directions(rows, cols)
+        self.register_buffer(
+            "cell_harmonics",
+            real_spherical_harmonics(directions, self.order)[:, 1:],
+            persistent=False,
+        )
+        self.register_buffer("orders", harmonic_orders(self.order)[1:] - 1, persistent=False)
+        dim = config.video_dim
+        # A patch embedding of its own (as VideoMAE's: one tubelet x patch per token), so
+        # that the saliency sees raw pixels even when the VideoMAE tokens are frozen.
+        self.tubelet = config.video_tubelet
+        self.pixel_embed = nn.Conv3d(
+            3,
+            dim,
+            kernel_size=(config.video_tubelet, config.video_patch, config.video_patch),
+            stride=(config.video_tubelet, config.video_patch, config.video_patch),
+        )
+        self.saliency = nn.Sequential(
+            nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
+        )
+        self.band_bias = nn.Parameter(torch.zeros(config.n_mels))
+        self.log_level_scale = nn.Parameter(torch.tensor(math.log(config.level_scale_db)))
+        # softplus(0.5413) = 1: every order starts with gain 1.
+        self.order_gain = nn.Parameter(torch.full((self.order,), math.log(math.e - 1.0)))
+        self.time_patch = config.time_patch
+
+    def _finish(self, code: torch.Tensor) -> torch.Tensor:
+        gains = nn.functional.softplus(self.order_gain)[self.orders]
+        return nn.functional.normalize(code * gains, dim=-1)
+
+    def pixel_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings (B, t, cells, D) of normalised frames (B, F, 3, H, W) at the
+        VideoMAE frame size (:meth:`VideoEncoder.pixels`); the last tubelet is padded by
+        repeating the last frame, as VideoMAE's windows are."""
+        frames = pixels.shape[1]
+        pad = -frames % self.tubelet
+        if pad:
+            pixels = torch.cat([pixels, pixels[:, -1:].expand(-1, pad, -1, -1, -1)], dim=1)
+        x = self.pixel_embed(pixels.transpose(1, 2))  # (B, D, t, h, w)
+        return x.flatten(3).permute(0, 2, 3, 1)
+
+    def video_saliency(
+        self, tokens: torch.Tensor, pixels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Saliency (B, t, cells) of VideoMAE tokens (B, t, cells, D) and the frames they
+        came from (B, F, 3, H, W), normalised: each step sums to 1 over the cells. Also
+        returns the departure (B, t, cells, D) of the patch embedding from its clip mean."""
+        local = self.pixel_tokens(pixels)
+        departures = [x - x.mean(dim=1, keepdim=True) for x in (tokens, local)]
+        logits = self.saliency(torch.cat([tokens, local, *departures], dim=-1)).squeeze(-1)
+        return logits.softmax(dim=-1), departures[1]
+
+    def video(self, saliency: torch.Tensor) -> torch.Tensor:
+        """Unit codes (B, t, spatial_dim) of a saliency over the token grid (B, t, cells)."""
+        return self._finish(saliency @ self.cell_harmonics)
+
+    def audio(self, features: torch.Tensor) -> torch.Tensor:
+        """Unit codes (B, Ta, spatial_dim) of audio-encoder input (B, 7, n_mels, Ta * time_patch)
+        (:meth:`AudioEncoder.features`: channel 0 is W's log-mel relative to the clip mean, in
+        units of LOGMEL_SCALE_DB; channels 4-6 the normalised intensity along Y, Z, X)."""
+        batch, _, mels, frames = features.shape
+        level_db = features[:, 0] * LOGMEL_SCALE_DB  # (B, M, F)
+        vector = features[:, [6, 4, 5]].permute(0, 2, 3, 1)  # (B, M, F, 3) as (x, y, z)
+        magnitude = vector.norm(dim=-1).clamp_min(1e-6)
+        logits = level_db / self.log_level_scale.exp() + self.band_bias[:, None] + magnitude.log()
+        harmonics = real_spherical_harmonics(vector, self.order)[..., 1:]  # (B, M, F, S)
+        steps = frames // self.time_patch
+
+        def per_frame(x: torch.Tensor) -> torch.Tensor:  # (B, M, F, ...) -> (B, Ta, M * tp, ...)
+            x = x.reshape(batch, mels, steps, self.time_patch, *x.shape[3:])
+            x = x.transpose(1, 2)
+            return x.reshape(batch, steps, mels * self.time_patch, *x.shape[4:])
+
+        weights = per_frame(logits).softmax(dim=-1)
+        return self._finish(torch.einsum("btk,btks->bts", weights, per_frame(harmonics)))
 
 
 # --------------------------------------------------------------------------------------
@@ -521,24 +683,35 @@ class TextHead(ProjectionHead):
 
 
 class SVAC(nn.Module):
-    """Video, audio and text into one space of ``embed_dim`` unit vectors per audio frame."""
+    """Video, audio and text into one space of ``embed_dim`` unit vectors per audio frame.
+
+    With ``spatial_weight`` w > 0 a frame's embedding is [sqrt(1 - w) content, sqrt(w)
+    spatial code] (both unit vectors; :class:`SpatialCode`), so the cosine of two frames
+    is (1 - w) x content cosine + w x spatial cosine. The video content is then pooled
+    with the spatial code's saliency instead of the mean over the token grid.
+    """
 
     def __init__(self, config: SVACConfig) -> None:
         super().__init__()
         self.config = config
         self.video_encoder = VideoEncoder(videomae_config(config), freeze=config.freeze_video)
         self.audio_encoder = AudioEncoder(config)
-        self.video_head = ProjectionHead(config.video_dim, config.embed_dim, config.head_hidden)
-        self.audio_head = ProjectionHead(config.audio_dim, config.embed_dim, config.head_hidden)
+        content = config.content_dim
+        # With the spatial code the video content is [saliency-pooled VideoMAE token,
+        # saliency-pooled departure of the code's own patch embedding]: the second is what
+        # pulses with the sound now, which time-shift negatives need.
+        video_in = config.video_dim * (2 if config.spatial_weight > 0 else 1)
+        self.video_head = ProjectionHead(video_in, content, config.head_hidden)
+        self.audio_head = ProjectionHead(config.audio_dim, content, config.head_hidden)
         self.text_head = TextHead(config.text_dim, config.embed_dim, config.head_hidden)
+        self.spatial = SpatialCode(config) if config.spatial_weight > 0 else None
 
-    def project_video(self, feats: torch.Tensor) -> torch.Tensor:
-        """Video features (..., video_dim) -> unit vectors (..., embed_dim)."""
-        return self.video_head(feats)
-
-    def project_audio(self, feats: torch.Tensor) -> torch.Tensor:
-        """Audio features (..., audio_dim) -> unit vectors (..., embed_dim)."""
-        return self.audio_head(feats)
+    def _joint(self, content: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
+        """Unit content (..., content_dim) and spatial code (..., spatial_dim) -> (..., E)."""
+        if code is None:
+            return content
+        w = self.config.spatial_weight
+        return torch.cat([math.sqrt(1.0 - w) * content, math.sqrt(w) * code], dim=-1)
 
     def audio_frames(self, num_samples: int) -> int:
         """Audio frames of ``num_samples`` FOA samples (see :meth:`SVACConfig.audio_frames`)."""
@@ -548,17 +721,44 @@ class SVAC(nn.Module):
         """Direction-aware video tokens (B, t, h*w, video_dim), see :meth:`VideoEncoder.tokens`."""
         return self.video_encoder.tokens(video)
 
+    def freeze_video_tokens(self) -> None:
+        """Freeze VideoMAE and its output norm, so :meth:`video_tokens` stays what it is.
+
+        The generator is conditioned on these tokens: an SVAC retrained this way (new
+        heads, spatial code, audio encoder) still fits a generator trained before it.
+        """
+        self.video_encoder.freeze(True)
+        self.video_encoder.norm.requires_grad_(False)
+
+    def video_saliency(self, video: torch.Tensor) -> torch.Tensor:
+        """Where the spatial code looks: (B, t, h*w) per video step, summing to 1 over cells."""
+        if self.spatial is None:
+            raise InputError("this SVAC has no spatial code (spatial_weight = 0)")
+        return self.spatial.video_saliency(
+            self.video_tokens(video), self.video_encoder.pixels(video)
+        )[0]
+
     def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
         """Unit vectors (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
 
         Without ``n_audio_frames``: (B, t, E) at the video step rate (t = ceil(F / tubelet)).
         """
-        emb = self.project_video(self.video_encoder(video))
+        tokens = self.video_tokens(video)
+        if self.spatial is None:
+            emb = self.video_head(tokens.mean(dim=2))
+        else:
+            pixels = self.video_encoder.pixels(video)
+            saliency, local = self.spatial.video_saliency(tokens, pixels)
+            pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
+            emb = self._joint(self.video_head(pooled), self.spatial.video(saliency))
         return emb if n_audio_frames is None else replicate_to_audio_rate(emb, n_audio_frames)
 
     def embed_audio(self, foa: torch.Tensor) -> torch.Tensor:
         """Unit vectors (B, Ta, E) of AmbiX FOA (B, 4, T) at ``sample_rate``; Ta = ceil(T/hop)."""
-        return self.project_audio(self.audio_encoder(foa))
+        features = self.audio_encoder.features(foa)
+        content = self.audio_head(self.audio_encoder.encode(features).mean(dim=2))
+        code = None if self.spatial is None else self.spatial.audio(features)
+        return self._joint(content, code)
 
     def embed_text(self, caption_emb: torch.Tensor) -> torch.Tensor:
         """Unit vectors (N, E) of caption embeddings (N, text_dim)."""

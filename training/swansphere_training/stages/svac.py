@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from swansphere.models.svac import SVAC, SVAC_PRESETS
+from swansphere.errors import InputError
+from swansphere.models.bundle import load_bundle
+from swansphere.models.svac import SVAC, SVAC_PRESETS, SVACConfig
 from swansphere.models.text import CaptionEncoder
 
 from ..data.dataset import ClipDataset, TorchClipDataset
@@ -37,6 +39,12 @@ class SVACStageConfig:
     text_weight: float = 0.5  # weight of the caption-audio InfoNCE
     negatives: dict = field(default_factory=lambda: dataclasses.asdict(NegativeConfig()))
     eval_clips: int = 128
+    # A bundle (path, "default" or models:/NAME@ALIAS) whose SVAC encoders start this run;
+    # the heads and the spatial code start fresh (their sizes may differ).
+    init_from: str | None = None
+    # Keep the video tokens exactly those of init_from (VideoMAE and its output norm
+    # frozen): a generator trained on that bundle's tokens stays valid with this SVAC.
+    freeze_video_tokens: bool = False
 
 
 class SVACStage(Stage):
@@ -44,7 +52,21 @@ class SVACStage(Stage):
     find_unused_parameters = True
 
     def build_model(self) -> nn.Module:
-        return SVAC(SVAC_PRESETS[self.config.preset])
+        if self.config.preset not in SVAC_PRESETS:
+            raise InputError(
+                f"unknown SVAC preset {self.config.preset!r}; "
+                f"choose one of {', '.join(SVAC_PRESETS)}"
+            )
+        if self.config.freeze_video_tokens and not self.config.init_from:
+            raise InputError(
+                "freeze_video_tokens needs init_from: frozen random tokens are useless"
+            )
+        model = SVAC(SVAC_PRESETS[self.config.preset])
+        if self.config.init_from:
+            load_encoders(model, self.config.init_from)
+        if self.config.freeze_video_tokens:
+            model.freeze_video_tokens()
+        return model
 
     def build_data(self):
         config = SVAC_PRESETS[self.config.preset]
@@ -120,3 +142,37 @@ class SVACStage(Stage):
         self.log_figure(figure, f"plots/step_{self.global_step:08d}_similarity.png")
         plt.close(figure)
         return {k: v for k, v in result.items() if isinstance(v, float | int)}
+
+
+# Encoder fields that must agree for init_from's weights to fit.
+_ENCODER_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(SVACConfig)
+    if f.name.startswith(("video_", "audio_"))
+    or f.name in ("sample_rate", "latent_hop", "feature_hop", "n_fft", "n_mels")
+)
+
+
+def load_encoders(model: SVAC, source: str) -> None:
+    """Copy the video and audio encoders of bundle ``source``'s SVAC into ``model``."""
+    config, state = load_bundle(source).component("svac")
+    theirs = SVACConfig.from_dict(config)
+    mismatch = [
+        f"{name}: {getattr(theirs, name)} vs {getattr(model.config, name)}"
+        for name in _ENCODER_FIELDS
+        if getattr(theirs, name) != getattr(model.config, name)
+    ]
+    if mismatch:
+        raise InputError(
+            f"init_from {source!r}: its SVAC encoders do not fit this preset "
+            f"({'; '.join(mismatch)})"
+        )
+    prefixes = ("video_encoder.", "audio_encoder.")
+    encoders = {k: v.float() for k, v in state.items() if k.startswith(prefixes)}
+    result = model.load_state_dict(encoders, strict=False)
+    missing = [k for k in result.missing_keys if k.startswith(prefixes)]
+    if missing or result.unexpected_keys:
+        raise InputError(
+            f"init_from {source!r}: SVAC encoder weights do not fit "
+            f"(missing {missing}, unexpected {result.unexpected_keys})"
+        )
