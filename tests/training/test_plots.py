@@ -8,6 +8,7 @@ from swansphere_training.evaluation.plots import (
     foa_spectrogram_figure,
     log_spectrogram_db,
     plt,
+    saliency_figure,
     similarity_figure,
 )
 
@@ -33,3 +34,12 @@ def test_figures_draw_and_reject_bad_shapes(tmp_path):
         foa_spectrogram_figure(foa[:3], foa[:3], 8000)
     with pytest.raises(InputError, match="square"):
         similarity_figure(np.zeros((3, 4)))
+    frames = np.zeros((2, 64, 128, 3), dtype=np.uint8)
+    fig = saliency_figure(
+        frames, np.random.default_rng(1).dirichlet(np.ones(32), 2).reshape(2, 4, 8)
+    )
+    assert len(fig.axes) == 2 and fig.axes[0].images[1].get_array().shape == (4, 8)
+    fig.savefig(tmp_path / "saliency.png")
+    plt.close(fig)
+    with pytest.raises(InputError, match="maps"):
+        saliency_figure(frames, np.zeros((3, 4, 8)))

@@ -86,6 +86,7 @@ def run_svac(args: argparse.Namespace) -> int:
     svac = load_bundle(args.model).build("svac")
     result = evaluate_svac(svac, args.data, args.split, max(args.clips, 64))
     result.pop("similarity")  # (N, N) matrix: the training stage plots it
+    result.pop("saliency", None)  # example maps: likewise
     print_json({"model": args.model, **result})
     return 0
 

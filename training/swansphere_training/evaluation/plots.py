@@ -1,4 +1,5 @@
-"""Figures the training stages log to MLflow: FOA spectrograms and similarity matrices.
+"""Figures the training stages log to MLflow: FOA spectrograms, similarity matrices and
+SVAC saliency maps.
 
 Figures use matplotlib's Agg backend (no display needed) and are returned open; the
 caller logs and then closes them (``plt.close(fig)``).
@@ -79,5 +80,36 @@ def similarity_figure(similarity: np.ndarray, title: str = "", max_items: int = 
     ax.set_ylabel("video clip")
     ax.set_title(title or "video-audio similarity (true pairs on the diagonal)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def saliency_figure(frames: np.ndarray, maps: np.ndarray, title: str = ""):
+    """Panoramas (k, H, W, 3) uint8 with a saliency map (k, rows, cols) over each, one row
+    per clip: where the video side of SVAC's spatial code looks."""
+    frames, maps = np.asarray(frames), np.asarray(maps, dtype=float)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or maps.ndim != 3 or len(maps) != len(frames):
+        raise InputError(
+            f"need frames (k, H, W, 3) and maps (k, rows, cols), got {frames.shape} and "
+            f"{maps.shape}"
+        )
+    k = len(frames)
+    fig, axes = plt.subplots(k, 1, figsize=(7, 2.0 * k + 0.4), squeeze=False)
+    for ax, frame, saliency in zip(axes[:, 0], frames, maps, strict=True):
+        height, width = frame.shape[:2]
+        ax.imshow(frame)
+        ax.imshow(
+            saliency,
+            extent=(0, width, height, 0),
+            cmap="magma",
+            alpha=0.55,
+            interpolation="nearest",
+        )
+        ax.set_xticks(
+            [0, width / 4, width / 2, 3 * width / 4, width], ["180", "90", "0", "-90", "-180"]
+        )
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("azimuth (deg)")
+    fig.suptitle(title or "SVAC video saliency (first step of each clip)", fontsize=9)
     fig.tight_layout()
     return fig

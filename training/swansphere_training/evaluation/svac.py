@@ -8,7 +8,9 @@
 * ``shift_top1``: is the true alignment more similar than the 7 circular time shifts by
   1/8, ..., 7/8 of the window?
 
-The result also holds ``similarity``, the (N, N) video x audio matrix, for plots.
+The result also holds ``similarity``, the (N, N) video x audio matrix, for plots; with a
+spatial code, the rotation and shift scores of its content and spatial parts alone, and
+saliency maps of a few clips.
 """
 
 from __future__ import annotations
@@ -62,12 +64,21 @@ def _similarity(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return (v * a).sum(-1).mean(-1)
 
 
+def _top1(video: torch.Tensor, candidates: torch.Tensor, part: slice) -> bool:
+    """Whether candidate 0 of (K, T, E) is the most similar to video (T, E) over ``part``."""
+    return int(torch.argmax(_similarity(video[None, :, part], candidates[..., part]))) == 0
+
+
 @torch.no_grad()
 def evaluate_svac(
     model: SVAC, root: Path, split: str | None = "test", max_clips: int = 128, candidates: int = 64
 ) -> dict:
+    """The metrics of the module docstring. With a spatial code, ``parts`` also holds
+    rotation_top1 and shift_top1 measured on the content or the spatial dimensions alone,
+    and ``saliency`` the first frames (k, H, W, 3) uint8 of up to 4 clips with the video
+    saliency (k, rows, cols) of their first step, for plots."""
     model.eval()
-    video_emb, audio_emb, foa, _ = embed_clips(model, root, split, max_clips)
+    video_emb, audio_emb, foa, video = embed_clips(model, root, split, max_clips)
     n = video_emb.shape[0]
     k = min(candidates, n)
     sim = _similarity(video_emb[:, None], audio_emb[None, :])  # (N, N)
@@ -75,22 +86,46 @@ def evaluate_svac(
     for i in range(n):
         pool = [(i + j) % n for j in range(k)]
         hits.append(int(torch.argmax(sim[i, pool])) == 0)
-    rotation_hits, shift_hits = [], []
+    content = slice(0, model.config.content_dim)
+    spatial = slice(model.config.content_dim, None)
+    parts = {"all": slice(None)}
+    if model.spatial is not None:
+        parts |= {"content": content, "spatial": spatial}
+    rotation_hits = {name: [] for name in parts}
+    shift_hits = {name: [] for name in parts}
+    rotations = np.stack([foa_rotation_matrix(ypr_to_matrix(45.0 * r, 0, 0)) for r in range(8)])
     for i in range(n):
-        rotations = np.stack([foa_rotation_matrix(ypr_to_matrix(45.0 * r, 0, 0)) for r in range(8)])
         rotated = torch.einsum("rkc,ct->rkt", torch.from_numpy(rotations).float(), foa[i].float())
         a_rot = model.embed_audio(rotated)
-        rotation_hits.append(int(torch.argmax(_similarity(video_emb[i][None], a_rot))) == 0)
         t = foa.shape[-1]
         shifts = torch.stack([torch.roll(foa[i], s * t // 8, dims=-1) for s in range(8)])
         a_shift = model.embed_audio(shifts)
-        shift_hits.append(int(torch.argmax(_similarity(video_emb[i][None], a_shift))) == 0)
-    return {
+        for name, part in parts.items():
+            rotation_hits[name].append(_top1(video_emb[i], a_rot, part))
+            shift_hits[name].append(_top1(video_emb[i], a_shift, part))
+    result = {
         "clips": n,
         "candidates": k,
         "r_at_1": float(np.mean(hits)),
-        "rotation_top1": float(np.mean(rotation_hits)),
-        "shift_top1": float(np.mean(shift_hits)),
+        "rotation_top1": float(np.mean(rotation_hits["all"])),
+        "shift_top1": float(np.mean(shift_hits["all"])),
         "chance": {"r_at_1": 1.0 / k, "rotation_top1": 1 / 8, "shift_top1": 1 / 8},
         "similarity": sim.numpy(),  # (N, N) video rows x audio columns
     }
+    if model.spatial is not None:
+        result["parts"] = {
+            f"{metric}_{name}": float(np.mean(hits_of[name]))
+            for metric, hits_of in (("rotation_top1", rotation_hits), ("shift_top1", shift_hits))
+            for name in ("content", "spatial")
+        }
+        examples = video[:4]
+        saliency = model.video_saliency(examples)[:, 0]
+        rows, cols = model.video_encoder.grid
+        frames = examples[:, 0].permute(0, 2, 3, 1)
+        if frames.dtype != torch.uint8:
+            frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+        result["saliency"] = {
+            "frames": frames.numpy(),
+            "maps": saliency.reshape(-1, rows, cols).numpy(),
+        }
+    return result

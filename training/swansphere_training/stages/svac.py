@@ -18,7 +18,7 @@ from swansphere.models.svac import SVAC, SVAC_PRESETS, SVACConfig
 from swansphere.models.text import CaptionEncoder
 
 from ..data.dataset import ClipDataset, TorchClipDataset
-from ..evaluation.plots import plt, similarity_figure
+from ..evaluation.plots import plt, saliency_figure, similarity_figure
 from ..evaluation.svac import evaluate_svac, svac_window
 from ..losses.svac import NegativeConfig, build_negatives, svac_loss, text_audio_loss
 from .base import Stage, linear_warmup
@@ -135,13 +135,23 @@ class SVACStage(Stage):
     def evaluate(self) -> dict[str, float]:
         result = evaluate_svac(self.model, Path(self.config.data), "test", self.config.eval_clips)
         similarity = result.pop("similarity")
+        saliency = result.pop("saliency", None)
         self.log_dict(result, f"eval/svac_step{self.global_step}.json")
         figure = similarity_figure(
             similarity, f"SVAC video-audio similarity, step {self.global_step}"
         )
         self.log_figure(figure, f"plots/step_{self.global_step:08d}_similarity.png")
         plt.close(figure)
-        return {k: v for k, v in result.items() if isinstance(v, float | int)}
+        if saliency is not None:
+            figure = saliency_figure(
+                saliency["frames"],
+                saliency["maps"],
+                f"SVAC video saliency, step {self.global_step}",
+            )
+            self.log_figure(figure, f"plots/step_{self.global_step:08d}_saliency.png")
+            plt.close(figure)
+        metrics = {k: v for k, v in result.items() if isinstance(v, float | int)}
+        return metrics | result.get("parts", {})
 
 
 # Encoder fields that must agree for init_from's weights to fit.
