@@ -13,6 +13,7 @@ from transformers import VideoMAEConfig, VideoMAEModel
 from swansphere.errors import InputError
 from swansphere.foa.encode import direction_to_vector, encode_mono
 from swansphere.foa.harmonics import real_spherical_harmonics
+from swansphere.foa.panorama import grid_directions
 from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
@@ -28,7 +29,6 @@ from swansphere.models.svac import (
     SVACConfig,
     VideoEncoder,
     count_parameters,
-    grid_directions,
     replicate_to_audio_rate,
     svac_config_for_backbone,
     videomae_config,
@@ -292,7 +292,7 @@ def test_rotating_the_foa_rotates_the_audio_code(tiny: SVAC) -> None:
 
 
 def test_the_video_code_follows_the_saliency(tiny: SVAC) -> None:
-    cells = grid_directions(4, 8)
+    cells = torch.from_numpy(grid_directions(4, 8))
     assert torch.allclose(cells.norm(dim=-1), torch.ones(32))
     # Raster order from azimuth +180 (column 0) through the front (centre) to the right.
     front_top_row = cells[3]  # row 0, column 3: azimuth 22.5 deg, elevation 67.5 deg

@@ -49,6 +49,13 @@ def pixel_directions(width: int, height: int) -> np.ndarray:
     return direction_to_vector(np.broadcast_to(az, (height, width)), el)
 
 
+def grid_directions(rows: int, cols: int) -> np.ndarray:
+    """Unit vectors (rows * cols, 3) float32 of the cell centres of an equirectangular grid
+    (e.g. a ViT's token grid), in raster order: row 0 at the top, column 0 at azimuth
+    +180 deg, the centre column the front."""
+    return pixel_directions(cols, rows).reshape(rows * cols, 3).astype(np.float32)
+
+
 def _check_frame(frame: np.ndarray) -> np.ndarray:
     f = np.asarray(frame)
     if f.ndim not in (2, 3) or f.shape[0] < 2 or f.shape[1] < 2:

@@ -28,13 +28,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swansphere.errors import InputError
-from swansphere.foa.panorama import pixel_directions
+from swansphere.foa.panorama import grid_directions
 
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
@@ -165,12 +164,6 @@ def timestep_embedding(tau: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
     args = scale * tau.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     return F.pad(emb, (0, dim - 2 * half))
-
-
-def grid_directions(rows: int, cols: int) -> np.ndarray:
-    """Unit vectors (rows * cols, 3) of the centres of an equirectangular token grid, raster
-    order; axes x front, y left, z up (DESIGN.md section 3)."""
-    return pixel_directions(cols, rows).reshape(rows * cols, 3).astype(np.float32)
 
 
 def direction_features(directions: Tensor, bands: int = 4) -> Tensor:

@@ -40,15 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from swansphere.errors import InputError
-from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.harmonics import harmonic_orders, real_spherical_harmonics
-from swansphere.foa.panorama import equirect_to_direction
+from swansphere.foa.panorama import grid_directions
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
     INTENSITY_CHANNELS,
@@ -434,7 +432,10 @@ class VideoEncoder(nn.Module):
         Tokens of one step are in raster order (rows top to bottom, columns left to right
         of :attr:`grid`), after the output LayerNorm.
         """
-        x = self.pixels(video)
+        return self.encode(self.pixels(video))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, t, h*w, D) of frames already through :meth:`pixels` (B, F, 3, H, W)."""
         batch, frames = x.shape[:2]
         windows = -(-frames // self.window)
         pad = windows * self.window - frames
@@ -540,15 +541,6 @@ class AudioEncoder(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-def grid_directions(rows: int, cols: int) -> torch.Tensor:
-    """Unit vectors (rows * cols, 3) of the centres of an equirectangular cell grid, in
-    raster order (the convention of :mod:`swansphere.foa.panorama`: column 0 starts at
-    azimuth +180 deg, the centre is the front; row 0 is the top)."""
-    u, v = np.meshgrid(np.arange(cols) + 0.5, np.arange(rows) + 0.5)
-    azimuth, elevation = equirect_to_direction(u, v, cols, rows)
-    return torch.from_numpy(direction_to_vector(azimuth, elevation).reshape(-1, 3)).float()
-
-
 class SpatialCode(nn.Module):
     """Where the sound comes from, as a unit vector of real spherical-harmonic coefficients.
 
@@ -578,7 +570,7 @@ class SpatialCode(nn.Module):
             config.video_height // config.video_patch,
             config.video_width // config.video_patch,
         )
-        directions = grid_directions(rows, cols)
+        directions = torch.from_numpy(grid_directions(rows, cols))
         self.register_buffer(
             "cell_harmonics",
             real_spherical_harmonics(directions, self.order)[:, 1:],
@@ -734,20 +726,19 @@ class SVAC(nn.Module):
         """Where the spatial code looks: (B, t, h*w) per video step, summing to 1 over cells."""
         if self.spatial is None:
             raise InputError("this SVAC has no spatial code (spatial_weight = 0)")
-        return self.spatial.video_saliency(
-            self.video_tokens(video), self.video_encoder.pixels(video)
-        )[0]
+        pixels = self.video_encoder.pixels(video)
+        return self.spatial.video_saliency(self.video_encoder.encode(pixels), pixels)[0]
 
     def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
         """Unit vectors (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
 
         Without ``n_audio_frames``: (B, t, E) at the video step rate (t = ceil(F / tubelet)).
         """
-        tokens = self.video_tokens(video)
+        pixels = self.video_encoder.pixels(video)
+        tokens = self.video_encoder.encode(pixels)
         if self.spatial is None:
             emb = self.video_head(tokens.mean(dim=2))
         else:
-            pixels = self.video_encoder.pixels(video)
             saliency, local = self.spatial.video_saliency(tokens, pixels)
             pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
             emb = self._joint(self.video_head(pooled), self.spatial.video(saliency))

@@ -473,9 +473,9 @@ def frame_level(x: Tensor, hop: int) -> Tensor:
 class LevelPathGains(nn.Module):
     """Scales decoded audio (B, C, F * hop) so that each frame's W RMS is the level channel's
     (B, 1, F) value (at most 1, 0 dBFS): gain_k = target_k / RMS_k(decoded W), at most
-    ``MAX_GAIN``. The gain
-    crosses from frame k-1's value to frame k's over the frame's first LEVEL_FADE samples
-    (g_{-1} = 0), so it is causal and streams with one frame of state. No parameters."""
+    ``MAX_GAIN``. The gain crosses from frame k-1's value to frame k's over the frame's
+    first LEVEL_FADE samples (g_{-1} = 0), so it is causal and streams with one frame of
+    state. No parameters."""
 
     MAX_GAIN = 1e3
 
