@@ -30,6 +30,7 @@ from swansphere.models.svac import (
     VideoEncoder,
     count_parameters,
     replicate_to_audio_rate,
+    standardise_over_time,
     svac_config_for_backbone,
     videomae_config,
 )
@@ -190,15 +191,29 @@ def test_tiny_shapes_and_unit_embeddings(tiny: SVAC) -> None:
         tokens = tiny.video_tokens(video)
         audio_tokens = tiny.audio_encoder.tokens(foa)
     assert video_emb.shape == audio_emb.shape == (2, 44, 512)  # ceil(44100 / 1024) frames
-    assert torch.allclose(video_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
-    assert torch.allclose(audio_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
+    # Unit frames on average over the clip (the activity map is standardised over it).
+    for emb in (video_emb, audio_emb):
+        assert torch.allclose(emb.square().sum(-1).mean(-1), torch.ones(2), atol=1e-5)
     assert tokens.shape == (2, 4, 4 * 8, 128)  # 8 frames / tubelet 2; 64x128 / 16 px patches
     assert tiny.video_encoder.grid == (4, 8)
     assert audio_tokens.shape == (2, 44, 4, 128)  # 32 mels / 8 per patch
     assert tiny.embed_text(torch.randn(3, 384)).shape == (3, 512)
-    # The video embedding is its per-step embedding repeated at the audio rate.
+    # Content and spatial code are per video step (repeated at the audio rate); the
+    # activity map per frame. Without an audio length the embedding is per frame.
+    parts = tiny.config.parts()
     with torch.no_grad():
-        steps = tiny.embed_video(video)
+        frames = tiny.embed_video(video)
+    assert frames.shape == (2, 8, 512)
+    for name in ("content", "spatial"):
+        per_step = frames[:, ::2, parts[name]]
+        assert torch.equal(frames[:, 1::2, parts[name]], per_step)
+        assert torch.equal(video_emb[..., parts[name]], replicate_to_audio_rate(per_step, 44))
+    content_only = SVAC(dataclasses.replace(SVAC_PRESETS["tiny"], activity_weight=0.0)).eval()
+    with torch.no_grad():
+        video_emb, audio_emb = content_only(video, foa)
+        steps = content_only.embed_video(video)
+    assert torch.allclose(video_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
+    assert torch.allclose(audio_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
     assert steps.shape == (2, 4, 512)
     assert torch.equal(video_emb, replicate_to_audio_rate(steps, 44))
 
@@ -309,19 +324,33 @@ def test_the_video_code_follows_the_saliency(tiny: SVAC) -> None:
     )
 
 
-def test_joint_similarity_splits_into_content_and_space(tiny: SVAC) -> None:
-    video = torch.randint(0, 256, (2, 4, 3, 64, 128), dtype=torch.uint8)
-    foa = torch.randn(2, 4, 4096) * 0.1
+def test_joint_similarity_splits_into_content_space_and_activity(tiny: SVAC) -> None:
+    video = torch.randint(0, 256, (2, 8, 3, 64, 128), dtype=torch.uint8)
+    foa = torch.randn(2, 4, 8192) * torch.linspace(0.01, 1.0, 8192)
     with torch.no_grad():
         video_emb, audio_emb = tiny(video, foa)
-    w, c = tiny.config.spatial_weight, tiny.config.content_dim
-    assert c == 512 - 15
-    assert torch.allclose(video_emb[..., c:].norm(dim=-1), torch.full((2, 4), math.sqrt(w)))
-    cosine = (video_emb * audio_emb).sum(-1)
-    content = (video_emb[..., :c] * audio_emb[..., :c]).sum(-1) / (1 - w)
-    space = (video_emb[..., c:] * audio_emb[..., c:]).sum(-1) / w
-    assert torch.allclose(cosine, (1 - w) * content + w * space, atol=1e-6)
-    assert tiny.video_saliency(video).sum(-1).allclose(torch.ones(2, 2))
+    w, u = tiny.config.spatial_weight, tiny.config.activity_weight
+    parts = tiny.config.parts()
+    assert [(p.start, p.stop) for p in parts.values()] == [(0, 481), (481, 496), (496, 512)]
+    content, space, activity = parts.values()
+    for emb in (video_emb, audio_emb):
+        assert torch.allclose(
+            emb[..., content].norm(dim=-1), torch.full((2, 8), math.sqrt(1 - w - u))
+        )
+        assert torch.allclose(emb[..., space].norm(dim=-1), torch.full((2, 8), math.sqrt(w)))
+        # The activity map: zero mean over time, mean squared norm u.
+        assert torch.allclose(emb[..., activity].mean(1), torch.zeros(2, 16), atol=1e-5)
+        assert torch.allclose(emb[..., activity].square().sum(-1).mean(-1), torch.full((2,), u))
+
+    def part(sl: slice) -> torch.Tensor:
+        return (video_emb[..., sl] * audio_emb[..., sl]).sum(-1).mean(-1)
+
+    similarity = (video_emb * audio_emb).sum(-1).mean(-1)
+    correlation = part(activity) / u
+    assert bool((correlation.abs() <= 1 + 1e-5).all())
+    expected = part(content) + part(space) + u * correlation
+    assert torch.allclose(similarity, expected, atol=1e-6)
+    assert tiny.video_saliency(video).sum(-1).allclose(torch.ones(2, 4))
 
 
 def test_without_spatial_weight_the_layout_is_content_only() -> None:
@@ -338,6 +367,90 @@ def test_without_spatial_weight_the_layout_is_content_only() -> None:
         SVACConfig(spatial_weight=1.0)
 
 
+# ------------------------------------------------------------------------------ activity map
+
+
+def test_standardise_over_time_gives_unit_mean_square_and_keeps_silence_silent() -> None:
+    maps = torch.randn(3, 20, 16) + 5.0
+    out = standardise_over_time(maps)
+    assert torch.allclose(out.mean(1), torch.zeros(3, 16), atol=1e-5)
+    assert torch.allclose(out.square().sum(-1).mean(-1), torch.ones(3), atol=1e-5)
+    assert torch.equal(standardise_over_time(torch.ones(1, 5, 16)), torch.zeros(1, 5, 16))
+
+
+def bursts(azimuth: float, elevation: float, on: list[tuple[float, float]], seconds: float = 2.0):
+    """Noise from one direction, sounding only in the ``on`` (start, end) seconds."""
+    foa = plane_wave(azimuth, elevation, seconds).float()
+    t = torch.arange(foa.shape[-1]) / SR
+    gate = torch.zeros_like(t) + 1e-3
+    for start, end in on:
+        gate[(t >= start) & (t < end)] = 1.0
+    return foa * gate
+
+
+def test_the_audio_activity_map_points_at_a_burst_when_it_sounds(tiny: SVAC) -> None:
+    az, el = 1.0, 0.3
+    foa = bursts(az, el, [(0.5, 1.0)])
+    with torch.no_grad():
+        maps = tiny.activity.audio(tiny.audio_encoder.features(foa))[0]  # (Ta, 16)
+    assert maps.shape == (44, 16)
+    frame_s = 1024 / SR
+    loud = [i for i in range(44) if 0.5 + frame_s < i * frame_s < 1.0 - 2 * frame_s]
+    quiet = [i for i in range(44) if i * frame_s > 1.2]
+    assert float(maps[quiet].abs().max()) < 1e-3 * float(maps[loud, 0].min())
+    d = torch.from_numpy(direction_to_vector(az, el)).float()
+    expected = torch.nn.functional.normalize(real_spherical_harmonics(d, 3), dim=0)
+    cosine = torch.nn.functional.normalize(maps[loud], dim=-1) @ expected
+    assert float(cosine.min()) > 0.99
+
+
+def test_the_audio_activity_map_rotates_and_shifts_with_the_foa(tiny: SVAC) -> None:
+    foa = bursts(0.4, 0.0, [(0.2, 0.6), (1.1, 1.3)])
+    mixing = torch.from_numpy(foa_rotation_matrix(ypr_to_matrix(90.0, 0, 0))).float()
+    hop = 1024
+    with torch.no_grad():
+        maps = tiny.activity.audio(tiny.audio_encoder.features(foa))
+        turned = tiny.activity.audio(tiny.audio_encoder.features((mixing @ foa[0])[None]))
+        shifted = tiny.activity.audio(tiny.audio_encoder.features(torch.roll(foa, 5 * hop, -1)))
+    orders = torch.tensor([0] + [1] * 3 + [2] * 5 + [3] * 7)
+    for order in range(4):
+        # A rotation mixes harmonics of one order among themselves only.
+        energy = maps[..., orders == order].norm(dim=-1)
+        assert torch.allclose(
+            turned[..., orders == order].norm(dim=-1), energy, rtol=1e-3, atol=1e-3
+        )
+    assert float((turned[0, :, 1:] * maps[0, :, 1:]).sum(-1).max()) < 0.3 * float(
+        maps[0].square().sum(-1).max()
+    )
+    assert torch.allclose(
+        shifted[0, 6:-2], maps[0, 1:-7], rtol=1e-3, atol=1e-3 * float(maps.abs().max())
+    )
+
+
+def test_a_still_video_has_no_activity(tiny: SVAC) -> None:
+    still = torch.randint(0, 256, (1, 1, 3, 64, 128), dtype=torch.uint8).expand(1, 8, 3, 64, 128)
+    moving = torch.randint(0, 256, (1, 8, 3, 64, 128), dtype=torch.uint8)
+    activity = tiny.config.parts()["activity"]
+    with torch.no_grad():
+        assert float(tiny.embed_video(still)[..., activity].abs().max()) < 1e-5
+        maps = tiny.activity.video(tiny.video_encoder.pixels(moving))
+    assert maps.shape == (1, 8, 16)
+    assert float(maps.std(dim=1).min()) > 0
+
+
+def test_activity_weight_is_checked() -> None:
+    with pytest.raises(InputError, match="activity_weight must be >= 0"):
+        SVACConfig(spatial_weight=0.5, activity_weight=0.5)
+    with pytest.raises(InputError, match="activity_weight must be >= 0"):
+        SVACConfig(activity_weight=-0.1)
+    # The activity map works without the spatial code too.
+    model = SVAC(SVACConfig(activity_weight=0.3))
+    assert model.spatial is None and model.config.parts()["activity"] == slice(496, 512)
+    with torch.no_grad():
+        video_emb, audio_emb = model(torch.rand(1, 4, 3, 64, 128), torch.randn(1, 4, 4096))
+    assert video_emb.shape == audio_emb.shape == (1, 4, 512)
+
+
 def test_frozen_video_tokens_do_not_move(tiny: SVAC) -> None:
     model = SVAC(SVAC_PRESETS["tiny"]).train()
     model.freeze_video_tokens()
@@ -346,6 +459,8 @@ def test_frozen_video_tokens_do_not_move(tiny: SVAC) -> None:
     assert all(p.grad is None for p in model.video_encoder.parameters())
     assert model.spatial.saliency[1].weight.grad is not None
     assert model.spatial.band_bias.grad is not None
+    assert model.activity.pulse[0].weight.grad is not None
+    assert model.activity.band_gain.grad is not None
 
 
 def test_paper_preset_parameter_count_on_meta_device() -> None:
@@ -368,12 +483,18 @@ def test_paper_preset_parameter_count_on_meta_device() -> None:
     # give 15 of the 512 dimensions to it.
     pixel_embed = 3 * 2 * 16 * 16 * d + d
     spatial = pixel_embed + 2 * 4 * d + (4 * d * d + d) + (d + 1) + 128 + 1 + 3
+    # Activity map: a per-frame 32-d patch embedding, the pulse MLP, 128 band gains and 4
+    # order gains; 16 more dimensions (orders 0-3) leave 481 to the content heads.
+    a = 32
+    activity = (3 * 16 * 16 * a + a) + (a * a + a) + (a + 1) + 128 + 4
     assert count_parameters(model.video_encoder) == video == 86_227_200
     assert count_parameters(model.audio_encoder) == audio == 85_406_976
     assert count_parameters(model.spatial) == spatial
+    assert count_parameters(model.activity) == activity
     # The video content head takes [pooled token, pooled patch-embedding departure].
-    total = video + audio + head(2 * 768, 497) + head(768, 497) + head(384, 512) + spatial
-    assert count_parameters(model) == total == 179_486_311
+    heads = head(2 * 768, 481) + head(768, 481) + head(384, 512)
+    total = video + audio + heads + spatial + activity
+    assert count_parameters(model) == total == 179_479_340
 
 
 def test_videomae_save_and_load_round_trip(tmp_path) -> None:

@@ -198,13 +198,20 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     from pathlib import Path
 
     from swansphere.errors import InputError
+    from swansphere.models.svac import SVACConfig
     from swansphere_training.stages.base import FitOptions
     from swansphere_training.stages.svac import SVACStage, SVACStageConfig
 
     root, corpus = runs
     run = root / "svac-frozen"
     args = ["train", "svac", "--data", str(corpus), "--steps", "1", "--no-track"]
-    settings = ["batch_size=2", "eval_clips=2", "init_from=default", "freeze_video_tokens=true"]
+    settings = [
+        "batch_size=2",
+        "eval_clips=2",
+        "init_from=default",
+        "freeze_video_tokens=true",
+        'model={"activity_weight": 0.2}',
+    ]
     assert main([*args, "--out", str(run), *(x for s in settings for x in ("--set", s))]) == 0
     out = root / "new-svac"
     assert main(["bundle", str(out), "--svac", str(run), "--base", "default"]) == 0
@@ -215,6 +222,21 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     video = [k for k in old if k.startswith("video_encoder.")]
     assert video and all(torch.equal(old[k], new[k]) for k in video)
     assert any(k.startswith("spatial.") for k in new)
+    # The bundle holds the network the run trained: the preset with the run's model fields.
+    assert SVACConfig.from_dict(bundle.component("svac")[0]).activity_weight == 0.2
+    assert bundle.component("svac")[1]["activity.band_gain"].shape == (32,)
+    options = FitOptions(out_dir=Path(root / "bad"), track=False)
     bad = SVACStageConfig(data=str(corpus), freeze_video_tokens=True)
     with pytest.raises(InputError, match="freeze_video_tokens needs init_from"):
-        SVACStage(bad, FitOptions(out_dir=Path(root / "bad"), track=False)).build_model()
+        SVACStage(bad, options).build_model()
+    bad = SVACStageConfig(data=str(corpus), model={"activity_wieght": 0.2})
+    with pytest.raises(InputError, match="activity_wieght"):
+        SVACStage(bad, options).build_model()
+    # init_spatial starts the spatial code from the bundle's too; the activity map is new.
+    warm = SVACStageConfig(data=str(corpus), init_from="default", init_spatial=True)
+    model = SVACStage(warm, options).build_model()
+    spatial = {k: v for k, v in old.items() if k.startswith("spatial.")}
+    assert spatial and all(
+        torch.equal(model.state_dict()[k], v.float()) for k, v in spatial.items()
+    )
+    assert model.activity is not None

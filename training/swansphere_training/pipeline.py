@@ -19,6 +19,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint
 from .stages.base import FitOptions, FitResult
 from .stages.generator import GeneratorStage, GeneratorStageConfig
 from .stages.svac import SVACStage, SVACStageConfig
+from .stages.svac import network_config as svac_network_config
 from .stages.vae import VAEStage, VAEStageConfig
 
 log = logging.getLogger(__name__)
@@ -108,12 +109,11 @@ def export_bundle(
     weights to the module's dtype.
     """
     from swansphere.models.generator import GENERATOR_PRESETS
-    from swansphere.models.svac import SVAC_PRESETS
     from swansphere.models.vae import VAE_PRESETS
 
     if generator_dtype not in ("float16", "float32"):
         raise InputError(f"generator_dtype must be float16 or float32, got {generator_dtype!r}")
-    presets = {"vae": VAE_PRESETS, "svac": SVAC_PRESETS, "generator": GENERATOR_PRESETS}
+    presets = {"vae": VAE_PRESETS, "generator": GENERATOR_PRESETS}
     components, commands, metrics = {}, {}, dict(metrics)
     for name, run in runs.items():
         path = latest_checkpoint(Path(run) / "checkpoints")
@@ -131,8 +131,10 @@ def export_bundle(
                 k: v.half() if v.is_floating_point() and not k.startswith("latent_") else v
                 for k, v in state.items()
             }
-        network_config = presets[name][stage_cfg["preset"]]
-        components[name] = (network_config, state, name)
+        network = (
+            svac_network_config(stage_cfg) if name == "svac" else presets[name][stage_cfg["preset"]]
+        )
+        components[name] = (network, state, name)
         data_meta.setdefault("stages", {})[name] = {
             "checkpoint": str(path),
             "step": checkpoint.step,

@@ -21,6 +21,11 @@ Two encoders map a panorama video and an FOA clip into one 512-d space, frame by
   over the token grid on the video side. A mean-pooled content vector alone could not
   tell a clip from its own 45 deg rotations (rotation_top1 was at chance); a code that
   rotates with the FOA by construction can.
+* :class:`ActivityMap` (preset ``tiny``; ``activity_weight`` > 0) -- what gets louder
+  where, frame by frame: harmonics of orders 0-3 of the rise in level of every mel band
+  along its intensity (audio, measured) and of a learned per-cell pulse of the video
+  frames (video), standardised over the clip. Its part of the similarity is a correlation
+  over time, so it sees circular time shifts and rotations that a clip-static code cannot.
 
 Video features come at fps / tubelet steps per second; :func:`replicate_to_audio_rate`
 repeats them, nearest neighbour in time, at the audio frame rate, so that both sides are
@@ -99,13 +104,16 @@ class SVACConfig:
     spatial_weight: float = 0.0  # share of the cosine similarity given to the spatial code
     spatial_order: int = 3  # spherical-harmonic order of the spatial code
     level_scale_db: float = 10.0  # initial dB per nat of the audio code's band weights
+    # --- activity map (see ActivityMap); 0 leaves it out
+    activity_weight: float = 0.0  # share of the similarity given to the activity map
+    activity_dim: int = 32  # width of the activity map's own per-frame patch embedding
 
     def __post_init__(self) -> None:
         positive = [
             f.name
             for f in dataclasses.fields(self)
             if f.type in ("int", "float")
-            and f.name != "spatial_weight"
+            and f.name not in ("spatial_weight", "activity_weight")
             and not getattr(self, f.name) > 0
         ]
         if positive:
@@ -114,6 +122,11 @@ class SVACConfig:
             (
                 0.0 <= self.spatial_weight < 1.0,
                 f"spatial_weight must be in [0, 1), got {self.spatial_weight}",
+            ),
+            (
+                0.0 <= self.activity_weight and self.spatial_weight + self.activity_weight < 1.0,
+                "activity_weight must be >= 0 and leave content a share (spatial_weight + "
+                f"activity_weight < 1), got {self.activity_weight} + {self.spatial_weight}",
             ),
             (
                 self.latent_hop % self.feature_hop == 0,
@@ -144,9 +157,9 @@ class SVACConfig:
                 f"video_patch {self.video_patch}",
             ),
             (
-                self.embed_dim > self.spatial_dim,
+                self.embed_dim > self.spatial_dim + self.map_dim,
                 f"embed_dim {self.embed_dim} leaves no room for content beside the "
-                f"{self.spatial_dim}-d spatial code",
+                f"{self.spatial_dim}-d spatial code and the {self.map_dim}-d activity map",
             ),
             (
                 self.video_window % self.video_tubelet == 0,
@@ -175,9 +188,25 @@ class SVACConfig:
         return (self.spatial_order + 1) ** 2 - 1 if self.spatial_weight > 0 else 0
 
     @property
+    def map_dim(self) -> int:
+        """Dimensions of the joint embedding taken by the activity map (0 when it is off):
+        the real spherical harmonics of orders 0 to ``spatial_order``."""
+        return (self.spatial_order + 1) ** 2 if self.activity_weight > 0 else 0
+
+    @property
     def content_dim(self) -> int:
         """Dimensions of the joint embedding taken by the learned content heads."""
-        return self.embed_dim - self.spatial_dim
+        return self.embed_dim - self.spatial_dim - self.map_dim
+
+    def parts(self) -> dict[str, slice]:
+        """Where each part lies in a joint embedding: content first, then the spatial code,
+        then the activity map (only the parts that are on)."""
+        out = {"content": slice(0, self.content_dim)}
+        if self.spatial_dim:
+            out["spatial"] = slice(self.content_dim, self.content_dim + self.spatial_dim)
+        if self.map_dim:
+            out["activity"] = slice(self.embed_dim - self.map_dim, self.embed_dim)
+        return out
 
     @property
     def audio_rate_hz(self) -> float:
@@ -204,7 +233,7 @@ class SVACConfig:
 
 SVAC_PRESETS: dict[str, SVACConfig] = {
     # CPU tests and the shipped bundle: 22.05 kHz (VAE 1024x), 64x128 panoramas, 2 blocks.
-    "tiny": SVACConfig(spatial_weight=0.5),
+    "tiny": SVACConfig(spatial_weight=0.4, activity_weight=0.3),
     # Paper scale: 44.1 kHz (VAE 2048x), ViT-B video (VideoMAE-V2 base, 16-frame windows,
     # 224x448 panoramas) and a ViT-B audio encoder over 128 mels, 16 bands x 4 frames per
     # patch. Set freeze_video / freeze_audio after loading pretrained backbones.
@@ -229,7 +258,8 @@ SVAC_PRESETS: dict[str, SVACConfig] = {
         video_heads=12,
         video_intermediate=3072,
         head_hidden=1024,
-        spatial_weight=0.5,
+        spatial_weight=0.4,
+        activity_weight=0.3,
     ),
 }
 
@@ -647,6 +677,89 @@ class SpatialCode(nn.Module):
         return self._finish(torch.einsum("btk,btks->bts", weights, per_frame(harmonics)))
 
 
+def standardise_over_time(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Maps (B, T, S) minus their mean over time, over their root-mean-square norm over time.
+
+    After it, mean_t |m(t)|^2 = 1 (or the map is ~0 when nothing changes), so the mean over
+    time of the dot product of two standardised sequences is their correlation, in [-1, 1].
+    """
+    centred = maps - maps.mean(dim=1, keepdim=True)
+    rms = centred.square().sum(dim=-1).mean(dim=1).sqrt()
+    return centred / (rms[:, None, None] + eps)
+
+
+class ActivityMap(nn.Module):
+    """What gets louder where, frame by frame: real spherical harmonics, orders 0 to
+    ``spatial_order`` (ACN, orthonormal), of the rise of activity over the sphere.
+
+    * Audio (measured): every mel band of every feature frame adds its rise in level over
+      the band's clip mean (dB, rectified: what starts sounding, not what stops), times a
+      learned per-band gain, at its intensity direction: order 0 with weight 1, higher
+      orders with weight |I| <= 1 (a diffuse band has no direction to give).
+    * Video (learned): every token-grid cell of every frame adds a learned pulse, an MLP
+      of how the cell's own patch embedding departs from its clip mean, at the cell centre.
+
+    Each order gets a learned positive gain. The joint model standardises both sequences
+    over the clip (:func:`standardise_over_time`) after bringing them to the audio frame
+    rate, so their part of the similarity is the correlation over time of the two maps: it
+    changes under circular time shifts (who pulses when) and rotations (where), unlike a
+    code that stays put for a whole static clip. Distractors that pulse to a rhythm of
+    their own average out of the correlation instead of having to be ignored by a saliency.
+    """
+
+    def __init__(self, config: SVACConfig) -> None:
+        super().__init__()
+        self.order = config.spatial_order
+        rows, cols = (
+            config.video_height // config.video_patch,
+            config.video_width // config.video_patch,
+        )
+        directions = torch.from_numpy(grid_directions(rows, cols))
+        self.register_buffer(
+            "cell_harmonics", real_spherical_harmonics(directions, self.order), persistent=False
+        )
+        self.register_buffer("orders", harmonic_orders(self.order), persistent=False)
+        dim = config.activity_dim
+        # One frame per embedding (not a tubelet): pulses are as fast as the frame rate.
+        self.patch_embed = nn.Conv2d(
+            3, dim, kernel_size=config.video_patch, stride=config.video_patch
+        )
+        self.pulse = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.band_gain = nn.Parameter(torch.zeros(config.n_mels))
+        # softplus(0.5413) = 1: every order starts with gain 1.
+        self.order_gain = nn.Parameter(torch.full((self.order + 1,), math.log(math.e - 1.0)))
+        self.time_patch = config.time_patch
+
+    def _gains(self) -> torch.Tensor:
+        return nn.functional.softplus(self.order_gain)[self.orders]
+
+    def video(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Raw maps (B, F, S) of normalised frames (B, F, 3, H, W) (:meth:`VideoEncoder.pixels`),
+        one per frame; S = (spatial_order + 1)^2."""
+        batch, frames = pixels.shape[:2]
+        x = self.patch_embed(pixels.flatten(0, 1))  # (B F, D, h, w)
+        x = x.flatten(2).transpose(1, 2).reshape(batch, frames, -1, x.shape[1])
+        pulse = self.pulse(x - x.mean(dim=1, keepdim=True)).squeeze(-1)  # (B, F, cells)
+        return (pulse @ self.cell_harmonics) * self._gains()
+
+    def audio(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw maps (B, Ta, S) of audio-encoder input (B, 7, n_mels, Ta * time_patch)
+        (:meth:`AudioEncoder.features`), summed over each audio frame's feature frames."""
+        batch, frames = features.shape[0], features.shape[-1]
+        level_db = features[:, 0] * LOGMEL_SCALE_DB  # (B, M, F)
+        rise = (level_db - level_db.mean(dim=-1, keepdim=True)).clamp_min(0.0)
+        weight = rise * nn.functional.softplus(self.band_gain + math.log(math.e - 1.0))[:, None]
+        vector = features[:, [6, 4, 5]].permute(0, 2, 3, 1)  # (B, M, F, 3) as (x, y, z)
+        harmonics = real_spherical_harmonics(vector, self.order)  # (B, M, F, S)
+        directness = torch.where(
+            self.orders == 0, 1.0, vector.norm(dim=-1, keepdim=True).clamp_max(1.0)
+        )
+        maps = torch.einsum("bmf,bmfs->bfs", weight, harmonics * directness)
+        steps = frames // self.time_patch
+        maps = maps.reshape(batch, steps, self.time_patch, -1).sum(dim=2)
+        return maps * self._gains()
+
+
 # --------------------------------------------------------------------------------------
 # Heads and the joint model
 # --------------------------------------------------------------------------------------
@@ -675,12 +788,16 @@ class TextHead(ProjectionHead):
 
 
 class SVAC(nn.Module):
-    """Video, audio and text into one space of ``embed_dim`` unit vectors per audio frame.
+    """Video, audio and text into one ``embed_dim`` space, one vector per audio frame.
 
-    With ``spatial_weight`` w > 0 a frame's embedding is [sqrt(1 - w) content, sqrt(w)
-    spatial code] (both unit vectors; :class:`SpatialCode`), so the cosine of two frames
-    is (1 - w) x content cosine + w x spatial cosine. The video content is then pooled
-    with the spatial code's saliency instead of the mean over the token grid.
+    With ``spatial_weight`` w > 0 and ``activity_weight`` u > 0 a frame's embedding is
+    [sqrt(1 - w - u) content, sqrt(w) spatial code, sqrt(u) activity map]: content and code
+    are unit vectors (:class:`SpatialCode`), the activity map is standardised over the clip
+    (:class:`ActivityMap`). The mean over time of the dot product of two sequences (the
+    aligned similarity) is then (1 - w - u) x content cosine + w x spatial cosine +
+    u x activity correlation, in [-1, 1]; frames are unit vectors on average over the
+    clip, and exactly so without the activity map. With the spatial code the video
+    content is pooled with its saliency instead of the mean over the token grid.
     """
 
     def __init__(self, config: SVACConfig) -> None:
@@ -697,13 +814,20 @@ class SVAC(nn.Module):
         self.audio_head = ProjectionHead(config.audio_dim, content, config.head_hidden)
         self.text_head = TextHead(config.text_dim, config.embed_dim, config.head_hidden)
         self.spatial = SpatialCode(config) if config.spatial_weight > 0 else None
+        self.activity = ActivityMap(config) if config.activity_weight > 0 else None
 
-    def _joint(self, content: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
-        """Unit content (..., content_dim) and spatial code (..., spatial_dim) -> (..., E)."""
-        if code is None:
-            return content
-        w = self.config.spatial_weight
-        return torch.cat([math.sqrt(1.0 - w) * content, math.sqrt(w) * code], dim=-1)
+    def _joint(
+        self, content: torch.Tensor, code: torch.Tensor | None, maps: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Unit content (B, T, content_dim), unit spatial code (B, T, spatial_dim) and
+        activity map (B, T, map_dim) at one rate -> (B, T, E); the map is standardised here."""
+        w, u = self.config.spatial_weight, self.config.activity_weight
+        parts = [math.sqrt(1.0 - w - u) * content]
+        if code is not None:
+            parts.append(math.sqrt(w) * code)
+        if maps is not None:
+            parts.append(math.sqrt(u) * standardise_over_time(maps))
+        return torch.cat(parts, dim=-1)
 
     def audio_frames(self, num_samples: int) -> int:
         """Audio frames of ``num_samples`` FOA samples (see :meth:`SVACConfig.audio_frames`)."""
@@ -730,26 +854,35 @@ class SVAC(nn.Module):
         return self.spatial.video_saliency(self.video_encoder.encode(pixels), pixels)[0]
 
     def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
-        """Unit vectors (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
+        """Embeddings (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
 
-        Without ``n_audio_frames``: (B, t, E) at the video step rate (t = ceil(F / tubelet)).
+        Without ``n_audio_frames``: at the video's own rate, (B, t, E) per feature step
+        (t = ceil(F / tubelet)), or (B, F, E) per frame with an activity map.
         """
         pixels = self.video_encoder.pixels(video)
         tokens = self.video_encoder.encode(pixels)
         if self.spatial is None:
-            emb = self.video_head(tokens.mean(dim=2))
+            content, code = self.video_head(tokens.mean(dim=2)), None
         else:
             saliency, local = self.spatial.video_saliency(tokens, pixels)
             pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
-            emb = self._joint(self.video_head(pooled), self.spatial.video(saliency))
-        return emb if n_audio_frames is None else replicate_to_audio_rate(emb, n_audio_frames)
+            content, code = self.video_head(pooled), self.spatial.video(saliency)
+        maps = None if self.activity is None else self.activity.video(pixels)
+        if n_audio_frames is None:
+            n_audio_frames = content.shape[1] if maps is None else maps.shape[1]
+        content, code, maps = (
+            None if x is None else replicate_to_audio_rate(x, n_audio_frames)
+            for x in (content, code, maps)
+        )
+        return self._joint(content, code, maps)
 
     def embed_audio(self, foa: torch.Tensor) -> torch.Tensor:
-        """Unit vectors (B, Ta, E) of AmbiX FOA (B, 4, T) at ``sample_rate``; Ta = ceil(T/hop)."""
+        """Embeddings (B, Ta, E) of AmbiX FOA (B, 4, T) at ``sample_rate``; Ta = ceil(T/hop)."""
         features = self.audio_encoder.features(foa)
         content = self.audio_head(self.audio_encoder.encode(features).mean(dim=2))
         code = None if self.spatial is None else self.spatial.audio(features)
-        return self._joint(content, code)
+        maps = None if self.activity is None else self.activity.audio(features)
+        return self._joint(content, code, maps)
 
     def embed_text(self, caption_emb: torch.Tensor) -> torch.Tensor:
         """Unit vectors (N, E) of caption embeddings (N, text_dim)."""

@@ -159,8 +159,13 @@ def test_roll_moves_the_scene_like_a_yaw_rotation() -> None:
 # ------------------------------------------------------------------------------ loss
 
 
-def test_aligned_similarity_is_mean_cosine_over_time() -> None:
+def test_aligned_similarity_is_mean_dot_product_over_time() -> None:
+    # The mean cosine for unit frames; other frames are not renormalised (an activity map
+    # makes SVAC frames unit only on average over the clip).
     a, b = torch.randn(5, 7), torch.randn(5, 7)
+    expected = sum(float(a[t] @ b[t]) for t in range(5)) / 5
+    assert float(aligned_similarity(a, b)) == pytest.approx(expected, rel=1e-6)
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     expected = sum(float(F.cosine_similarity(a[t], b[t], dim=0)) for t in range(5)) / 5
     assert float(aligned_similarity(a, b)) == pytest.approx(expected, rel=1e-6)
     v, w = unit(3, 5, 7, seed=1), unit(3, 5, 7, seed=2)
@@ -351,5 +356,7 @@ def test_overfit_smoke_tiny_model_learns_four_clips() -> None:
         optimiser.step()
         losses.append(float(loss.detach()))
     first, last = np.mean(losses[:3]), np.mean(losses[-5:])
-    assert first == pytest.approx(math.log(4 + 1 + 1), abs=0.2)  # chance: 6 candidates
+    # At most chance (6 candidates) at the start: the measured activity map already
+    # favours the aligned audio when the video pulses with it.
+    assert first < math.log(4 + 1 + 1) + 0.2
     assert last < 0.7 * first, losses

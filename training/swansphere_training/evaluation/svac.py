@@ -2,15 +2,16 @@
 
 * ``r_at_1``: video-to-audio retrieval: for each clip's video, is its own audio the most
   similar among ``candidates`` clips (itself and the next ones)? Aligned similarity =
-  mean over time of frame-wise cosine similarity.
+  mean over time of the frame-wise dot product (the cosine for unit frames).
 * ``rotation_top1``: is the true FOA more similar to the video than its 7 yaw rotations
   by 45, 90, ..., 315 degrees?
 * ``shift_top1``: is the true alignment more similar than the 7 circular time shifts by
   1/8, ..., 7/8 of the window?
 
 The result also holds ``similarity``, the (N, N) video x audio matrix, for plots; with a
-spatial code, the rotation and shift scores of its content and spatial parts alone, and
-saliency maps of a few clips.
+spatial code or an activity map, the rotation and shift scores of each part of the
+embedding alone (content, spatial, activity); with a spatial code, saliency maps of a few
+clips.
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def _top1(video: torch.Tensor, candidates: torch.Tensor, part: slice) -> bool:
 def evaluate_svac(
     model: SVAC, root: Path, split: str | None = "test", max_clips: int = 128, candidates: int = 64
 ) -> dict:
-    """The metrics of the module docstring. With a spatial code, ``parts`` also holds
-    rotation_top1 and shift_top1 measured on the content or the spatial dimensions alone,
-    and ``saliency`` the first frames (k, H, W, 3) uint8 of up to 4 clips with the video
+    """The metrics of the module docstring. With a spatial code or an activity map,
+    ``parts`` also holds rotation_top1 and shift_top1 measured on each part's dimensions
+    alone (``rotation_top1_content``, ``..._spatial``, ``..._activity``); with a spatial
+    code, ``saliency`` the first frames (k, H, W, 3) uint8 of up to 4 clips with the video
     saliency (k, rows, cols) of their first step, for plots."""
     model.eval()
     video_emb, audio_emb, foa, video = embed_clips(model, root, split, max_clips)
@@ -86,11 +88,9 @@ def evaluate_svac(
     for i in range(n):
         pool = [(i + j) % n for j in range(k)]
         hits.append(int(torch.argmax(sim[i, pool])) == 0)
-    content = slice(0, model.config.content_dim)
-    spatial = slice(model.config.content_dim, None)
     parts = {"all": slice(None)}
-    if model.spatial is not None:
-        parts |= {"content": content, "spatial": spatial}
+    if len(model.config.parts()) > 1:
+        parts |= model.config.parts()
     rotation_hits = {name: [] for name in parts}
     shift_hits = {name: [] for name in parts}
     rotations = np.stack([foa_rotation_matrix(ypr_to_matrix(45.0 * r, 0, 0)) for r in range(8)])
@@ -112,12 +112,14 @@ def evaluate_svac(
         "chance": {"r_at_1": 1.0 / k, "rotation_top1": 1 / 8, "shift_top1": 1 / 8},
         "similarity": sim.numpy(),  # (N, N) video rows x audio columns
     }
-    if model.spatial is not None:
+    if len(parts) > 1:
         result["parts"] = {
             f"{metric}_{name}": float(np.mean(hits_of[name]))
             for metric, hits_of in (("rotation_top1", rotation_hits), ("shift_top1", shift_hits))
-            for name in ("content", "spatial")
+            for name in parts
+            if name != "all"
         }
+    if model.spatial is not None:
         examples = video[:4]
         saliency = model.video_saliency(examples)[:, 0]
         rows, cols = model.video_encoder.grid

@@ -1,8 +1,9 @@
 """SVAC contrastive loss: symmetric InfoNCE over temporally aligned similarity, four negatives.
 
 Similarity of a video clip and an audio clip, both (T, E) sequences at the audio frame
-rate: the mean over the aligned time steps of the cosine similarity of the two frames
-(:func:`aligned_similarity`). Logits are similarities / temperature (paper: 0.07).
+rate: the mean over the aligned time steps of the dot product of the two frames
+(:func:`aligned_similarity`); for unit frames that is the mean cosine similarity. Logits
+are similarities / temperature (paper: 0.07).
 
 Candidates per query (DESIGN.md section 4):
 
@@ -298,24 +299,27 @@ def build_negatives(
 
 
 def aligned_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean over time of the cosine similarity of aligned frames.
+    """Mean over time of the dot product of aligned frames.
 
-    a, b: (..., T, E), broadcastable in the leading dimensions -> (...).
+    a, b: (..., T, E), broadcastable in the leading dimensions -> (...). For unit frames
+    this is the mean cosine similarity. Frames are not renormalised: an SVAC embedding with
+    an activity map is a unit vector only on average over the clip, and its activity part
+    must stay a correlation over time (see ``swansphere.models.svac.SVAC``).
     """
     if a.shape[-2:] != b.shape[-2:]:
         raise InputError(f"sequences must share (T, E); got {tuple(a.shape)} and {tuple(b.shape)}")
-    return (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1).mean(-1)
+    return (a * b).sum(-1).mean(-1)
 
 
 def similarity_matrix(video_emb: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
-    """S[i, j] = aligned similarity of video i and audio j: (B, T, E) x (B, T, E) -> (B, B)."""
+    """S[i, j] = aligned similarity (:func:`aligned_similarity`) of video i and audio j:
+    (B, T, E) x (B, T, E) -> (B, B)."""
     if video_emb.ndim != 3 or video_emb.shape != audio_emb.shape:
         raise InputError(
             f"embeddings must both be (B, T, E); got {tuple(video_emb.shape)} and "
             f"{tuple(audio_emb.shape)}"
         )
-    v, a = F.normalize(video_emb, dim=-1), F.normalize(audio_emb, dim=-1)
-    return torch.einsum("ite,jte->ij", v, a) / v.shape[1]
+    return torch.einsum("ite,jte->ij", video_emb, audio_emb) / video_emb.shape[1]
 
 
 def _own_similarity(query: torch.Tensor, extras: torch.Tensor | None, name: str) -> torch.Tensor:

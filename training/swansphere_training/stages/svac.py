@@ -40,11 +40,31 @@ class SVACStageConfig:
     negatives: dict = field(default_factory=lambda: dataclasses.asdict(NegativeConfig()))
     eval_clips: int = 128
     # A bundle (path, "default" or models:/NAME@ALIAS) whose SVAC encoders start this run;
-    # the heads and the spatial code start fresh (their sizes may differ).
+    # the heads, the activity map and (unless init_spatial) the spatial code start fresh.
     init_from: str | None = None
     # Keep the video tokens exactly those of init_from (VideoMAE and its output norm
     # frozen): a generator trained on that bundle's tokens stays valid with this SVAC.
     freeze_video_tokens: bool = False
+    # Also start the spatial code from init_from's (when it has one of the same shape).
+    init_spatial: bool = False
+    # SVACConfig fields that differ from the preset's, e.g. {"activity_weight": 0.0} for
+    # the ablation without the activity map.
+    model: dict = field(default_factory=dict)
+
+
+def network_config(stage: SVACStageConfig | dict) -> SVACConfig:
+    """The SVAC network of a stage config (or its dict in a checkpoint): the preset with
+    the stage's ``model`` fields changed. InputError names an unknown preset or field."""
+    stage = stage if isinstance(stage, dict) else dataclasses.asdict(stage)
+    preset = stage.get("preset", "tiny")
+    if preset not in SVAC_PRESETS:
+        raise InputError(f"unknown SVAC preset {preset!r}; choose one of {', '.join(SVAC_PRESETS)}")
+    overrides = stage.get("model") or {}
+    if not isinstance(overrides, dict):
+        raise InputError(
+            f"the SVAC stage's model must be a dict of SVACConfig fields, got {overrides!r}"
+        )
+    return SVACConfig.from_dict(SVAC_PRESETS[preset].to_dict() | overrides)
 
 
 class SVACStage(Stage):
@@ -52,24 +72,22 @@ class SVACStage(Stage):
     find_unused_parameters = True
 
     def build_model(self) -> nn.Module:
-        if self.config.preset not in SVAC_PRESETS:
-            raise InputError(
-                f"unknown SVAC preset {self.config.preset!r}; "
-                f"choose one of {', '.join(SVAC_PRESETS)}"
-            )
+        config = network_config(self.config)
         if self.config.freeze_video_tokens and not self.config.init_from:
             raise InputError(
                 "freeze_video_tokens needs init_from: frozen random tokens are useless"
             )
-        model = SVAC(SVAC_PRESETS[self.config.preset])
+        if self.config.init_spatial and not self.config.init_from:
+            raise InputError("init_spatial needs init_from: the bundle to take the code from")
+        model = SVAC(config)
         if self.config.init_from:
-            load_encoders(model, self.config.init_from)
+            load_encoders(model, self.config.init_from, spatial=self.config.init_spatial)
         if self.config.freeze_video_tokens:
             model.freeze_video_tokens()
         return model
 
     def build_data(self):
-        config = SVAC_PRESETS[self.config.preset]
+        config = network_config(self.config)
         samples, frames = svac_window(config)
         clips = ClipDataset(Path(self.config.data), split="train", require_video=True)
         self._captions = CaptionEncoder()
@@ -163,8 +181,9 @@ _ENCODER_FIELDS = tuple(
 )
 
 
-def load_encoders(model: SVAC, source: str) -> None:
-    """Copy the video and audio encoders of bundle ``source``'s SVAC into ``model``."""
+def load_encoders(model: SVAC, source: str, spatial: bool = False) -> None:
+    """Copy the video and audio encoders of bundle ``source``'s SVAC into ``model``; with
+    ``spatial``, its spatial code too (InputError when either side has none, or sizes differ)."""
     config, state = load_bundle(source).component("svac")
     theirs = SVACConfig.from_dict(config)
     mismatch = [
@@ -178,6 +197,12 @@ def load_encoders(model: SVAC, source: str) -> None:
             f"({'; '.join(mismatch)})"
         )
     prefixes = ("video_encoder.", "audio_encoder.")
+    if spatial:
+        if model.spatial is None or not any(k.startswith("spatial.") for k in state):
+            raise InputError(
+                f"init_spatial: {source!r} and this model must both have a spatial code"
+            )
+        prefixes += ("spatial.",)
     encoders = {k: v.float() for k, v in state.items() if k.startswith(prefixes)}
     result = model.load_state_dict(encoders, strict=False)
     missing = [k for k in result.missing_keys if k.startswith(prefixes)]
