@@ -207,7 +207,8 @@ def test_tiny_shapes_and_unit_embeddings(tiny: SVAC) -> None:
     for name in ("content", "spatial"):
         per_step = frames[:, ::2, parts[name]]
         assert torch.equal(frames[:, 1::2, parts[name]], per_step)
-        assert torch.equal(video_emb[..., parts[name]], replicate_to_audio_rate(per_step, 44))
+        expected = replicate_to_audio_rate(per_step, 44, tubelet=2)  # frames are instants
+        assert torch.equal(video_emb[..., parts[name]], expected)
     content_only = SVAC(dataclasses.replace(SVAC_PRESETS["tiny"], activity_weight=0.0)).eval()
     with torch.no_grad():
         video_emb, audio_emb = content_only(video, foa)
@@ -215,7 +216,12 @@ def test_tiny_shapes_and_unit_embeddings(tiny: SVAC) -> None:
     assert torch.allclose(video_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
     assert torch.allclose(audio_emb.norm(dim=-1), torch.ones(2, 44), atol=1e-5)
     assert steps.shape == (2, 4, 512)
-    assert torch.equal(video_emb, replicate_to_audio_rate(steps, 44))
+    assert torch.equal(video_emb, replicate_to_audio_rate(steps, 44, tubelet=2))
+    # Bundles from before frame_timestamps keep the interval convention.
+    old = dataclasses.replace(content_only.config, frame_timestamps=False)
+    content_only.config = old
+    with torch.no_grad():
+        assert torch.equal(content_only.embed_video(video, 44), replicate_to_audio_rate(steps, 44))
 
 
 def test_video_windows_resizing_and_odd_lengths(tiny: SVAC) -> None:
@@ -260,6 +266,44 @@ def test_replicate_to_audio_rate_is_nearest_neighbour() -> None:
         assert torch.equal(got, x[:, torch.from_numpy(nearest)])
     same = torch.randn(1, 9, 3)
     assert torch.equal(replicate_to_audio_rate(same, 9), same)
+
+
+def test_replicate_to_audio_rate_with_frames_as_instants() -> None:
+    # 1 s window: 4 frames at 0, 0.25, 0.5, 0.75 s; 8 audio frames centred at 1/16 + i/8 s.
+    frames = torch.arange(4.0)[None, :, None]
+    assert replicate_to_audio_rate(frames, 8, tubelet=1)[0, :, 0].tolist() == [
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        3,
+    ]
+    # Tubelets of 2 frames are centred at 0.125 and 0.625 s.
+    steps = torch.arange(2.0)[None, :, None]
+    assert replicate_to_audio_rate(steps, 8, tubelet=2)[0, :, 0].tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        1,
+        1,
+    ]
+    for fps, tub, tv, ta in [(4, 2, 8, 86), (4, 1, 16, 86), (8, 4, 5, 37), (3, 3, 7, 100)]:
+        x = torch.randn(1, tv, 2)
+        got = replicate_to_audio_rate(x, ta, tubelet=tub)
+        seconds = tv * tub / fps
+        audio_times = (np.arange(ta) + 0.5) / ta * seconds
+        step_times = (np.arange(tv) * tub + (tub - 1) / 2) / fps
+        distance = np.abs(audio_times[:, None] - step_times[None, :])
+        nearest = tv - 1 - np.round(distance[:, ::-1], 12).argmin(axis=1)
+        assert torch.equal(got, x[:, torch.from_numpy(nearest)])
+    with pytest.raises(InputError, match="tubelet must be >= 1"):
+        replicate_to_audio_rate(frames, 8, tubelet=0)
 
 
 def test_frozen_video_backbone() -> None:

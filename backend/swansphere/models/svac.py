@@ -107,6 +107,9 @@ class SVACConfig:
     # --- activity map (see ActivityMap); 0 leaves it out
     activity_weight: float = 0.0  # share of the similarity given to the activity map
     activity_dim: int = 32  # width of the activity map's own per-frame patch embedding
+    # Video frame f is the instant f / fps (True; see replicate_to_audio_rate), not the
+    # interval [f, f + 1) / fps (False: the convention of bundles before this field).
+    frame_timestamps: bool = False
 
     def __post_init__(self) -> None:
         positive = [
@@ -233,7 +236,7 @@ class SVACConfig:
 
 SVAC_PRESETS: dict[str, SVACConfig] = {
     # CPU tests and the shipped bundle: 22.05 kHz (VAE 1024x), 64x128 panoramas, 2 blocks.
-    "tiny": SVACConfig(spatial_weight=0.4, activity_weight=0.3),
+    "tiny": SVACConfig(spatial_weight=0.4, activity_weight=0.3, frame_timestamps=True),
     # Paper scale: 44.1 kHz (VAE 2048x), ViT-B video (VideoMAE-V2 base, 16-frame windows,
     # 224x448 panoramas) and a ViT-B audio encoder over 128 mels, 16 bands x 4 frames per
     # patch. Set freeze_video / freeze_audio after loading pretrained backbones.
@@ -260,6 +263,7 @@ SVAC_PRESETS: dict[str, SVACConfig] = {
         head_hidden=1024,
         spatial_weight=0.4,
         activity_weight=0.3,
+        frame_timestamps=True,
     ),
 }
 
@@ -269,20 +273,34 @@ SVAC_PRESETS: dict[str, SVACConfig] = {
 # --------------------------------------------------------------------------------------
 
 
-def replicate_to_audio_rate(video_feats: torch.Tensor, n_audio_frames: int) -> torch.Tensor:
+def replicate_to_audio_rate(
+    video_feats: torch.Tensor, n_audio_frames: int, tubelet: int | None = None
+) -> torch.Tensor:
     """Repeat video features (B, Tv, D) at the audio frame rate: (B, n_audio_frames, D).
 
-    Both sequences span the same window, so audio frame i (centre (i + 0.5) / Ta of the
-    window) takes the video step whose centre is nearest: j = floor((i + 0.5) Tv / Ta);
-    an exact tie goes to the later step.
+    Both sequences span the same window; audio frame i is centred at (i + 0.5) / Ta of it
+    (:func:`swansphere.models.features.foa_stft` centres its frames so). Each audio frame
+    takes the nearest video item:
+
+    * ``tubelet`` k: the items are tubelets of k frames and frame f is the instant f / F of
+      the window (as decoded video is: a frame's timestamp is its start, and the corpus's
+      pulse at frame f is the loudness around f / fps), so item j is centred at
+      (j k + (k - 1) / 2) / F: j = floor((i + 0.5) Tv / Ta + 1 / (2k)).
+    * None (bundles before that convention): items are intervals [j, j + 1) / Tv, so
+      j = floor((i + 0.5) Tv / Ta), half a frame later than the first.
+
+    An exact tie goes to the later item.
     """
     if video_feats.ndim != 3 or video_feats.shape[1] < 1:
         raise InputError(f"video features must be (B, Tv >= 1, D), got {tuple(video_feats.shape)}")
     if n_audio_frames < 1:
         raise InputError(f"n_audio_frames must be >= 1, got {n_audio_frames}")
+    if tubelet is not None and tubelet < 1:
+        raise InputError(f"tubelet must be >= 1 frame, got {tubelet}")
     tv = video_feats.shape[1]
     centres = torch.arange(n_audio_frames, device=video_feats.device, dtype=torch.float64) + 0.5
-    index = torch.clamp(torch.floor(centres * tv / n_audio_frames).long(), max=tv - 1)
+    position = centres * tv / n_audio_frames + (0.0 if tubelet is None else 0.5 / tubelet)
+    index = torch.clamp(torch.floor(position).long(), max=tv - 1)
     return video_feats[:, index]
 
 
@@ -868,12 +886,21 @@ class SVAC(nn.Module):
             pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
             content, code = self.video_head(pooled), self.spatial.video(saliency)
         maps = None if self.activity is None else self.activity.video(pixels)
-        if n_audio_frames is None:
-            n_audio_frames = content.shape[1] if maps is None else maps.shape[1]
-        content, code, maps = (
-            None if x is None else replicate_to_audio_rate(x, n_audio_frames)
-            for x in (content, code, maps)
-        )
+        tubelet = self.video_encoder.tubelet
+        if n_audio_frames is not None:
+            # Tubelet steps and single frames are both instants-based when frame_timestamps.
+            step, frame = (tubelet, 1) if self.config.frame_timestamps else (None, None)
+            content, code = (
+                None if x is None else replicate_to_audio_rate(x, n_audio_frames, step)
+                for x in (content, code)
+            )
+            if maps is not None:
+                maps = replicate_to_audio_rate(maps, n_audio_frames, frame)
+        elif maps is not None:  # every step's values on each of its frames
+            content, code = (
+                None if x is None else x.repeat_interleave(tubelet, dim=1)[:, : maps.shape[1]]
+                for x in (content, code)
+            )
         return self._joint(content, code, maps)
 
     def embed_audio(self, foa: torch.Tensor) -> torch.Tensor:
