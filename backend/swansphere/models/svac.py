@@ -589,6 +589,15 @@ class AudioEncoder(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
+def grid_harmonics(config: SVACConfig) -> torch.Tensor:
+    """Real spherical harmonics (cells, (spatial_order + 1)^2), ACN, orthonormal, of the
+    centres of the video token grid's cells in raster order (:func:`grid_directions`)."""
+    rows = config.video_height // config.video_patch
+    cols = config.video_width // config.video_patch
+    directions = torch.from_numpy(grid_directions(rows, cols))
+    return real_spherical_harmonics(directions, config.spatial_order)
+
+
 class SpatialCode(nn.Module):
     """Where the sound comes from, as a unit vector of real spherical-harmonic coefficients.
 
@@ -614,16 +623,7 @@ class SpatialCode(nn.Module):
     def __init__(self, config: SVACConfig) -> None:
         super().__init__()
         self.order = config.spatial_order
-        rows, cols = (
-            config.video_height // config.video_patch,
-            config.video_width // config.video_patch,
-        )
-        directions = torch.from_numpy(grid_directions(rows, cols))
-        self.register_buffer(
-            "cell_harmonics",
-            real_spherical_harmonics(directions, self.order)[:, 1:],
-            persistent=False,
-        )
+        self.register_buffer("cell_harmonics", grid_harmonics(config)[:, 1:], persistent=False)
         self.register_buffer("orders", harmonic_orders(self.order)[1:] - 1, persistent=False)
         dim = config.video_dim
         # A patch embedding of its own (as VideoMAE's: one tubelet x patch per token), so
@@ -728,14 +728,7 @@ class ActivityMap(nn.Module):
     def __init__(self, config: SVACConfig) -> None:
         super().__init__()
         self.order = config.spatial_order
-        rows, cols = (
-            config.video_height // config.video_patch,
-            config.video_width // config.video_patch,
-        )
-        directions = torch.from_numpy(grid_directions(rows, cols))
-        self.register_buffer(
-            "cell_harmonics", real_spherical_harmonics(directions, self.order), persistent=False
-        )
+        self.register_buffer("cell_harmonics", grid_harmonics(config), persistent=False)
         self.register_buffer("orders", harmonic_orders(self.order), persistent=False)
         dim = config.activity_dim
         # One frame per embedding (not a tubelet): pulses are as fast as the frame rate.
