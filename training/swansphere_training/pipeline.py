@@ -134,6 +134,7 @@ def export_bundle(
         network = (
             svac_network_config(stage_cfg) if name == "svac" else presets[name][stage_cfg["preset"]]
         )
+        check_weights_fit(name, network, state, run)
         components[name] = (network, state, name)
         data_meta.setdefault("stages", {})[name] = {
             "checkpoint": str(path),
@@ -188,6 +189,38 @@ def export_bundle(
         components,
         manifest_extra={"data": data_meta, "training_command": commands, "metrics": metrics},
     )
+
+
+def check_weights_fit(kind: str, network: Any, state: dict, run: str | Path) -> None:
+    """InputError unless ``state`` is exactly the weights of a ``kind`` network built from
+    ``network`` (a config dataclass): same names and shapes, bar the module's
+    OPTIONAL_WEIGHTS. Built on the meta device, so it costs no memory. It catches a run
+    whose preset has changed since it trained, before a bundle that cannot load is written.
+    """
+    import torch
+
+    from swansphere.models.bundle import component_builder
+
+    with torch.device("meta"):
+        module = component_builder(kind)(dataclasses.asdict(network))
+    optional = tuple(getattr(module, "OPTIONAL_WEIGHTS", ()))
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in expected if k not in got and not k.startswith(optional)]
+    problems += [f"unexpected {k}" for k in got if k not in expected]
+    problems += [
+        f"{k} is {got[k]}, the network wants {shape}"
+        for k, shape in expected.items()
+        if k in got and got[k] != shape
+    ]
+    if problems:
+        shown = "; ".join(problems[:4]) + (
+            f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+        )
+        raise InputError(
+            f"the {kind} weights of run {run} do not fit the network its preset builds now "
+            f"({shown}); was the run trained before the preset changed?"
+        )
 
 
 def _check_generator_features(run: Path, components: dict[str, tuple]) -> None:
