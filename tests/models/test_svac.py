@@ -271,28 +271,12 @@ def test_replicate_to_audio_rate_is_nearest_neighbour() -> None:
 def test_replicate_to_audio_rate_with_frames_as_instants() -> None:
     # 1 s window: 4 frames at 0, 0.25, 0.5, 0.75 s; 8 audio frames centred at 1/16 + i/8 s.
     frames = torch.arange(4.0)[None, :, None]
-    assert replicate_to_audio_rate(frames, 8, tubelet=1)[0, :, 0].tolist() == [
-        0,
-        1,
-        1,
-        2,
-        2,
-        3,
-        3,
-        3,
-    ]
+    nearest_frame = replicate_to_audio_rate(frames, 8, tubelet=1)[0, :, 0]
+    assert nearest_frame.tolist() == [0, 1, 1, 2, 2, 3, 3, 3]
     # Tubelets of 2 frames are centred at 0.125 and 0.625 s.
     steps = torch.arange(2.0)[None, :, None]
-    assert replicate_to_audio_rate(steps, 8, tubelet=2)[0, :, 0].tolist() == [
-        0,
-        0,
-        0,
-        1,
-        1,
-        1,
-        1,
-        1,
-    ]
+    nearest_step = replicate_to_audio_rate(steps, 8, tubelet=2)[0, :, 0]
+    assert nearest_step.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
     for fps, tub, tv, ta in [(4, 2, 8, 86), (4, 1, 16, 86), (8, 4, 5, 37), (3, 3, 7, 100)]:
         x = torch.randn(1, tv, 2)
         got = replicate_to_audio_rate(x, ta, tubelet=tub)
