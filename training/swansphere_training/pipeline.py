@@ -192,34 +192,21 @@ def export_bundle(
 
 
 def check_weights_fit(kind: str, network: Any, state: dict, run: str | Path) -> None:
-    """InputError unless ``state`` is exactly the weights of a ``kind`` network built from
-    ``network`` (a config dataclass): same names and shapes, bar the module's
-    OPTIONAL_WEIGHTS. Built on the meta device, so it costs no memory. It catches a run
-    whose preset has changed since it trained, before a bundle that cannot load is written.
-    """
+    """InputError unless ``state`` loads into a ``kind`` network built from ``network`` (a
+    config dataclass) on the meta device (:func:`swansphere.models.bundle.weight_mismatches`).
+    It catches a run whose preset has changed since it trained, before a bundle that cannot
+    load is written."""
     import torch
 
-    from swansphere.models.bundle import component_builder
+    from swansphere.models.bundle import component_builder, weight_mismatches
 
     with torch.device("meta"):
         module = component_builder(kind)(dataclasses.asdict(network))
-    optional = tuple(getattr(module, "OPTIONAL_WEIGHTS", ()))
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    problems = [f"missing {k}" for k in expected if k not in got and not k.startswith(optional)]
-    problems += [f"unexpected {k}" for k in got if k not in expected]
-    problems += [
-        f"{k} is {got[k]}, the network wants {shape}"
-        for k, shape in expected.items()
-        if k in got and got[k] != shape
-    ]
+    problems = weight_mismatches(module, state)
     if problems:
-        shown = "; ".join(problems[:4]) + (
-            f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
-        )
         raise InputError(
             f"the {kind} weights of run {run} do not fit the network its preset builds now "
-            f"({shown}); was the run trained before the preset changed?"
+            f"({problems}); was the run trained before the preset changed?"
         )
 
 

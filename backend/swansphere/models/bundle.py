@@ -343,22 +343,32 @@ class Bundle:
         entry = self._entry(name)
         config, state = self.component(name)
         module = component_builder(entry["class"])(config)
-        optional = tuple(getattr(module, "OPTIONAL_WEIGHTS", ()))
-        try:
-            result = module.load_state_dict(state, strict=not optional)
-        except RuntimeError as exc:
+        problems = weight_mismatches(module, state)
+        if problems:
             raise BundleError(
                 f"{entry['weights']} in bundle {self.path} does not fit a {entry['class']!r} "
-                f"built from {entry['config']}: {exc}"
-            ) from exc
-        missing = [k for k in result.missing_keys if not k.startswith(optional)]
-        if missing or result.unexpected_keys:
-            raise BundleError(
-                f"{entry['weights']} in bundle {self.path} does not fit a {entry['class']!r} "
-                f"built from {entry['config']}: missing {missing}, "
-                f"unexpected {result.unexpected_keys}"
+                f"built from {entry['config']}: {problems}"
             )
+        module.load_state_dict(state, strict=False)
         return module.to(device).eval()
+
+
+def weight_mismatches(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``state`` from loading into ``module`` ("" when it fits): missing names
+    (bar the module's ``OPTIONAL_WEIGHTS`` prefixes), unexpected names and shape
+    differences, the first four of them. Works on a module built on the meta device."""
+    optional = tuple(getattr(module, "OPTIONAL_WEIGHTS", ()))
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in expected if k not in got and not k.startswith(optional)]
+    problems += [f"unexpected {k}" for k in got if k not in expected]
+    problems += [
+        f"{k} is {got[k]}, the network wants {shape}"
+        for k, shape in expected.items()
+        if k in got and got[k] != shape
+    ]
+    more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+    return "; ".join(problems[:4]) + more
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:

@@ -50,7 +50,11 @@ from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from swansphere.errors import InputError
-from swansphere.foa.harmonics import harmonic_orders, real_spherical_harmonics
+from swansphere.foa.harmonics import (
+    harmonic_orders,
+    harmonics_count,
+    real_spherical_harmonics,
+)
 from swansphere.foa.panorama import grid_directions
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
@@ -188,13 +192,13 @@ class SVACConfig:
     def spatial_dim(self) -> int:
         """Dimensions of the joint embedding taken by the spatial code (0 when it is off):
         the real spherical harmonics of orders 1 to ``spatial_order``."""
-        return (self.spatial_order + 1) ** 2 - 1 if self.spatial_weight > 0 else 0
+        return harmonics_count(self.spatial_order) - 1 if self.spatial_weight > 0 else 0
 
     @property
     def map_dim(self) -> int:
         """Dimensions of the joint embedding taken by the activity map (0 when it is off):
         the real spherical harmonics of orders 0 to ``spatial_order``."""
-        return (self.spatial_order + 1) ** 2 if self.activity_weight > 0 else 0
+        return harmonics_count(self.spatial_order) if self.activity_weight > 0 else 0
 
     @property
     def content_dim(self) -> int:

@@ -25,6 +25,7 @@ from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
 from swansphere.models.svac import SVAC
 
 from ..data.dataset import ClipDataset, TorchClipDataset
+from ..losses.svac import aligned_similarity
 
 
 def svac_window(config) -> tuple[int, int]:
@@ -60,14 +61,9 @@ def embed_clips(model: SVAC, root: Path, split: str | None, max_clips: int):
     return torch.cat(video_emb), torch.cat(audio_emb), foa, video
 
 
-def _similarity(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Aligned similarity of (..., T, E) unit sequences -> (...)."""
-    return (v * a).sum(-1).mean(-1)
-
-
 def _top1(video: torch.Tensor, candidates: torch.Tensor, part: slice) -> bool:
     """Whether candidate 0 of (K, T, E) is the most similar to video (T, E) over ``part``."""
-    return int(torch.argmax(_similarity(video[None, :, part], candidates[..., part]))) == 0
+    return int(torch.argmax(aligned_similarity(video[None, :, part], candidates[..., part]))) == 0
 
 
 @torch.no_grad()
@@ -83,7 +79,7 @@ def evaluate_svac(
     video_emb, audio_emb, foa, video = embed_clips(model, root, split, max_clips)
     n = video_emb.shape[0]
     k = min(candidates, n)
-    sim = _similarity(video_emb[:, None], audio_emb[None, :])  # (N, N)
+    sim = aligned_similarity(video_emb[:, None], audio_emb[None, :])  # (N, N)
     hits = []
     for i in range(n):
         pool = [(i + j) % n for j in range(k)]
