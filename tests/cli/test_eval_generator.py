@@ -46,9 +46,11 @@ def bundle(tmp_path_factory) -> Path:
 
 def test_eval_generator_json_has_every_metric_and_baseline(corpus, bundle, capsys) -> None:
     args = ["eval", "generator", "--model", str(bundle), "--data", str(corpus)]
-    assert main([*args, "--clips", "2", "--steps", "2", "--video-text", "--json"]) == 0
+    options = ["--clips", "2", "--steps", "2", "--guidance", "2,3", "--video-text", "--json"]
+    assert main([*args, *options]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["clips"] == 2 and result["model"] == str(bundle)
+    assert result["guidance"] == {"text": 2.0, "video": 3.0}
     assert KEYS <= set(result)
     assert 0 <= result["angular_rad"] <= np.pi
     assert result["angular_deg"] == pytest.approx(np.rad2deg(result["angular_rad"]))
@@ -73,7 +75,15 @@ def test_metrics_of_a_front_source_equal_the_front_baseline(corpus, bundle) -> N
         n = round(duration * runtime.sample_rate)
         return encode_mono(rng.standard_normal(n), 0.0, 0.0).astype(np.float32)
 
-    result = evaluate_generator(runtime, corpus, "test", 2, generate=front)
+    configs = []
+
+    def recorded(frames, fps, caption, duration, config):
+        configs.append(config)
+        return front(frames, fps, caption, duration, config)
+
+    result = evaluate_generator(runtime, corpus, "test", 2, generate=recorded, guidance=(2.0, 4.0))
+    assert {(c.guidance_text, c.guidance_video) for c in configs} == {(2.0, 4.0)}
+    assert result["guidance"] == {"text": 2.0, "video": 4.0}
     ref = result["baselines"]["front"]
     for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
         assert result[key] == pytest.approx(ref[key], abs=1e-6)

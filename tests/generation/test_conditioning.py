@@ -1,18 +1,29 @@
-"""Field-of-view frames land at the directions they show; frame checks; patch alignment."""
+"""Field-of-view frames land at the directions they show; frame checks; patch alignment;
+the saliency of each patch's frame against the frames of the recent patches."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 
 from swansphere.errors import InputError
 from swansphere.foa.panorama import direction_to_equirect
 from swansphere.foa.rotation import ypr_to_quat
 from swansphere.generation.conditioning import (
+    FrameCues,
+    SaliencyWindow,
     check_rgb_frame,
+    frame_cues,
+    frame_tokens,
     patch_frame_index,
+    patch_saliency,
     view_to_panorama,
 )
+from swansphere.models.bundle import load_bundle
+from swansphere.models.svac import SVAC, SVAC_PRESETS
 
 
 def marked_view(h: int = 60, w: int = 80) -> np.ndarray:
@@ -75,3 +86,82 @@ def test_patch_alignment_uses_the_newest_frame_before_the_midpoint():
         assert times[i] <= m or i == 0
         assert i == len(times) - 1 or times[i + 1] > m
     assert patch_frame_index(2, 0.186, np.array([1.0])).tolist() == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def svac() -> SVAC:
+    return load_bundle("default").build("svac")
+
+
+@pytest.fixture(scope="module")
+def moving_object() -> torch.Tensor:
+    """Six panorama frames (6, 3, 64, 128): a still grey scene with a bright square that
+    moves one token cell to the right every frame."""
+    frames = torch.full((6, 3, 64, 128), 90, dtype=torch.uint8)
+    frames[:, :, :32, 64:] = 60  # some still structure
+    for i in range(6):
+        frames[i, :, 20:36, 16 * i + 2 : 16 * i + 14] = 250
+    return frames
+
+
+def test_frame_cues_are_the_frame_tokens_and_the_spatial_codes_embeddings(svac, moving_object):
+    cues = frame_cues(svac, moving_object, patch_embeddings=True)
+    torch.testing.assert_close(cues.tokens, frame_tokens(svac, moving_object))
+    pixels = svac.video_encoder.pixels(moving_object[:2, None].expand(-1, 2, -1, -1, -1))
+    torch.testing.assert_close(cues.patch_embeddings[:2], svac.spatial.pixel_tokens(pixels)[:, 0])
+    assert frame_cues(svac, moving_object).patch_embeddings is None
+    both = FrameCues.cat([cues[:2], cues[2:]])
+    torch.testing.assert_close(both.patch_embeddings, cues.patch_embeddings)
+    assert len(cues[torch.tensor([0, 0, 5])]) == 3
+
+
+def test_saliency_departs_from_the_mean_of_the_last_window_frames(svac, moving_object):
+    cues = frame_cues(svac, moving_object, patch_embeddings=True)
+    window = SaliencyWindow(svac, window=3)
+    got = [window.push(cues[i : i + 1]) for i in range(len(cues))]
+    for i, sal in enumerate(got):
+        recent = slice(max(0, i - 2), i + 1)
+        expected = svac.spatial.saliency_against(
+            cues.tokens[i : i + 1],
+            cues.patch_embeddings[i : i + 1],
+            cues.tokens[recent].mean(dim=0),
+            cues.patch_embeddings[recent].mean(dim=0),
+        )
+        torch.testing.assert_close(sal, expected)
+        assert sal.shape == (1, 32) and float(sal.sum()) == pytest.approx(1.0, abs=1e-5)
+    # The whole sequence at once (the training features) is the same stream.
+    torch.testing.assert_close(patch_saliency(svac, cues, 3), torch.cat(got))
+    # Undo (a patch whose sampling failed) puts the window back: frames 4, 5, then 5 again.
+    state = window.state()
+    window.push(cues[:1])
+    window.restore(state)
+    recent = cues[torch.tensor([4, 5, 5])]
+    expected = svac.spatial.saliency_against(
+        cues.tokens[5:6],
+        cues.patch_embeddings[5:6],
+        recent.tokens.mean(dim=0),
+        recent.patch_embeddings.mean(dim=0),
+    )
+    torch.testing.assert_close(window.push(cues[5:6]), expected)
+
+
+def test_svac_clip_saliency_is_the_saliency_against_the_clip_mean(svac, moving_object):
+    video = moving_object[None]  # one clip of six frames
+    pixels = svac.video_encoder.pixels(video)
+    tokens = svac.video_encoder.encode(pixels)
+    local = svac.spatial.pixel_tokens(pixels)
+    expected = svac.spatial.saliency_against(
+        tokens, local, tokens.mean(dim=1, keepdim=True), local.mean(dim=1, keepdim=True)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(svac.video_saliency(video), expected)
+
+
+def test_saliency_needs_a_spatial_code_and_a_window():
+    plain = SVAC(dataclasses.replace(SVAC_PRESETS["tiny"], spatial_weight=0.0))
+    with pytest.raises(InputError, match="no spatial code"):
+        SaliencyWindow(plain, 4)
+    with pytest.raises(InputError, match="no spatial code"):
+        frame_cues(plain, torch.zeros(1, 3, 64, 128, dtype=torch.uint8), patch_embeddings=True)
+    with pytest.raises(InputError, match="at least one patch"):
+        SaliencyWindow(load_bundle("default").build("svac"), 0)

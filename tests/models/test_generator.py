@@ -195,6 +195,42 @@ def test_video_pooler_attends_to_the_cell_that_departs_from_its_mean():
     assert empty < 0.05 * moved, (empty, moved)  # an empty cell barely counts; the object does
 
 
+def test_the_saliency_input_starts_neutral_then_steers_the_video_pooler():
+    torch.manual_seed(0)
+    plain = SpatialGenerator(small_config()).lm.video.eval()
+    pooler = SpatialGenerator(small_config(video_saliency=True)).lm.video.eval()
+    missing = pooler.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["prior_proj.bias", "prior_proj.weight", "prior_scale"]
+    g, c = 8, 16
+    tokens = torch.randn(2, g, c)
+    at_1, at_6 = torch.full((2, g), 0.01), torch.full((2, g), 0.01)
+    at_1[:, 1], at_6[:, 6] = 0.93, 0.93
+    with torch.no_grad():
+        # Zero-initialised: a generator trained without the saliency starts as it was.
+        torch.testing.assert_close(pooler(tokens, at_1), plain(tokens))
+        torch.testing.assert_close(pooler(tokens, at_6), plain(tokens))
+        # Trained, it looks where SVAC saw the sound.
+        pooler.prior_scale.fill_(3.0)
+        pooler.prior_proj.weight.normal_(0.0, 0.1)
+        assert (pooler(tokens, at_1) - pooler(tokens, at_6)).abs().max() > 1e-2
+    with pytest.raises(InputError, match="saliency"):
+        pooler(tokens)
+
+
+def test_the_direction_loss_reaches_the_saliency_input():
+    torch.manual_seed(0)
+    cfg = small_config(video_saliency=True)
+    model = SpatialGenerator(cfg)
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(2, cfg.latent_dim, 3 * cfg.patch_frames, generator=gen)
+    cond = conditioning(2, 3, cfg, gen)
+    cond.saliency = torch.rand(2, 3, cfg.video_tokens, generator=gen).softmax(dim=-1)
+    loss = model.losses(z, cond, gen, torch.randn(2, 3, 3, generator=gen))["direction"]
+    loss.backward()
+    assert model.lm.video.prior_proj.weight.grad.abs().sum() > 0
+    assert model.lm.video.prior_scale.grad is not None
+
+
 def test_flow_pieces():
     s = cosine_schedule(20)
     assert s[0] == 0 and s[-1] == pytest.approx(1.0) and len(s) == 21
@@ -220,3 +256,8 @@ def test_config_validation_and_round_trip():
         GeneratorConfig(lm_dim=30, lm_heads=4)
     with pytest.raises(InputError, match="unknown generator preset"):
         SpatialGenerator.from_config("XL")
+    with pytest.raises(InputError, match="video_saliency must be true or false"):
+        GeneratorConfig(video_saliency="yes")
+    # Bundles from before the saliency input have no such field: they load without it.
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("video_saliency", "saliency_window")}
+    assert not GeneratorConfig.from_dict(old).video_saliency and cfg.video_saliency

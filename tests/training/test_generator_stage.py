@@ -15,12 +15,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from swansphere.errors import InputError
+from swansphere.generation import GeneratorRuntime, SessionConfig
+from swansphere.generation.conditioning import SaliencyWindow
 from swansphere.models.bundle import load_bundle, write_bundle
 from swansphere.models.generator import SpatialGenerator
 from swansphere_training.checkpoint import load_checkpoint
 from swansphere_training.corpus.captioning import caption_corpus
 from swansphere_training.corpus.scene import PRESETS
 from swansphere_training.corpus.synth import synthesize_corpus
+from swansphere_training.data.dataset import ClipDataset
 from swansphere_training.data.features import pseudo_foa
 from swansphere_training.pipeline import export_bundle
 from swansphere_training.stages import FitOptions
@@ -205,3 +208,31 @@ def test_a_stale_feature_cache_is_rebuilt(corpus: Path, tmp_path: Path) -> None:
         assert not torch.equal(rebuilt.get(index, "text"), first.get(index, "text"))
     finally:
         (clip / "caption.json").write_text(json.dumps(record))
+
+
+def test_the_cached_saliency_is_what_generation_computes(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = make_stage(tmp_path, corpus)
+    stage.model = stage.build_model()
+    assert stage.model.config.video_saliency
+    features = stage.features("train")
+    saliency = features.get(0, "saliency")
+    assert saliency.shape == (features.patches(0), stage.model.config.video_tokens)
+    torch.testing.assert_close(saliency.sum(dim=1), torch.ones(len(saliency)))
+
+    # The runtime (same VAE and SVAC) pushes the same frames through the same window.
+    seen: list[torch.Tensor] = []
+    push = SaliencyWindow.push
+
+    def recorded(window: SaliencyWindow, cues) -> torch.Tensor:
+        seen.append(push(window, cues))
+        return seen[-1]
+
+    monkeypatch.setattr(SaliencyWindow, "push", recorded)
+    clip = next(c for c in ClipDataset(corpus, split="train") if c.id == features.ids[0])
+    frames, fps = clip.load_video()
+    runtime = GeneratorRuntime.random("tiny")
+    duration = features.patches(0) * runtime.patch_seconds
+    runtime.generate(frames, fps, None, duration, SessionConfig(steps=1))
+    torch.testing.assert_close(torch.cat(seen), saliency, atol=1e-5, rtol=0)

@@ -198,7 +198,7 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     from pathlib import Path
 
     from swansphere.errors import InputError
-    from swansphere.models.svac import SVACConfig
+    from swansphere.models.svac import SVAC, SVACConfig
     from swansphere_training.stages.base import FitOptions
     from swansphere_training.stages.svac import SVACStage, SVACStageConfig
 
@@ -210,6 +210,8 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
         "eval_clips=2",
         "init_from=default",
         "freeze_video_tokens=true",
+        "init_spatial=true",
+        "freeze_saliency=true",  # the shipped generator takes the saliency too
         'model={"activity_weight": 0.2}',
     ]
     assert main([*args, "--out", str(run), *(x for s in settings for x in ("--set", s))]) == 0
@@ -219,15 +221,25 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     assert set(bundle.components) == {"vae", "svac", "generator"}
     assert "left out" not in caplog.text
     old, new = base.component("svac")[1], bundle.component("svac")[1]
-    video = [k for k in old if k.startswith("video_encoder.")]
-    assert video and all(torch.equal(old[k], new[k]) for k in video)
-    assert any(k.startswith("spatial.") for k in new)
+    kept = [k for k in old if k.startswith(("video_encoder.", *SVAC.SALIENCY_WEIGHTS))]
+    assert kept and all(torch.equal(old[k], new[k]) for k in kept)
+    assert not torch.equal(old["spatial.band_bias"], new["spatial.band_bias"])  # audio side
+    # A new saliency changes what the shipped generator is conditioned on: it is left out.
+    loose = root / "svac-loose"
+    unfrozen = [x for s in settings if "freeze_saliency" not in s for x in ("--set", s)]
+    assert main([*args, "--out", str(loose), *unfrozen]) == 0
+    assert main(["bundle", str(root / "loose"), "--svac", str(loose), "--base", "default"]) == 0
+    assert set(load_bundle(root / "loose").components) == {"vae", "svac"}
+    assert "left out" in caplog.text
     # The bundle holds the network the run trained: the preset with the run's model fields.
     assert SVACConfig.from_dict(bundle.component("svac")[0]).activity_weight == 0.2
     assert bundle.component("svac")[1]["activity.band_gain"].shape == (32,)
     options = FitOptions(out_dir=Path(root / "bad"), track=False)
     bad = SVACStageConfig(data=str(corpus), freeze_video_tokens=True)
     with pytest.raises(InputError, match="freeze_video_tokens needs init_from"):
+        SVACStage(bad, options).build_model()
+    bad = SVACStageConfig(data=str(corpus), init_from="default", freeze_saliency=True)
+    with pytest.raises(InputError, match="freeze_saliency needs init_spatial"):
         SVACStage(bad, options).build_model()
     bad = SVACStageConfig(data=str(corpus), model={"activity_wieght": 0.2})
     with pytest.raises(InputError, match="activity_wieght"):

@@ -152,13 +152,16 @@ def export_bundle(
 
         source = load_bundle(base)
         base_commands = source.training_command
-        # Replaced encoders whose feature weights differ from the base's.
+        # Replaced encoders whose feature weights (for the base's generator) differ.
+        saliency = "generator" in source.components and bool(
+            source.component("generator")[0].get("video_saliency", False)
+        )
         changed = sorted(
             c
             for c in components.keys() & FEATURE_COMPONENTS
             if c in source.components
-            and feature_digest(c, dict(components[c][1]))
-            != feature_digest(c, dict(source.component(c)[1]))
+            and feature_digest(c, dict(components[c][1]), saliency)
+            != feature_digest(c, dict(source.component(c)[1]), saliency)
         )
         for name in source.components:
             if name in components:
@@ -211,9 +214,10 @@ def check_weights_fit(kind: str, network: Any, state: dict, run: str | Path) -> 
 
 
 def _check_generator_features(run: Path, components: dict[str, tuple]) -> None:
-    """Refuse a generator beside a VAE encoder / SVAC video encoder other than the ones that
-    made its training features (recorded in RUN/features/train.safetensors); a new VAE
-    decoder or new SVAC heads are fine."""
+    """Refuse a generator beside a VAE encoder / SVAC video encoder (and saliency, for a
+    generator with the saliency input) other than the ones that made its training features
+    (recorded in RUN/features/train.safetensors); a new VAE decoder or new SVAC heads are
+    fine."""
     from swansphere_training.data.features import feature_digest, read_feature_meta
 
     for name in ("vae", "svac"):
@@ -224,8 +228,9 @@ def _check_generator_features(run: Path, components: dict[str, tuple]) -> None:
     if meta is None:
         log.warning("no feature cache at %s: cannot check the VAE/SVAC it was trained on", cache)
         return
+    saliency = bool(meta.get("saliency_window"))
     for name in ("vae", "svac"):
-        digest = feature_digest(name, dict(components[name][1]))
+        digest = feature_digest(name, dict(components[name][1]), saliency)
         recorded = meta.get(f"{name}_digest")
         if digest != recorded:
             raise InputError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import print_json
+from .common import parse_floats, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p)
     p.add_argument("--seed", type=int, default=0, help="generation seed of the first clip")
     p.add_argument("--steps", type=int, help="Euler steps of the sampler (default: the model's)")
+    p.add_argument(
+        "--guidance",
+        metavar="TEXT,VIDEO",
+        help="three-way guidance scales g_text,g_video (default: the model's)",
+    )
     p.add_argument(
         "--video-text",
         action="store_true",
@@ -97,6 +102,7 @@ def run_generator(args: argparse.Namespace) -> int:
     from swansphere.generation.session import GeneratorRuntime
     from swansphere_training.evaluation.generator import evaluate_generator
 
+    guidance = parse_floats(args.guidance, 2, "--guidance") if args.guidance else None
     torch.set_num_threads(1)
     runtime = GeneratorRuntime.load(args.model)
     result = evaluate_generator(
@@ -107,6 +113,7 @@ def run_generator(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps=args.steps,
         video_text=args.video_text,
+        guidance=guidance,
     )
     print_json({"model": args.model, **result})
     return 0

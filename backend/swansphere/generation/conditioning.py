@@ -7,12 +7,20 @@
 - Video tokens of one frame (:func:`frame_tokens`): SVAC VideoMAE patch tokens of the
   frame alone (repeated over the encoder's window), so a frame's tokens never depend on
   later frames and streaming equals offline.
+- Where the sound is likely to be (:class:`SaliencyWindow`): SVAC's spatial-code saliency
+  of each patch's frame, which looks at what departs from the recent frames (what pulses
+  or moves). SVAC measured departures from the clip's mean; a stream has no clip, so the
+  mean here runs over the frames of the last ``window`` patches, the patch's own included.
+  Offline generation, streaming and the training features all push the same per-patch
+  frames through the same window, so they agree.
 - Caption tokens: the text encoder's last hidden states (:meth:`CaptionEncoder.encode_tokens`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,6 +58,20 @@ def check_rgb_frame(frame: np.ndarray, what: str = "frame") -> np.ndarray:
             )
         return np.ascontiguousarray(np.round(f * 255).astype(np.uint8))
     raise InputError(f"{what} must be uint8 or float in [0, 1], got dtype {f.dtype}")
+
+
+def panorama_canvas(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """An equirectangular RGB frame (H, W, 3) (see :func:`check_rgb_frame`) as the uint8
+    tensor (3, h, w) of the canvas ``size`` = (h, w) that the video encoder takes: resized
+    (bilinear, antialiased) and rounded back to uint8, as the server stores frames. The
+    generator's training features go through it too, so they see what serving sees."""
+    f = torch.from_numpy(check_rgb_frame(frame, "panorama")).permute(2, 0, 1)
+    if tuple(f.shape[1:]) == tuple(size):
+        return f
+    resized = torch.nn.functional.interpolate(
+        f[None].float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    return resized.round().clamp(0, 255).to(torch.uint8)
 
 
 def view_to_panorama(
@@ -99,11 +121,94 @@ def frame_tokens(svac, frames: torch.Tensor) -> torch.Tensor:
     """SVAC video tokens (N, G, video_dim) of N single equirectangular frames (N, 3, H, W)
     (uint8 RGB or float in [0, 1]); each frame is encoded alone, repeated over the VideoMAE
     window, so its tokens depend on nothing else."""
+    return frame_cues(svac, frames).tokens
+
+
+@dataclass(frozen=True)
+class FrameCues:
+    """What the generator takes of N single frames: SVAC's VideoMAE ``tokens`` (N, G,
+    video_dim) and its spatial code's own ``patch_embeddings`` (N, G, video_dim) of the
+    same pixels, or None when they are not needed (a generator without saliency input)."""
+
+    tokens: torch.Tensor
+    patch_embeddings: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def __getitem__(self, index: slice | torch.Tensor) -> FrameCues:
+        local = self.patch_embeddings
+        return FrameCues(self.tokens[index], None if local is None else local[index])
+
+    @staticmethod
+    def cat(parts: list[FrameCues]) -> FrameCues:
+        """The cues of several batches of frames, in order."""
+        local = [p.patch_embeddings for p in parts]
+        return FrameCues(
+            torch.cat([p.tokens for p in parts]),
+            None if any(x is None for x in local) else torch.cat(local),  # type: ignore[misc]
+        )
+
+
+@torch.inference_mode()
+def frame_cues(svac, frames: torch.Tensor, patch_embeddings: bool = False) -> FrameCues:
+    """:class:`FrameCues` of N single equirectangular frames (N, 3, H, W) (uint8 RGB or
+    float in [0, 1]), each encoded alone as :func:`frame_tokens` does; with
+    ``patch_embeddings`` also the spatial code's embeddings (its tubelet of one frame)."""
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"frames must be a tensor (N, 3, H, W), got {tuple(frames.shape)}")
-    window = svac.video_encoder.window
-    video = frames[:, None].expand(-1, window, -1, -1, -1)
-    return svac.video_tokens(video)[:, 0].float()
+    encoder = svac.video_encoder
+    pixels = encoder.pixels(frames[:, None].expand(-1, encoder.window, -1, -1, -1))
+    tokens = encoder.encode(pixels)[:, 0].float()
+    if not patch_embeddings:
+        return FrameCues(tokens)
+    if svac.spatial is None:
+        raise InputError("this SVAC has no spatial code, so it gives no saliency")
+    local = svac.spatial.pixel_tokens(pixels[:, : svac.spatial.tubelet])[:, 0].float()
+    return FrameCues(tokens, local)
+
+
+class SaliencyWindow:
+    """SVAC saliency (1, G) of each patch's frame, in patch order (see the module docstring).
+
+    :meth:`push` takes the cues (N = 1) of the frame conditioning the next patch and returns
+    its saliency against the mean of the last ``window`` pushed frames, its own included
+    (the first patch's frame departs from nothing: its saliency is its look alone).
+    """
+
+    def __init__(self, svac, window: int) -> None:
+        if window < 1:
+            raise InputError(f"the saliency window must be at least one patch, got {window}")
+        if svac.spatial is None:
+            raise InputError("this SVAC has no spatial code, so it gives no saliency")
+        self.spatial = svac.spatial
+        self.recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=window)
+
+    @torch.inference_mode()
+    def push(self, cues: FrameCues) -> torch.Tensor:
+        if cues.patch_embeddings is None or len(cues) != 1:
+            raise InputError("the saliency window takes one frame's cues with patch embeddings")
+        self.recent.append((cues.tokens, cues.patch_embeddings))
+        tokens_mean = torch.cat([t for t, _ in self.recent]).mean(dim=0)
+        local_mean = torch.cat([x for _, x in self.recent]).mean(dim=0)
+        return self.spatial.saliency_against(
+            cues.tokens, cues.patch_embeddings, tokens_mean, local_mean
+        )
+
+    def state(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What :meth:`restore` needs to undo later pushes."""
+        return list(self.recent)
+
+    def restore(self, state: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.recent.clear()
+        self.recent.extend(state)
+
+
+def patch_saliency(svac, cues: FrameCues, window: int) -> torch.Tensor:
+    """Saliency (P, G) of P patches whose frames' cues are ``cues`` (P of them, patch order,
+    a frame repeated for every patch it conditions), as a stream computes it."""
+    tracker = SaliencyWindow(svac, window)
+    return torch.cat([tracker.push(cues[i : i + 1]) for i in range(len(cues))])
 
 
 def patch_frame_index(n_patches: int, patch_seconds: float, frame_times: np.ndarray) -> np.ndarray:
@@ -117,4 +222,14 @@ def patch_frame_index(n_patches: int, patch_seconds: float, frame_times: np.ndar
     return np.clip(np.searchsorted(times, mids, side="right") - 1, 0, times.size - 1)
 
 
-__all__ = ["check_rgb_frame", "frame_tokens", "patch_frame_index", "view_to_panorama"]
+__all__ = [
+    "FrameCues",
+    "SaliencyWindow",
+    "check_rgb_frame",
+    "frame_cues",
+    "frame_tokens",
+    "panorama_canvas",
+    "patch_frame_index",
+    "patch_saliency",
+    "view_to_panorama",
+]

@@ -2,9 +2,10 @@
 frames and captions as they arrive and yield FOA patch by patch.
 
 Data flow per patch t (DESIGN.md section 2): conditioning (video tokens of the frame
-aligned with patch t, caption tokens) -> Spatial LM step (KV cache) -> LocDiT sampling
-(Euler, cosine schedule, three-way guidance) -> streaming VAE decode -> FOA chunk
-(AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
+aligned with patch t and, for generators that take it, SVAC's saliency of that frame
+against the frames of the recent patches; caption tokens) -> Spatial LM step (KV cache)
+-> LocDiT sampling (Euler, cosine schedule, three-way guidance) -> streaming VAE decode
+-> FOA chunk (AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
 
 Offline generation (:meth:`GeneratorRuntime.generate`) encodes all frames in one batch,
 runs the same patch sampler, and decodes the whole latent sequence at once; a session fed
@@ -48,7 +49,14 @@ from swansphere.models.text import CaptionEncoder
 from swansphere.models.vae import FOAVAE, VAE_PRESETS, StreamingDecoder
 
 from .accel import accelerate
-from .conditioning import check_rgb_frame, frame_tokens, patch_frame_index, view_to_panorama
+from .conditioning import (
+    FrameCues,
+    SaliencyWindow,
+    frame_cues,
+    panorama_canvas,
+    patch_frame_index,
+    view_to_panorama,
+)
 
 if TYPE_CHECKING:
     from .batcher import SessionBatcher
@@ -114,6 +122,10 @@ class GeneratorRuntime:
             raise InputError(
                 f"generator video tokens ({gcfg.video_dim}, grid {gcfg.video_grid}) do not match "
                 f"SVAC's ({svac.config.video_dim}, grid {svac.video_encoder.grid})"
+            )
+        if gcfg.video_saliency and svac.spatial is None:
+            raise InputError(
+                "the generator takes SVAC's saliency, but this SVAC has no spatial code"
             )
         self.name = name
         self.device = torch.device(device)
@@ -240,26 +252,13 @@ class GeneratorRuntime:
 
     def frame_to_canvas(self, frame: np.ndarray) -> torch.Tensor:
         """An RGB frame (H, W, 3) -> uint8 tensor (3, h, w) at the canvas size."""
-        f = torch.from_numpy(check_rgb_frame(frame, "panorama")).permute(2, 0, 1)
-        h, w = self.canvas_size
-        if tuple(f.shape[1:]) != (h, w):
-            f = (
-                torch.nn.functional.interpolate(
-                    f[None].float(),
-                    size=(h, w),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=True,
-                )[0]
-                .round()
-                .clamp(0, 255)
-                .to(torch.uint8)
-            )
-        return f
+        return panorama_canvas(frame, self.canvas_size)
 
-    def video_tokens(self, canvases: torch.Tensor) -> torch.Tensor:
-        """Video tokens (N, G, video_dim) of canvases (N, 3, h, w)."""
-        return frame_tokens(self.svac, canvases.to(self.device))
+    def frame_cues(self, canvases: torch.Tensor) -> FrameCues:
+        """What the generator takes of canvases (N, 3, h, w): video tokens (N, G, video_dim),
+        and the spatial code's patch embeddings when the generator takes the saliency."""
+        saliency = self.generator.config.video_saliency
+        return frame_cues(self.svac, canvases.to(self.device), patch_embeddings=saliency)
 
     # --- sessions and offline generation ---------------------------------------------
 
@@ -308,10 +307,10 @@ class GeneratorRuntime:
             canvases = torch.stack([self.frame_to_canvas(f) for f in frames])
             index = patch_frame_index(n_patches, self.patch_seconds, times)
             used, inverse = np.unique(index, return_inverse=True)
-            tokens = torch.cat(  # batches of 64 frames
-                [self.video_tokens(canvases[used[i : i + 64]]) for i in range(0, len(used), 64)]
+            cues = FrameCues.cat(  # batches of 64 frames
+                [self.frame_cues(canvases[used[i : i + 64]]) for i in range(0, len(used), 64)]
             )
-            video = tokens[torch.from_numpy(inverse)]
+            video = cues[torch.from_numpy(inverse)]
         sampler = PatchSampler(self, config)
         text = self.caption_tokens(caption)
         latents = []
@@ -371,6 +370,9 @@ class PatchSampler:
         self.schedule = cosine_schedule(self.steps).to(runtime.device)
         self.noise = torch.Generator(device=runtime.device).manual_seed(config.seed)
         self.cache = KVCache(cfg.lm_layers)
+        self.saliency = (
+            SaliencyWindow(runtime.svac, cfg.saliency_window) if cfg.video_saliency else None
+        )
         self.history: list[torch.Tensor] = []  # normalised patches (1, f, D), newest last
         self.patch = 0
         self.timings: dict[str, float] = {}
@@ -382,13 +384,14 @@ class PatchSampler:
 
     @torch.inference_mode()
     def step(
-        self, video: torch.Tensor | None, text: torch.Tensor, text_mask: torch.Tensor
+        self, video: FrameCues | None, text: torch.Tensor, text_mask: torch.Tensor
     ) -> torch.Tensor:
         """Generate the next patch: normalised latents (1, patch_frames, latent_dim).
 
-        video: (1, G, video_dim) tokens of the aligned frame, or None; text (1, L, text_dim)
-        and text_mask (1, L) of the current caption (all False: no caption).
-        """
+        video: the cues of the aligned frame (:meth:`GeneratorRuntime.frame_cues`, N = 1),
+        or None; text (1, L, text_dim) and text_mask (1, L) of the current caption (all
+        False: no caption). With the saliency input, each call's frame joins the window
+        of recent frames that the next patches' saliency departs from."""
         request = self.prepare(video, text, text_mask)
         try:
             x = sample_patches(self.runtime, [request])[0]
@@ -400,7 +403,7 @@ class PatchSampler:
 
     @torch.inference_mode()
     def prepare(
-        self, video: torch.Tensor | None, text: torch.Tensor, text_mask: torch.Tensor
+        self, video: FrameCues | None, text: torch.Tensor, text_mask: torch.Tensor
     ) -> PatchRequest:
         """The LM step of the next patch (arguments as :meth:`step`), its boundary context
         and its initial noise; then :func:`sample_patches` and :meth:`finish`, or
@@ -410,12 +413,17 @@ class PatchSampler:
         g, cfg, dev = self.model, self.model.config, self.runtime.device
         start = time.perf_counter()
         self._undo = (list(self.cache.keys), list(self.cache.values), self.cache.length,
-                      self.noise.get_state())  # fmt: skip
+                      self.noise.get_state(),
+                      None if self.saliency is None else self.saliency.state())  # fmt: skip
         has_text = bool(text_mask.any())
         rows = len(CONDITIONS)
         video_present = torch.tensor([video is not None, False, False], device=dev)
         text_present = torch.tensor([has_text, has_text, False], device=dev)
-        vid = None if video is None else video[:, None].expand(rows, 1, -1, -1)
+        vid = sal = None
+        if video is not None:
+            vid = video.tokens[:, None].expand(rows, 1, -1, -1)
+            if self.saliency is not None:
+                sal = self.saliency.push(video)[:, None].expand(rows, 1, -1)
         cond = Conditioning(
             vid, video_present, text.expand(rows, -1, -1), text_mask.expand(rows, -1), text_present
         )
@@ -424,7 +432,9 @@ class PatchSampler:
             if self.history
             else torch.zeros(1, cfg.patch_frames, cfg.latent_dim, device=dev)
         )
-        lm_in = g.lm.inputs(prev[:, None].expand(rows, 1, -1, -1), vid, video_present, self.patch)
+        lm_in = g.lm.inputs(
+            prev[:, None].expand(rows, 1, -1, -1), vid, video_present, self.patch, saliency=sal
+        )
         text_ctx, text_ctx_mask, text_kv = self._text(cond, text)
         h = self.runtime.accel.lm(lm_in, text_ctx, text_ctx_mask, self.cache, text_kv)[:, 0]
         lm_done = time.perf_counter()
@@ -459,9 +469,11 @@ class PatchSampler:
         are as before its :meth:`prepare`, so the session can go on."""
         if self._pending is None:
             return
-        keys, values, length, noise_state = self._undo
+        keys, values, length, noise_state, saliency = self._undo
         self.cache.keys, self.cache.values, self.cache.length = keys, values, length
         self.noise.set_state(noise_state)
+        if self.saliency is not None:
+            self.saliency.restore(saliency)
         self._pending, self._undo = None, ()
 
     def _text(self, cond: Conditioning, text: torch.Tensor) -> tuple:
@@ -569,7 +581,7 @@ class GeneratorSession:
         self._sampler = PatchSampler(runtime, config)
         self._decoder = StreamingDecoder(runtime.vae)
         self._frames: list[tuple[float, torch.Tensor]] = []  # (capture time, canvas), sorted
-        self._tokens: dict[int, torch.Tensor] = {}  # id(canvas) -> tokens
+        self._cues: dict[int, FrameCues] = {}  # id(canvas) -> its cues
         self._caption = runtime.caption_tokens(None)
         self._end_s: float | None = config.duration_s
         self._emitted = 0  # samples returned so far
@@ -627,7 +639,7 @@ class GeneratorSession:
         mid = self.time_s + 0.5 * self.patch_seconds
         keep = max(0, int(np.searchsorted([t for t, _ in self._frames], mid, side="right")) - 1)
         for _, old in self._frames[:keep]:
-            self._tokens.pop(id(old), None)
+            self._cues.pop(id(old), None)
         del self._frames[:keep]
 
     def set_panorama(self, frame: np.ndarray, time_s: float | None = None) -> None:
@@ -676,15 +688,15 @@ class GeneratorSession:
 
     # --- output --------------------------------------------------------------------
 
-    def _frame_for_patch(self) -> torch.Tensor | None:
+    def _frame_for_patch(self) -> FrameCues | None:
         if not self._frames:
             return None
         times = np.array([t for t, _ in self._frames])
         index = int(patch_frame_index(self._sampler.patch + 1, self.patch_seconds, times)[-1])
         canvas = self._frames[index][1]
-        if id(canvas) not in self._tokens:
-            self._tokens[id(canvas)] = self.runtime.video_tokens(canvas[None])
-        return self._tokens[id(canvas)]
+        if id(canvas) not in self._cues:
+            self._cues[id(canvas)] = self.runtime.frame_cues(canvas[None])
+        return self._cues[id(canvas)]
 
     def next_chunk(self) -> np.ndarray | None:
         """The next patch of FOA (4, patch_samples) float32, or None once finished (the
@@ -751,7 +763,7 @@ class GeneratorSession:
         """Free the session's state (frames, caches, decoder state)."""
         self.closed = True
         self._frames.clear()
-        self._tokens.clear()
+        self._cues.clear()
         self._sampler.cache = KVCache(0)
         self._decoder.reset()
 

@@ -670,9 +670,22 @@ class SpatialCode(nn.Module):
         came from (B, F, 3, H, W), normalised: each step sums to 1 over the cells. Also
         returns the departure (B, t, cells, D) of the patch embedding from its clip mean."""
         local = self.pixel_tokens(pixels)
-        departures = [x - x.mean(dim=1, keepdim=True) for x in (tokens, local)]
-        logits = self.saliency(torch.cat([tokens, local, *departures], dim=-1)).squeeze(-1)
-        return logits.softmax(dim=-1), departures[1]
+        means = [x.mean(dim=1, keepdim=True) for x in (tokens, local)]
+        return self.saliency_against(tokens, local, *means), local - means[1]
+
+    def saliency_against(
+        self,
+        tokens: torch.Tensor,
+        local: torch.Tensor,
+        tokens_mean: torch.Tensor,
+        local_mean: torch.Tensor,
+    ) -> torch.Tensor:
+        """Saliency (..., cells), summing to 1 over the cells, of VideoMAE tokens and this
+        code's patch embeddings (..., cells, D) of the same frames, given the means
+        (broadcastable) that their departures are measured from: the clip's mean in
+        training, a causal running mean when streaming (the generator's conditioning)."""
+        features = [tokens, local, tokens - tokens_mean, local - local_mean]
+        return self.saliency(torch.cat(features, dim=-1)).squeeze(-1).softmax(dim=-1)
 
     def video(self, saliency: torch.Tensor) -> torch.Tensor:
         """Unit codes (B, t, spatial_dim) of a saliency over the token grid (B, t, cells)."""
@@ -860,6 +873,19 @@ class SVAC(nn.Module):
         """
         self.video_encoder.freeze(True)
         self.video_encoder.norm.requires_grad_(False)
+
+    # The weights the video saliency depends on besides the video tokens (the generator's
+    # saliency input comes from them).
+    SALIENCY_WEIGHTS = ("spatial.pixel_embed.", "spatial.saliency.")
+
+    def freeze_saliency(self) -> None:
+        """Freeze the spatial code's video side (its patch embedding and saliency MLP), so
+        that with :meth:`freeze_video_tokens` :meth:`video_saliency` stays what it is: a
+        generator conditioned on the saliency stays valid. The audio side still trains."""
+        if self.spatial is None:
+            raise InputError("this SVAC has no spatial code (spatial_weight = 0)")
+        for module in (self.spatial.pixel_embed, self.spatial.saliency):
+            module.requires_grad_(False)
 
     def video_saliency(self, video: torch.Tensor) -> torch.Tensor:
         """Where the spatial code looks: (B, t, h*w) per video step, summing to 1 over cells."""

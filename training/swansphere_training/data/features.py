@@ -12,10 +12,16 @@ Per clip (keys ``<clip id>.<name>``):
   L = 0.5 (W + Y), R = 0.5 (W - Y), becomes W' = L + R (= W, the level of the original),
   and one of X, Y, Z (``pseudo_axis`` 0, 1, 2, drawn per clip from its id) holds L - R (= Y);
   the other two dipoles are zero. One axis per clip keeps the cache to two VAE passes;
-- ``video`` (frames, G, video_dim) float16: SVAC tokens of every video frame on its own
-  (:func:`swansphere.generation.conditioning.frame_tokens`), and ``video_index`` (P,) int64:
-  the frame conditioning each patch (:func:`patch_frame_index`, frame i shown at i / fps);
-  a clip without video has one zero frame and ``has_video`` false;
+- ``video`` (frames, G, video_dim) float16: SVAC tokens of every video frame on its own,
+  brought to the canvas as the server does (``panorama_canvas`` and ``frame_cues`` of
+  :mod:`swansphere.generation.conditioning`), and ``video_index`` (P,) int64: the frame
+  conditioning each patch (:func:`patch_frame_index`, frame i shown at i / fps); a clip
+  without video has one zero frame and ``has_video`` false;
+- ``saliency`` (P, G) float32: SVAC's spatial-code saliency of each patch's frame against
+  the running mean of the last ``saliency_window`` patches' frames
+  (:func:`swansphere.generation.conditioning.patch_saliency`, as a stream computes it);
+  zeros when the spec's ``saliency_window`` is 0 (a generator without the saliency input)
+  or the clip has no video;
 - ``intensity`` (P, 3) float32: the clip's broadband intensity (x, y, z) per patch
   (:func:`swansphere.foa.doa.segment_intensity` of the FOA at the VAE rate): the direction
   targets of the generator's auxiliary loss. Caches written before it existed gain it on
@@ -25,8 +31,9 @@ Per clip (keys ``<clip id>.<name>``):
   without a caption has an all-false mask and ``has_text`` false.
 
 The file's metadata records what the features depend on (the sha256 of the bundle's VAE
-encoder and SVAC video encoder weights, :func:`feature_digest`, the text encoder, the patch
-and caption sizes, and each clip's id, caption and audio size);
+encoder and SVAC video encoder weights, with its saliency's when saliency is computed,
+:func:`feature_digest`, the text encoder, the patch and caption sizes, the saliency window,
+and each clip's id, caption and audio size);
 :func:`load_or_build_features` rebuilds a cache whose record differs from what the current
 run would write, so a stale cache is never used.
 """
@@ -53,8 +60,14 @@ from swansphere.errors import InputError
 from swansphere.foa.doa import segment_intensity
 from swansphere.foa.encode import pseudo_foa as fold_pseudo_foa
 from swansphere.foa.io import resample
-from swansphere.generation.conditioning import frame_tokens, patch_frame_index
+from swansphere.generation.conditioning import (
+    frame_cues,
+    panorama_canvas,
+    patch_frame_index,
+    patch_saliency,
+)
 from swansphere.models.bundle import Bundle, fsync_dir
+from swansphere.models.svac import SVAC
 
 from .clip import AUDIO_FILE
 from .dataset import ClipDataset, ClipRecord
@@ -68,7 +81,9 @@ _TEXT_BATCH = 64
 # The parts of each bundle component the features come from: the VAE's encoder and SVAC's
 # video encoder. A new decoder or new projection heads leave the features (and a generator
 # trained on them) valid.
-FEATURE_WEIGHTS = {"vae": "encoder.", "svac": "video_encoder."}
+FEATURE_WEIGHTS = {"vae": ("encoder.",), "svac": ("video_encoder.",)}
+# The video side of SVAC's spatial code, when the saliency is computed.
+SALIENCY_WEIGHTS = SVAC.SALIENCY_WEIGHTS
 
 
 def pseudo_foa(foa: np.ndarray, axis: int) -> np.ndarray:
@@ -91,19 +106,28 @@ class FeatureSpec:
     """What the features depend on besides the clips (recorded in the cache)."""
 
     vae_digest: str  # feature_digest of the VAE (its encoder)
-    svac_digest: str  # feature_digest of SVAC (its video encoder)
+    svac_digest: str  # feature_digest of SVAC (its video encoder; with saliency, its video side)
     text_encoder: str  # "minilm" or a local model path
     patch_frames: int
     max_text_tokens: int
+    saliency_window: int = 0  # patches; 0: no saliency
 
     @classmethod
-    def of(cls, bundle: Bundle, patch_frames: int, max_text_tokens: int, text_encoder: str):
+    def of(
+        cls,
+        bundle: Bundle,
+        patch_frames: int,
+        max_text_tokens: int,
+        text_encoder: str,
+        saliency_window: int = 0,
+    ):
         return cls(
             vae_digest=feature_digest("vae", bundle.component("vae")[1]),
-            svac_digest=feature_digest("svac", bundle.component("svac")[1]),
+            svac_digest=feature_digest("svac", bundle.component("svac")[1], saliency_window > 0),
             text_encoder=text_encoder,
             patch_frames=int(patch_frames),
             max_text_tokens=int(max_text_tokens),
+            saliency_window=int(saliency_window),
         )
 
 
@@ -114,15 +138,17 @@ def tensor_digest(state: dict[str, torch.Tensor]) -> str:
     for key in sorted(state):
         t = state[key].detach().cpu().contiguous()
         digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 
-def feature_digest(component: str, state: dict[str, torch.Tensor]) -> str:
+def feature_digest(component: str, state: dict[str, torch.Tensor], saliency: bool = False) -> str:
     """:func:`tensor_digest` of the weights of ``component`` ("vae" or "svac") that the
-    features depend on (:data:`FEATURE_WEIGHTS`)."""
-    prefix = FEATURE_WEIGHTS[component]
-    return tensor_digest({k: v for k, v in state.items() if k.startswith(prefix)})
+    features depend on (:data:`FEATURE_WEIGHTS`; with ``saliency``, also the video side of
+    SVAC's spatial code, :data:`SALIENCY_WEIGHTS`)."""
+    extra = SALIENCY_WEIGHTS if saliency and component == "svac" else ()
+    prefixes = FEATURE_WEIGHTS[component] + extra
+    return tensor_digest({k: v for k, v in state.items() if k.startswith(prefixes)})
 
 
 def _clip_record(clip: ClipRecord) -> dict[str, Any]:
@@ -212,13 +238,15 @@ def load_or_build_features(
     patch_frames: int,
     max_text_tokens: int,
     text_encoder: str = "minilm",
+    saliency_window: int = 0,
     progress: bool = True,
 ) -> ClipFeatures:
     """The features of ``clips`` from the cache at ``path``, built first when the cache is
-    missing, unreadable or stale (another bundle, caption, clip set or size)."""
+    missing, unreadable or stale (another bundle, caption, clip set, size or saliency
+    window)."""
     if len(clips) == 0:
         raise InputError(f"no clips under {clips.root}/{clips.split or ''} to compute features of")
-    spec = FeatureSpec.of(bundle, patch_frames, max_text_tokens, text_encoder)
+    spec = FeatureSpec.of(bundle, patch_frames, max_text_tokens, text_encoder, saliency_window)
     expected = _expected_meta(spec, clips)
     if path.is_file():
         cached = _read_cache(path)
@@ -292,15 +320,23 @@ def build_features(
         mean, _ = vae.encode(both)  # (2, latent_dim, F)
         tensors[f"{clip.id}.latent"] = mean[0].contiguous()
         tensors[f"{clip.id}.pseudo"] = mean[1].contiguous()
+        cells = svac_token_shape(svac)[0]
+        saliency = torch.zeros(patches, cells)
         if clip.has_video:
             frames, fps = clip.load_video()  # (n, H, W, 3) uint8
-            video = torch.from_numpy(frames).permute(0, 3, 1, 2)
-            tokens = frame_tokens(svac, video).to(torch.float16)
+            size = svac.video_encoder.frame_size
+            video = torch.stack([panorama_canvas(f, size) for f in frames])  # as served
+            cues = frame_cues(svac, video, patch_embeddings=spec.saliency_window > 0)
+            tokens = cues.tokens.to(torch.float16)
             index = patch_frame_index(patches, patch_seconds, np.arange(len(frames)) / fps)
+            if spec.saliency_window:
+                per_patch = cues[torch.from_numpy(np.asarray(index, dtype=np.int64))]
+                saliency = patch_saliency(svac, per_patch, spec.saliency_window)
         else:
             tokens = torch.zeros(1, *svac_token_shape(svac), dtype=torch.float16)
             index = np.zeros(patches, dtype=np.int64)
         tensors[f"{clip.id}.video"] = tokens.contiguous()
+        tensors[f"{clip.id}.saliency"] = saliency.float().contiguous()
         tensors[f"{clip.id}.video_index"] = torch.from_numpy(np.asarray(index, dtype=np.int64))
         records[clip.id].update({"pseudo_axis": axis, "patches": int(patches)})
     captions = [clip.caption_text() or "" for clip in clips]

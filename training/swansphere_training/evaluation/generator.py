@@ -163,11 +163,13 @@ def evaluate_generator(
     progress: bool = False,
     generate: Callable[..., np.ndarray] | None = None,
     video_text: bool = False,
+    guidance: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a generator runtime (:class:`swansphere.generation.session.GeneratorRuntime`:
     ``generate``, ``sample_rate``, ``vae``) on up to ``max_clips`` clips with video of
     ``root/split`` (see the module docstring). ``seed`` seeds generation (clip i uses
-    seed + i) and the random baseline; ``steps`` overrides the sampler's Euler steps."""
+    seed + i) and the random baseline; ``steps`` overrides the sampler's Euler steps and
+    ``guidance`` = (g_text, g_video) its guidance scales (reported as ``guidance``)."""
     from swansphere.generation.session import SessionConfig
 
     clips = ClipDataset(root, split=split, require_video=True)[:max_clips]
@@ -176,6 +178,10 @@ def evaluate_generator(
     rate = runtime.sample_rate
     generate = generate or runtime.generate
     rng = np.random.default_rng(seed)
+    model_config = runtime.generator.config
+    if guidance is None:
+        guidance = (model_config.guidance_text, model_config.guidance_video)
+    g_text, g_video = (float(g) for g in guidance)
     model, text_only, both = _Tally(), _Tally(), _Tally()
     baselines = {name: _Tally() for name in BASELINES}
     skipped_text = 0
@@ -185,7 +191,8 @@ def evaluate_generator(
         reference = resample(foa, clip_rate, rate).astype(np.float32)
         frames, fps = clip.load_video()
         duration = reference.shape[1] / rate
-        config = SessionConfig(seed=seed + i, steps=steps)
+        config = SessionConfig(seed=seed + i, steps=steps, guidance_text=g_text,
+                               guidance_video=g_video)  # fmt: skip
         ref_dir = _direction(reference)
         ref_traj = _trajectory(reference, rate)
 
@@ -231,6 +238,7 @@ def evaluate_generator(
         "clips": len(clips),
         "split": split,
         "seed": seed,
+        "guidance": {"text": g_text, "video": g_video},
         "sample_rate": rate,
         "conditioning": "video only (angular, trajectory); caption only (text_*)",
         **model.summary(),

@@ -53,7 +53,7 @@ EVAL_CONDITIONS = (
     ("none", False, False),
 )
 # Batch entries with one row per patch (the rest are per clip).
-PER_PATCH = ("video", "intensity")
+PER_PATCH = ("video", "saliency", "intensity")
 _SALT_NOISE = 0x6E4E01
 _SALT_EVAL = 0x6E4E02
 
@@ -114,7 +114,9 @@ class GeneratorCrops(Dataset):
     """Random crops of ``patches`` patches of every clip's cached features.
 
     Item: ``latent`` and ``pseudo`` (latent_dim, patches * patch_frames) float32; ``video``
-    (patches, G, video_dim) float32, the tokens of each patch's frame; ``intensity``
+    (patches, G, video_dim) float32, the tokens of each patch's frame; ``saliency``
+    (patches, G) float32, SVAC's saliency of it (zeros for a generator without the
+    saliency input); ``intensity``
     (patches, 3) float32, the reference's intensity per patch; ``text`` (L, text_dim)
     float32, ``text_mask`` (L,) bool; ``has_video`` and ``has_text`` bool. The crop offset
     comes from NumPy's global RNG, which the stage seeds per item (exact resumption).
@@ -140,6 +142,7 @@ def crop_item(f: ClipFeatures, clip: int, first: int, patches: int, pf: int) -> 
         "latent": f.get(clip, "latent")[:, frames].float(),
         "pseudo": f.get(clip, "pseudo")[:, frames].float(),
         "video": f.get(clip, "video")[index].float(),
+        "saliency": f.get(clip, "saliency")[first : first + patches].float(),
         "intensity": f.get(clip, "intensity")[first : first + patches].float(),
         "text": f.get(clip, "text").float(),
         "text_mask": f.get(clip, "text_mask"),
@@ -207,7 +210,11 @@ class GeneratorStage(Stage):
         """The generator weights of the ``init_from`` bundle, checked against the preset
         before the model is built."""
         config, state = load_bundle(self.config.init_from).component("generator")
-        if config != GENERATOR_PRESETS[self.config.preset].to_dict():
+        preset = GENERATOR_PRESETS[self.config.preset]
+        if not config.get("video_saliency", False):  # it may gain the saliency input
+            config = {**config, "video_saliency": preset.video_saliency,
+                      "saliency_window": preset.saliency_window}  # fmt: skip
+        if config != preset.to_dict():
             raise InputError(
                 f"init_from {self.config.init_from!r}: its generator config differs from "
                 f"preset {self.config.preset!r}"
@@ -225,6 +232,7 @@ class GeneratorStage(Stage):
             config.patch_frames,
             config.max_text_tokens,
             config.text_encoder,
+            saliency_window=config.saliency_window if config.video_saliency else 0,
             progress=self.options.progress and self.dist.is_main,
         )
 
@@ -299,6 +307,7 @@ class GeneratorStage(Stage):
             text=batch["text"],
             text_mask=batch["text_mask"],
             text_present=text_present,
+            saliency=batch["saliency"],
         )
         # The pseudo-FOA's direction is not the reference's: no direction loss there.
         intensity = None if curriculum or not self.config.direction_weight else batch["intensity"]
@@ -361,6 +370,7 @@ class GeneratorStage(Stage):
                 text=batch["text"],
                 text_mask=batch["text_mask"],
                 text_present=batch["has_text"] & text,
+                saliency=batch["saliency"],
             )
             noise = torch.Generator().manual_seed(derive_seed(_SALT_EVAL, self.seed))
             losses = [
@@ -418,13 +428,15 @@ def _row(cond: Conditioning, i: int) -> Conditioning:
         text=cond.text[i : i + 1],
         text_mask=cond.text_mask[i : i + 1],
         text_present=cond.text_present[i : i + 1],
+        saliency=None if cond.saliency is None else cond.saliency[i : i + 1],
     )
 
 
 def _load_initial_weights(model: SpatialGenerator, state: dict[str, Tensor], source: str) -> None:
     """Load ``init_from``'s generator weights (any dtype) into ``model``."""
     result = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(model.OPTIONAL_WEIGHTS)]
+    optional = model.OPTIONAL_WEIGHTS + model.SALIENCY_WEIGHTS
+    missing = [k for k in result.missing_keys if not k.startswith(optional)]
     if missing or result.unexpected_keys:
         raise InputError(
             f"init_from {source!r}: generator weights do not fit (missing {missing}, "
@@ -445,6 +457,8 @@ def _check_bundle_fits(bundle, model: SpatialGenerator) -> None:
         problems.append(f"SVAC video_dim {svac['video_dim']} != {config.video_dim}")
     if grid != tuple(config.video_grid):
         problems.append(f"SVAC token grid {grid} != {tuple(config.video_grid)}")
+    if config.video_saliency and not svac.get("spatial_weight", 0.0) > 0:
+        problems.append("the generator takes SVAC's saliency, but this SVAC has no spatial code")
     if problems:
         raise InputError(f"bundle {bundle.path} does not fit the generator: {'; '.join(problems)}")
 

@@ -47,6 +47,9 @@ class SVACStageConfig:
     freeze_video_tokens: bool = False
     # Also start the spatial code from init_from's (when it has one of the same shape).
     init_spatial: bool = False
+    # With init_spatial and freeze_video_tokens, also keep the video saliency exactly
+    # init_from's: a generator conditioned on it (video_saliency) stays valid too.
+    freeze_saliency: bool = False
     # SVACConfig fields that differ from the preset's, e.g. {"activity_weight": 0.0} for
     # the ablation without the activity map.
     model: dict = field(default_factory=dict)
@@ -79,11 +82,20 @@ class SVACStage(Stage):
             )
         if self.config.init_spatial and not self.config.init_from:
             raise InputError("init_spatial needs init_from: the bundle to take the code from")
+        if self.config.freeze_saliency and not (
+            self.config.init_spatial and self.config.freeze_video_tokens
+        ):
+            raise InputError(
+                "freeze_saliency needs init_spatial and freeze_video_tokens: the saliency "
+                "depends on both the spatial code and the video tokens"
+            )
         model = SVAC(config)
         if self.config.init_from:
             load_encoders(model, self.config.init_from, spatial=self.config.init_spatial)
         if self.config.freeze_video_tokens:
             model.freeze_video_tokens()
+        if self.config.freeze_saliency:
+            model.freeze_saliency()
         return model
 
     def build_data(self):
