@@ -17,7 +17,6 @@ from swansphere.generation.conditioning import (
     SaliencyWindow,
     check_rgb_frame,
     frame_cues,
-    frame_tokens,
     patch_frame_index,
     patch_saliency,
     view_to_panorama,
@@ -104,9 +103,12 @@ def moving_object() -> torch.Tensor:
     return frames
 
 
-def test_frame_cues_are_the_frame_tokens_and_the_spatial_codes_embeddings(svac, moving_object):
+def test_frame_cues_are_single_frame_tokens_and_the_spatial_codes_embeddings(svac, moving_object):
     cues = frame_cues(svac, moving_object, patch_embeddings=True)
-    torch.testing.assert_close(cues.tokens, frame_tokens(svac, moving_object))
+    # Each frame alone, repeated over the VideoMAE window (and the spatial code's tubelet).
+    for i in (0, 3):
+        alone = moving_object[i : i + 1, None].expand(-1, svac.video_encoder.window, -1, -1, -1)
+        torch.testing.assert_close(cues.tokens[i : i + 1], svac.video_tokens(alone)[:, 0])
     pixels = svac.video_encoder.pixels(moving_object[:2, None].expand(-1, 2, -1, -1, -1))
     torch.testing.assert_close(cues.patch_embeddings[:2], svac.spatial.pixel_tokens(pixels)[:, 0])
     assert frame_cues(svac, moving_object).patch_embeddings is None

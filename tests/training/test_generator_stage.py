@@ -190,6 +190,19 @@ def test_intensity_is_added_to_an_older_cache_and_init_from_a_bundle(
     with pytest.raises(InputError, match="config differs"):
         make_stage(tmp_path / "x", corpus, init_from="default", preset="S").build_model()
 
+    # A generator from before the saliency input, sampled with other guidance, starts one
+    # with it: the new weights at zero.
+    base = load_bundle("default")
+    config, weights = base.component("generator")
+    config = {k: v for k, v in config.items() if k not in ("video_saliency", "saliency_window")}
+    config |= {"guidance_text": 1.5, "guidance_video": 1.5}
+    weights = {k: v for k, v in weights.items() if not k.startswith("lm.video.prior_")}
+    older = {name: (*base.component(name), name) for name in ("vae", "svac")}
+    older["generator"] = (config, weights, "generator")
+    older_bundle = write_bundle(tmp_path / "older", older)
+    model = make_stage(tmp_path / "y", corpus, init_from=str(older_bundle)).build_model()
+    assert model.lm.video.prior_proj.weight.abs().sum() == 0 and model.lm.video.prior_scale == 0
+
 
 def test_a_stale_feature_cache_is_rebuilt(corpus: Path, tmp_path: Path) -> None:
     stage = make_stage(tmp_path, corpus)

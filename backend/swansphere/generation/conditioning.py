@@ -4,7 +4,7 @@
   and field of view, which :func:`view_to_panorama` projects into the panorama canvas so
   that each pixel lands at the direction it shows (DESIGN.md section 3 axes and
   :mod:`swansphere.foa.panorama` image convention).
-- Video tokens of one frame (:func:`frame_tokens`): SVAC VideoMAE patch tokens of the
+- Video tokens of one frame (:func:`frame_cues`): SVAC VideoMAE patch tokens of the
   frame alone (repeated over the encoder's window), so a frame's tokens never depend on
   later frames and streaming equals offline.
 - Where the sound is likely to be (:class:`SaliencyWindow`): SVAC's spatial-code saliency
@@ -116,14 +116,6 @@ def view_to_panorama(
     return canvas, seen
 
 
-@torch.inference_mode()
-def frame_tokens(svac, frames: torch.Tensor) -> torch.Tensor:
-    """SVAC video tokens (N, G, video_dim) of N single equirectangular frames (N, 3, H, W)
-    (uint8 RGB or float in [0, 1]); each frame is encoded alone, repeated over the VideoMAE
-    window, so its tokens depend on nothing else."""
-    return frame_cues(svac, frames).tokens
-
-
 @dataclass(frozen=True)
 class FrameCues:
     """What the generator takes of N single frames: SVAC's VideoMAE ``tokens`` (N, G,
@@ -143,18 +135,17 @@ class FrameCues:
     @staticmethod
     def cat(parts: list[FrameCues]) -> FrameCues:
         """The cues of several batches of frames, in order."""
-        local = [p.patch_embeddings for p in parts]
-        return FrameCues(
-            torch.cat([p.tokens for p in parts]),
-            None if any(x is None for x in local) else torch.cat(local),  # type: ignore[misc]
-        )
+        local = [p.patch_embeddings for p in parts if p.patch_embeddings is not None]
+        tokens = torch.cat([p.tokens for p in parts])
+        return FrameCues(tokens, torch.cat(local) if len(local) == len(parts) else None)
 
 
 @torch.inference_mode()
 def frame_cues(svac, frames: torch.Tensor, patch_embeddings: bool = False) -> FrameCues:
     """:class:`FrameCues` of N single equirectangular frames (N, 3, H, W) (uint8 RGB or
-    float in [0, 1]), each encoded alone as :func:`frame_tokens` does; with
-    ``patch_embeddings`` also the spatial code's embeddings (its tubelet of one frame)."""
+    float in [0, 1]): each frame is encoded alone, repeated over the VideoMAE window, so its
+    tokens depend on nothing else; with ``patch_embeddings`` also the spatial code's
+    embeddings (its tubelet of the one frame)."""
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"frames must be a tensor (N, 3, H, W), got {tuple(frames.shape)}")
     encoder = svac.video_encoder
@@ -227,7 +218,6 @@ __all__ = [
     "SaliencyWindow",
     "check_rgb_frame",
     "frame_cues",
-    "frame_tokens",
     "panorama_canvas",
     "patch_frame_index",
     "patch_saliency",

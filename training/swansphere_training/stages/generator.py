@@ -210,11 +210,12 @@ class GeneratorStage(Stage):
         """The generator weights of the ``init_from`` bundle, checked against the preset
         before the model is built."""
         config, state = load_bundle(self.config.init_from).component("generator")
-        preset = GENERATOR_PRESETS[self.config.preset]
-        if not config.get("video_saliency", False):  # it may gain the saliency input
-            config = {**config, "video_saliency": preset.video_saliency,
-                      "saliency_window": preset.saliency_window}  # fmt: skip
-        if config != preset.to_dict():
+        preset = GENERATOR_PRESETS[self.config.preset].to_dict()
+        # The sampler's settings are not the network's; and it may gain the saliency input.
+        kept = {k: preset[k] for k in ("steps", "guidance_text", "guidance_video")}
+        if not config.get("video_saliency", False):
+            kept |= {k: preset[k] for k in ("video_saliency", "saliency_window")}
+        if config | kept != preset:
             raise InputError(
                 f"init_from {self.config.init_from!r}: its generator config differs from "
                 f"preset {self.config.preset!r}"
