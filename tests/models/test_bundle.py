@@ -90,6 +90,7 @@ def test_round_trip_builds_the_same_network_in_eval_mode(tmp_path: Path) -> None
 
     config, state = bundle.component("toy")
     assert config == {"dims": [3, 2], "inner": {"width": 8, "gains": [0.5, 2.0]}, "tag": "x"}
+    assert bundle.config("toy") == config
     assert state.keys() == toy.state_dict().keys()
     net = bundle.build("toy")
     assert not net.training and net.config == toy.config  # tuples and nested dataclass back
@@ -173,6 +174,10 @@ def test_file_changed_after_verification_is_caught_on_use(tmp_path: Path) -> Non
     save_file({k: v * 0 for k, v in toy.state_dict().items()}, str(path / "toy.safetensors"))
     with pytest.raises(BundleError, match=r"checksum mismatch for toy\.safetensors"):
         bundle.component("toy")
+    assert bundle.config("toy")["tag"] == "x"  # the config alone never reads the weights
+    (path / "toy.config.json").write_text('{"dims": [3, 2], "tag": "y"}')
+    with pytest.raises(BundleError, match=r"checksum mismatch for toy\.config\.json"):
+        bundle.config("toy")
 
 
 def test_default_spec_without_a_shipped_bundle_says_so(

@@ -154,7 +154,7 @@ def export_bundle(
         base_commands = source.training_command
         # Replaced encoders whose feature weights (for the base's generator) differ.
         saliency = "generator" in source.components and bool(
-            source.component("generator")[0].get("video_saliency", False)
+            source.config("generator").get("video_saliency", False)
         )
         changed = sorted(
             c

@@ -315,8 +315,8 @@ class Bundle:
             )
         return data
 
-    def component(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """``(config dict, state dict)`` of component ``name``; tensors on the CPU."""
+    def config(self, name: str) -> dict[str, Any]:
+        """The config dict of component ``name``, without reading its weights."""
         entry = self._entry(name)
         try:
             config = json.loads(self._read_verified(entry["config"]))
@@ -326,6 +326,12 @@ class Bundle:
             ) from exc
         if not isinstance(config, dict):
             raise BundleError(f"{entry['config']} in bundle {self.path} is not a JSON object")
+        return config
+
+    def component(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``(config dict, state dict)`` of component ``name``; tensors on the CPU."""
+        entry = self._entry(name)
+        config = self.config(name)
         try:
             state = load_safetensors_bytes(self._read_verified(entry["weights"]))
         except (SafetensorError, ValueError, RuntimeError) as exc:

@@ -614,7 +614,7 @@ class SpatialGenerator(nn.Module):
     OPTIONAL_WEIGHTS = ("direction_head.", "lm.video.token_mean", "lm.video.saliency_scale")
     # The saliency input's weights (``video_saliency``): a generator trained without it can
     # start one with it (fine-tuning), since they start at zero.
-    SALIENCY_WEIGHTS = ("lm.video.prior_",)
+    SALIENCY_INPUT_WEIGHTS = ("lm.video.prior_",)
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()

@@ -82,8 +82,6 @@ _TEXT_BATCH = 64
 # video encoder. A new decoder or new projection heads leave the features (and a generator
 # trained on them) valid.
 FEATURE_WEIGHTS = {"vae": ("encoder.",), "svac": ("video_encoder.",)}
-# The video side of SVAC's spatial code, when the saliency is computed.
-SALIENCY_WEIGHTS = SVAC.SALIENCY_WEIGHTS
 
 
 def pseudo_foa(foa: np.ndarray, axis: int) -> np.ndarray:
@@ -145,8 +143,8 @@ def tensor_digest(state: dict[str, torch.Tensor]) -> str:
 def feature_digest(component: str, state: dict[str, torch.Tensor], saliency: bool = False) -> str:
     """:func:`tensor_digest` of the weights of ``component`` ("vae" or "svac") that the
     features depend on (:data:`FEATURE_WEIGHTS`; with ``saliency``, also the video side of
-    SVAC's spatial code, :data:`SALIENCY_WEIGHTS`)."""
-    extra = SALIENCY_WEIGHTS if saliency and component == "svac" else ()
+    SVAC's spatial code, :data:`SVAC.SALIENCY_WEIGHTS`)."""
+    extra = SVAC.SALIENCY_WEIGHTS if saliency and component == "svac" else ()
     prefixes = FEATURE_WEIGHTS[component] + extra
     return tensor_digest({k: v for k, v in state.items() if k.startswith(prefixes)})
 
@@ -287,7 +285,7 @@ def add_missing_intensity(
         return False
     from swansphere.models.vae import VAEConfig
 
-    vae = VAEConfig.from_dict(bundle.component("vae")[0])
+    vae = VAEConfig.from_dict(bundle.config("vae"))
     rate, patch_samples = vae.sample_rate, patch_frames * vae.hop_length
     for clip in tqdm(missing, desc="patch intensity", unit="clip", disable=len(missing) < 50):
         foa, _ = _clip_foa(clip, rate, patch_samples)

@@ -436,7 +436,7 @@ def _row(cond: Conditioning, i: int) -> Conditioning:
 def _load_initial_weights(model: SpatialGenerator, state: dict[str, Tensor], source: str) -> None:
     """Load ``init_from``'s generator weights (any dtype) into ``model``."""
     result = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    optional = model.OPTIONAL_WEIGHTS + model.SALIENCY_WEIGHTS
+    optional = model.OPTIONAL_WEIGHTS + model.SALIENCY_INPUT_WEIGHTS
     missing = [k for k in result.missing_keys if not k.startswith(optional)]
     if missing or result.unexpected_keys:
         raise InputError(
@@ -448,8 +448,8 @@ def _load_initial_weights(model: SpatialGenerator, state: dict[str, Tensor], sou
 def _check_bundle_fits(bundle, model: SpatialGenerator) -> None:
     """The bundle's VAE latent and SVAC tokens must have the sizes the preset expects."""
     config = model.config
-    vae, _ = bundle.component("vae")
-    svac, _ = bundle.component("svac")
+    vae = bundle.config("vae")
+    svac = bundle.config("svac")
     grid = (svac["video_height"] // svac["video_patch"], svac["video_width"] // svac["video_patch"])
     problems = []
     if vae["latent_dim"] != config.latent_dim:
