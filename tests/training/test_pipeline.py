@@ -267,3 +267,42 @@ def test_a_run_whose_preset_changed_since_is_refused_before_bundling() -> None:
     narrower = replace(SVACConfig.from_dict(config), activity_dim=16)
     with pytest.raises(InputError, match=r"activity.patch_embed.weight is \(32, 3, 16, 16\)"):
         check_weights_fit("svac", narrower, state, "old")
+
+
+def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monkeypatch):
+    import argparse
+    import sys
+
+    from swansphere.cli.train import _tuned_field
+    from swansphere.errors import InputError
+    from swansphere_training.pipeline import tune_components
+
+    out = tmp_path / "tuned"
+    args = ["bundle", str(out), "--base", "default"]
+    tunes = ["svac.activity_weight=0.45", "generator.guidance_video=4"]
+    args += [x for t in tunes for x in ("--tune", t)]
+    monkeypatch.setattr(sys, "argv", ["swansphere", *args])  # the recorded command
+    assert main(args) == 0
+    base, tuned = load_bundle("default"), load_bundle(out)
+    assert tuned.config("svac")["activity_weight"] == 0.45
+    assert tuned.config("generator")["guidance_video"] == 4
+    assert tuned.build("svac").config.activity_weight == 0.45
+    for name in ("vae", "svac", "generator"):  # the same weights
+        old, new = base.component(name)[1], tuned.component(name)[1]
+        assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    record = tuned.data["tuned"]["svac"]["activity_weight"]
+    assert record == {"trained_with": base.config("svac")["activity_weight"], "bundled": 0.45}
+    assert "--tune svac.activity_weight=0.45" in tuned.training_command["bundle"]
+
+    components = {n: (*base.component(n), n) for n in ("svac", "generator")}
+    with pytest.raises(InputError, match=r"generator\.lm_dim: not tunable"):
+        tune_components(dict(components), {"generator": {"lm_dim": 64}})
+    with pytest.raises(InputError, match="would need other weights"):
+        tune_components(dict(components), {"svac": {"activity_weight": 0.0}})
+    with pytest.raises(InputError, match="leave content a share"):
+        tune_components(dict(components), {"svac": {"activity_weight": 0.7}})
+    with pytest.raises(InputError, match="only generator, svac"):
+        tune_components(dict(components), {"vae": {"kl_weight": 1}})
+    with pytest.raises(argparse.ArgumentTypeError, match=r"takes COMPONENT\.FIELD=VALUE"):
+        _tuned_field("guidance=4")
+    assert _tuned_field("svac.activity_weight=0.45") == ("svac", "activity_weight", 0.45)

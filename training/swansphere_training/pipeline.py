@@ -91,6 +91,7 @@ def export_bundle(
     metrics: dict,
     base: str | None = None,
     generator_dtype: str = "float16",
+    tune: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write a bundle from the latest checkpoint of each stage run folder.
 
@@ -107,6 +108,8 @@ def export_bundle(
     ``generator_dtype``: "float16" (default; halves the generator's weight file, keeps the
     bundle small) or "float32". The latent statistics stay float32; loading converts the
     weights to the module's dtype.
+    ``tune``: settings chosen after training, {component: {field: value}} among
+    :data:`TUNABLE_FIELDS` (see :func:`tune_components`).
     """
     from swansphere.models.generator import GENERATOR_PRESETS
     from swansphere.models.vae import VAE_PRESETS
@@ -186,12 +189,61 @@ def export_bundle(
                 metrics[name] = source.metrics[name]
     if "generator" in runs:
         _check_generator_features(Path(runs["generator"]), components)
+    if tune:
+        data_meta["tuned"] = tune_components(components, tune)
     commands["bundle"] = " ".join(shlex.quote(a) for a in sys.argv)
     return write_bundle(
         out,
         components,
         manifest_extra={"data": data_meta, "training_command": commands, "metrics": metrics},
     )
+
+
+# Config fields a bundle may set after training (``swansphere bundle --tune``): they change
+# how the trained weights are used, not which weights there are or what they were trained
+# on: the generator's sampler, and how SVAC's similarity weighs its parts.
+TUNABLE_FIELDS = {
+    "generator": ("guidance_text", "guidance_video", "steps"),
+    "svac": ("spatial_weight", "activity_weight"),
+}
+
+
+def tune_components(
+    components: dict[str, tuple[Any, dict, str]], tune: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Set config fields of ``components`` ({name: (config, state, kind)}, configs as
+    dataclasses or dicts) in place; returns {name: {field: {"trained_with": old,
+    "bundled": new}}} for the manifest. InputError for a component that is not there, a
+    field outside :data:`TUNABLE_FIELDS`, an invalid value, or one that would need other
+    weights (e.g. an SVAC activity weight of 0 drops the activity map)."""
+    import torch
+
+    from swansphere.models.bundle import component_builder, weight_mismatches
+
+    record: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, fields in tune.items():
+        if name not in TUNABLE_FIELDS:
+            raise InputError(
+                f"--tune {name}: only {', '.join(TUNABLE_FIELDS)} settings can be tuned"
+            )
+        if name not in components:
+            raise InputError(f"--tune {name}: this bundle has no {name}")
+        bad = sorted(set(fields) - set(TUNABLE_FIELDS[name]))
+        if bad:
+            raise InputError(
+                f"--tune {name}.{bad[0]}: not tunable after training (tunable: "
+                f"{', '.join(TUNABLE_FIELDS[name])})"
+            )
+        config, state, kind = components[name]
+        old = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        new = old | fields
+        with torch.device("meta"):
+            problems = weight_mismatches(component_builder(kind)(new), state)
+        if problems:
+            raise InputError(f"--tune {name}: {fields} would need other weights ({problems})")
+        components[name] = (new, state, kind)
+        record[name] = {k: {"trained_with": old.get(k), "bundled": v} for k, v in fields.items()}
+    return record
 
 
 def check_weights_fit(kind: str, network: Any, state: dict, run: str | Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from swansphere.errors import InputError
 
@@ -23,6 +24,15 @@ def _override(text: str) -> tuple[str, object]:
         return name, json.loads(value)
     except ValueError:
         return name, value
+
+
+def _tuned_field(text: str) -> tuple[str, str, Any]:
+    """COMPONENT.FIELD=VALUE -> (component, field, value), VALUE as JSON when it parses."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"--tune takes COMPONENT.FIELD=VALUE, got {text!r}")
+    name, value = _override(text)
+    component, field = name.split(".", 1)
+    return component, field, value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["float16", "float32"],
         default="float16",
         help="storage type of the generator weights (float16 keeps the bundle small)",
+    )
+    b.add_argument(
+        "--tune",
+        type=_tuned_field,
+        action="append",
+        default=[],
+        metavar="COMPONENT.FIELD=VALUE",
+        help="a setting chosen after training (recorded), e.g. --tune generator.guidance_video=5"
+        " or --tune svac.activity_weight=0.45; the generator's guidance and steps and SVAC's"
+        " part weights can be tuned",
     )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(
@@ -119,14 +139,25 @@ def run_bundle(args: argparse.Namespace) -> int:
         for name, path in (("vae", args.vae), ("svac", args.svac), ("generator", args.generator))
         if path
     }
-    if not runs:
-        raise InputError("give at least one of --vae, --svac and --generator")
+    if not runs and not (args.base and args.tune):
+        raise InputError(
+            "give at least one of --vae, --svac and --generator (or --base with --tune)"
+        )
     metrics = {Path(m).stem: read_json(m) for m in args.metrics}
     data = {"corpus": str(args.data) if args.data else None}
     if args.data and (args.data / "train").is_dir():
         data["train_clips"] = sum(1 for _ in (args.data / "train").iterdir())
+    tune: dict[str, dict[str, Any]] = {}
+    for component, field, value in args.tune:
+        tune.setdefault(component, {})[field] = value
     path = export_bundle(
-        args.out, runs, data, metrics, base=args.base, generator_dtype=args.generator_dtype
+        args.out,
+        runs,
+        data,
+        metrics,
+        base=args.base,
+        generator_dtype=args.generator_dtype,
+        tune=tune,
     )
     result = {"bundle": str(path)}
     if args.register:
