@@ -90,6 +90,38 @@ def test_metrics_of_a_front_source_equal_the_front_baseline(corpus, bundle) -> N
     assert result["text_region_accuracy"] == ref["text_region_accuracy"]
 
 
+def test_a_generator_that_follows_its_saliency_scores_like_the_saliency_baseline(
+    corpus, bundle
+) -> None:
+    """A 'generator' that puts a plane wave where its video saliency points scores like
+    the video_saliency baseline; without the saliency input there is no such direction."""
+    import dataclasses
+    import math
+
+    from swansphere.generation.session import GeneratorRuntime
+    from swansphere_training.evaluation.generator import saliency_direction
+
+    runtime = GeneratorRuntime.load(bundle)
+    rng = np.random.default_rng(0)
+
+    def follow(frames, fps, caption, duration, config):
+        n = round(duration * runtime.sample_rate)
+        az, el = (0.0, 0.0)
+        if frames is not None:
+            patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
+            az, el = saliency_direction(runtime, frames, fps, patches)
+        return encode_mono(rng.standard_normal(n), az, el).astype(np.float32)
+
+    result = evaluate_generator(runtime, corpus, "test", 2, generate=follow)
+    cue = result["baselines"]["video_saliency"]
+    for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
+        assert result[key] == pytest.approx(cue[key], abs=1e-3)
+    plain = dataclasses.replace(runtime.generator.config, video_saliency=False)
+    runtime.generator.config = plain
+    frames = np.zeros((2, 32, 64, 3), np.uint8)
+    assert saliency_direction(runtime, frames, 4.0, 3) is None
+
+
 def test_source_oracle_sums_the_sounding_sources_directions() -> None:
     from swansphere_training.evaluation.generator import source_oracle_direction
 

@@ -260,6 +260,18 @@ class GeneratorRuntime:
         saliency = self.generator.config.video_saliency
         return frame_cues(self.svac, canvases.to(self.device), patch_embeddings=saliency)
 
+    def video_cues(self, frames: np.ndarray, fps: float, n_patches: int) -> FrameCues:
+        """The cues (n_patches of them) of the frame conditioning each patch of offline
+        generation from video frames (N, H, W, 3) at ``fps``: frame i is shown at i / fps
+        (:func:`patch_frame_index`); each frame used is encoded once, 64 at a time."""
+        canvases = torch.stack([self.frame_to_canvas(f) for f in frames])
+        index = patch_frame_index(n_patches, self.patch_seconds, np.arange(len(frames)) / fps)
+        used, inverse = np.unique(index, return_inverse=True)
+        cues = FrameCues.cat(
+            [self.frame_cues(canvases[used[i : i + 64]]) for i in range(0, len(used), 64)]
+        )
+        return cues[torch.from_numpy(inverse)]
+
     # --- sessions and offline generation ---------------------------------------------
 
     def session(
@@ -288,29 +300,19 @@ class GeneratorRuntime:
         if caption is not None and not isinstance(caption, str):
             raise InputError(f"caption must be text, got {type(caption).__name__}")
         caption_present = bool(caption and caption.strip())
-        times = None
         if frames is not None:
             frames = np.asarray(frames)
             if frames.ndim != 4 or len(frames) == 0:
                 raise InputError(f"video must be frames (N, H, W, 3), got shape {frames.shape}")
             if fps is None or not (math.isfinite(fps) and fps > 0):
                 raise InputError(f"video needs a positive frame rate, got {fps!r}")
-            times = np.arange(len(frames)) / fps
             duration_s = duration_s or len(frames) / fps
         elif not caption_present:
             raise InputError("nothing to generate from: give a video, a caption, or both")
         if not duration_s:
             raise InputError("text-only generation needs a duration (duration_s)")
         n_patches = math.ceil(duration_s / self.patch_seconds - 1e-9)
-        video = None
-        if frames is not None:
-            canvases = torch.stack([self.frame_to_canvas(f) for f in frames])
-            index = patch_frame_index(n_patches, self.patch_seconds, times)
-            used, inverse = np.unique(index, return_inverse=True)
-            cues = FrameCues.cat(  # batches of 64 frames
-                [self.frame_cues(canvases[used[i : i + 64]]) for i in range(0, len(used), 64)]
-            )
-            video = cues[torch.from_numpy(inverse)]
+        video = None if frames is None else self.video_cues(frames, fps, n_patches)
         sampler = PatchSampler(self, config)
         text = self.caption_tokens(caption)
         latents = []

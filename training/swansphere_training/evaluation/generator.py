@@ -11,7 +11,11 @@ be read side by side:
   of the sounding sources' unit directions, each averaged over its trajectory: what a
   model that knew which objects sound and where, but not their levels, the room or the
   ambience, would score. Video alone cannot know which objects sound (silent look-alike
-  distractors), so this bounds video-only generation from above.
+  distractors), so this bounds video-only generation from above;
+- ``video_saliency`` (generators that take SVAC's saliency): the mean over the patches of
+  the saliency-weighted cell directions of the saliency the generator is conditioned on
+  (:func:`saliency_direction`): where its video cue alone points. A generator further
+  from the reference than this does not follow its own cue.
 
 Metrics (radians unless a name ends in ``_deg``; means over clips):
 
@@ -39,6 +43,7 @@ Metrics (radians unless a name ends in ``_deg``; means over clips):
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +71,7 @@ from ..data.dataset import ClipDataset
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("random", "front", "vae_reference", "source_oracle")
+BASELINES = ("random", "front", "vae_reference", "source_oracle", "video_saliency")
 
 
 def _direction(foa: np.ndarray) -> tuple[float, float]:
@@ -97,6 +102,26 @@ def source_oracle_direction(meta: dict[str, Any]) -> tuple[float, float] | None:
     if not vectors:
         return None
     az, el = vector_to_direction(np.sum(vectors, axis=0))
+    return float(az), float(el)
+
+
+def saliency_direction(
+    runtime: Any, frames: np.ndarray, fps: float, n_patches: int
+) -> tuple[float, float] | None:
+    """(azimuth, elevation) in radians of the mean over ``n_patches`` patches of the
+    saliency-weighted unit directions of the token grid's cells, the saliency being what the
+    runtime's generator is conditioned on for video ``frames`` at ``fps`` (computed as
+    offline generation does); None for a generator without the saliency input."""
+    from swansphere.foa.panorama import grid_directions
+    from swansphere.generation.conditioning import patch_saliency
+
+    config = runtime.generator.config
+    if not config.video_saliency:
+        return None
+    cues = runtime.video_cues(frames, fps, n_patches)
+    saliency = patch_saliency(runtime.svac, cues, config.saliency_window).cpu().double().numpy()
+    cells = grid_directions(*runtime.svac.video_encoder.grid)  # (G, 3) unit x, y, z
+    az, el = vector_to_direction((saliency @ cells).mean(axis=0))
     return float(az), float(el)
 
 
@@ -211,6 +236,10 @@ def evaluate_generator(
         oracle = source_oracle_direction(clip.meta)
         if oracle is not None:
             constant["source_oracle"] = oracle
+        n_patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
+        cue = saliency_direction(runtime, frames, fps, n_patches)
+        if cue is not None:
+            constant["video_saliency"] = cue
         for name, direction in constant.items():
             segments = (
                 np.full_like(ref_traj[0], direction[0]),
@@ -260,4 +289,4 @@ def evaluate_generator(
     return result
 
 
-__all__ = ["BASELINES", "evaluate_generator", "vae_round_trip"]
+__all__ = ["BASELINES", "evaluate_generator", "saliency_direction", "vae_round_trip"]
