@@ -13,6 +13,7 @@ from typing import Any
 
 from swansphere.errors import InputError
 from swansphere.models.bundle import write_bundle
+from swansphere.models.generator import SAMPLER_FIELDS
 
 from . import tracking
 from .checkpoint import latest_checkpoint, load_checkpoint
@@ -203,7 +204,7 @@ def export_bundle(
 # how the trained weights are used, not which weights there are or what they were trained
 # on: the generator's sampler, and how SVAC's similarity weighs its parts.
 TUNABLE_FIELDS = {
-    "generator": ("guidance_text", "guidance_video", "steps"),
+    "generator": SAMPLER_FIELDS,
     "svac": ("spatial_weight", "activity_weight"),
 }
 

@@ -37,6 +37,8 @@ from swansphere.foa.panorama import grid_directions
 
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
+# GeneratorConfig fields of the sampler, not of the network: the same weights serve any.
+SAMPLER_FIELDS = ("steps", "guidance_text", "guidance_video")
 
 
 @dataclass(frozen=True)
@@ -749,6 +751,7 @@ def count_parameters(module: nn.Module) -> int:
 __all__ = [
     "CONDITIONS",
     "GENERATOR_PRESETS",
+    "SAMPLER_FIELDS",
     "Conditioning",
     "GeneratorConfig",
     "HistoryEncoder",

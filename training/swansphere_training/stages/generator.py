@@ -39,7 +39,12 @@ from torch.utils.data import Dataset
 
 from swansphere.errors import InputError
 from swansphere.models.bundle import load_bundle
-from swansphere.models.generator import GENERATOR_PRESETS, Conditioning, SpatialGenerator
+from swansphere.models.generator import (
+    GENERATOR_PRESETS,
+    SAMPLER_FIELDS,
+    Conditioning,
+    SpatialGenerator,
+)
 
 from ..data.dataset import ClipDataset
 from ..data.features import ClipFeatures, load_or_build_features
@@ -212,7 +217,7 @@ class GeneratorStage(Stage):
         config, state = load_bundle(self.config.init_from).component("generator")
         preset = GENERATOR_PRESETS[self.config.preset].to_dict()
         # The sampler's settings are not the network's; and it may gain the saliency input.
-        kept = {k: preset[k] for k in ("steps", "guidance_text", "guidance_video")}
+        kept = {k: preset[k] for k in SAMPLER_FIELDS}
         if not config.get("video_saliency", False):
             kept |= {k: preset[k] for k in ("video_saliency", "saliency_window")}
         if config | kept != preset:
