@@ -61,6 +61,9 @@ def test_eval_generator_json_has_every_metric_and_baseline(corpus, bundle, capsy
         assert KEYS | {"text_region_accuracy"} <= set(result["baselines"][name])
     # The VAE round trip of the reference keeps its direction far better than chance.
     assert result["baselines"]["vae_reference"]["angular_rad"] < 0.5
+    # Where the LM meant the sound to be, and how far the rendering strays from it.
+    assert 0 <= result["rendering_deg"] <= 180
+    assert result["rendering_deg"] == pytest.approx(np.rad2deg(result["rendering_rad"]))
 
 
 def test_metrics_of_a_front_source_equal_the_front_baseline(corpus, bundle) -> None:
@@ -88,6 +91,8 @@ def test_metrics_of_a_front_source_equal_the_front_baseline(corpus, bundle) -> N
     for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
         assert result[key] == pytest.approx(ref[key], abs=1e-6)
     assert result["text_region_accuracy"] == ref["text_region_accuracy"]
+    # A stand-in generator has no LM to trace.
+    assert "rendering_deg" not in result and result["baselines"]["lm_estimate"] == {}
 
 
 def test_a_generator_that_follows_its_saliency_scores_like_the_saliency_baseline(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from swansphere.errors import InputError
 from swansphere.generation import GeneratorRuntime, SessionConfig
@@ -40,6 +41,26 @@ def test_streaming_equals_offline(runtime, frames):
     assert np.abs(offline).max() > 0
     assert session.finished and session.next_chunk() is None
     assert {"lm_ms", "dit_ms", "decode_ms", "video_ms"} <= set(session.stats)
+
+
+def test_the_traced_direction_is_the_mean_of_the_lm_unit_estimates(runtime, frames):
+    config = SessionConfig(seed=3, steps=2)
+    estimates, lm = [], runtime.accel.lm
+
+    def recording(*args):
+        h = lm(*args)
+        estimates.append(runtime.generator.direction(h[0, 0]))
+        return h
+
+    runtime.accel.lm = recording
+    try:
+        audio, direction = runtime.generate_traced(frames[:2], 4.0, None, config=config)
+    finally:
+        runtime.accel.lm = lm
+    units = torch.stack([e / e.norm() for e in estimates])
+    np.testing.assert_allclose(direction, units.mean(0).double().numpy(), atol=1e-6)
+    assert len(estimates) > 1 and 0 < np.linalg.norm(direction) <= 1 + 1e-6
+    np.testing.assert_array_equal(audio, runtime.generate(frames[:2], 4.0, None, config=config))
 
 
 def test_seed_changes_the_output(runtime, frames):

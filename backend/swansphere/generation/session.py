@@ -295,6 +295,20 @@ class GeneratorRuntime:
         then ``duration_s`` or ``config.duration_s`` sets the length). The whole video
         is encoded in one batch and the latents decoded in one pass.
         """
+        return self.generate_traced(frames, fps, caption, duration_s, config)[0]
+
+    def generate_traced(
+        self,
+        frames: np.ndarray | None,
+        fps: float | None,
+        caption: str | None,
+        duration_s: float | None = None,
+        config: SessionConfig | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`generate`, and where the LM meant the sound to be: the mean over the
+        patches of its direction head's unit estimates (3,) (x, y, z; length <= 1) for the
+        fully conditioned row (:attr:`PatchSampler.lm_direction`), for telling the LM's
+        estimate apart from the LocDiT's rendering of it (``eval generator``)."""
         config = config or SessionConfig()
         duration_s = duration_s or config.duration_s
         if caption is not None and not isinstance(caption, str):
@@ -323,7 +337,8 @@ class GeneratorRuntime:
         z = self.generator.denormalise(torch.cat(latents, dim=1))
         with torch.no_grad():
             audio = self.vae.decode(z)[0]
-        return audio[:, : round(duration_s * self.sample_rate)].cpu().numpy().astype(np.float32)
+        audio = audio[:, : round(duration_s * self.sample_rate)].cpu().numpy().astype(np.float32)
+        return audio, sampler.lm_direction.cpu().double().numpy() / n_patches
 
 
 @dataclass
@@ -381,6 +396,10 @@ class PatchSampler:
         self._text_key: torch.Tensor | None = None
         self._text_state: tuple = ()
         self.last_batch = 1  # sessions in the LocDiT batch of the last patch
+        # Sum over the finished patches of the LM direction head's unit estimate (x, y, z)
+        # for the fully conditioned row: where the LM meant each patch to sound from.
+        self.lm_direction = torch.zeros(3, device=runtime.device)
+        self._estimate = self.lm_direction
         self._pending: PatchRequest | None = None
         self._undo: tuple = ()  # state before the pending patch's prepare (see abort)
 
@@ -439,6 +458,8 @@ class PatchSampler:
         )
         text_ctx, text_ctx_mask, text_kv = self._text(cond, text)
         h = self.runtime.accel.lm(lm_in, text_ctx, text_ctx_mask, self.cache, text_kv)[:, 0]
+        estimate = g.direction(h[0]).float()
+        self._estimate = estimate / estimate.norm().clamp_min(1e-8)
         lm_done = time.perf_counter()
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
@@ -461,6 +482,7 @@ class PatchSampler:
             raise ValueError(f"a patch is (1, {cfg.patch_frames}, {cfg.latent_dim}), got {x.shape}")
         self.history.append(x)
         del self.history[: -cfg.context_patches]
+        self.lm_direction = self.lm_direction + self._estimate
         self.patch += 1
         self.last_batch = request.batch
         self._pending, self._undo = None, ()

@@ -16,6 +16,12 @@ be read side by side:
   the saliency-weighted cell directions of the saliency the generator is conditioned on
   (:func:`saliency_direction`): where its video cue alone points. A generator further
   from the reference than this does not follow its own cue.
+- ``lm_estimate`` (generators with a trained direction head): the mean over the patches
+  of the LM's unit direction estimates during the model's video-only generation
+  (:meth:`~swansphere.generation.session.GeneratorRuntime.generate_traced`): where the
+  LM meant the sound to be. ``rendering_deg`` beside it is the mean angle between that
+  and the generated audio's direction: how closely the LocDiT renders what the LM means.
+  Together they say which of the two the model's error comes from.
 
 Metrics (radians unless a name ends in ``_deg``; means over clips):
 
@@ -71,7 +77,7 @@ from ..data.dataset import ClipDataset
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("random", "front", "vae_reference", "source_oracle", "video_saliency")
+BASELINES = ("random", "front", "vae_reference", "source_oracle", "video_saliency", "lm_estimate")
 
 
 def _direction(foa: np.ndarray) -> tuple[float, float]:
@@ -194,13 +200,15 @@ def evaluate_generator(
     ``generate``, ``sample_rate``, ``vae``) on up to ``max_clips`` clips with video of
     ``root/split`` (see the module docstring). ``seed`` seeds generation (clip i uses
     seed + i) and the random baseline; ``steps`` overrides the sampler's Euler steps and
-    ``guidance`` = (g_text, g_video) its guidance scales (reported as ``guidance``)."""
+    ``guidance`` = (g_text, g_video) its guidance scales (reported as ``guidance``).
+    ``generate`` replaces ``runtime.generate`` (tests); then there is no ``lm_estimate``."""
     from swansphere.generation.session import SessionConfig
 
     clips = ClipDataset(root, split=split, require_video=True)[:max_clips]
     if len(clips) == 0:
         raise InputError(f"no clips with video under {Path(root) / (split or '')}")
     rate = runtime.sample_rate
+    traced = generate is None
     generate = generate or runtime.generate
     rng = np.random.default_rng(seed)
     model_config = runtime.generator.config
@@ -210,6 +218,7 @@ def evaluate_generator(
     model, text_only, both = _Tally(), _Tally(), _Tally()
     baselines = {name: _Tally() for name in BASELINES}
     skipped_text = 0
+    rendering: list[float] = []
     start = time.perf_counter()
     for i, clip in enumerate(tqdm(clips, desc="eval generator", unit="clip", disable=not progress)):
         foa, clip_rate = clip.load_audio()
@@ -221,7 +230,14 @@ def evaluate_generator(
         ref_dir = _direction(reference)
         ref_traj = _trajectory(reference, rate)
 
-        generated = generate(frames, fps, None, duration, config)[:, : reference.shape[1]]
+        lm_estimate = None
+        if traced:
+            generated, lm_vector = runtime.generate_traced(frames, fps, None, duration, config)
+            if np.linalg.norm(lm_vector) > 0:
+                lm_estimate = tuple(float(a) for a in vector_to_direction(lm_vector))
+        else:
+            generated = generate(frames, fps, None, duration, config)
+        generated = generated[:, : reference.shape[1]]
         model.add(
             _direction(generated), ref_dir, _segment_error(_trajectory(generated, rate), ref_traj)
         )
@@ -240,6 +256,9 @@ def evaluate_generator(
         cue = saliency_direction(runtime, frames, fps, n_patches)
         if cue is not None:
             constant["video_saliency"] = cue
+        if lm_estimate is not None:
+            constant["lm_estimate"] = lm_estimate
+            rendering.append(float(angular_error(*_direction(generated), *lm_estimate)))
         for name, direction in constant.items():
             segments = (
                 np.full_like(ref_traj[0], direction[0]),
@@ -281,6 +300,9 @@ def evaluate_generator(
     if video_text:
         result["video_text"] = both.summary()
     result["baselines"] = {name: tally.summary() for name, tally in baselines.items()}
+    if rendering:
+        result["rendering_rad"] = float(np.mean(rendering))
+        result["rendering_deg"] = float(np.rad2deg(np.mean(rendering)))
     result["seconds"] = round(time.perf_counter() - start, 1)
     if skipped_text:
         log.info(
