@@ -327,7 +327,7 @@ class GeneratorRuntime:
             raise InputError("text-only generation needs a duration (duration_s)")
         n_patches = math.ceil(duration_s / self.patch_seconds - 1e-9)
         video = None if frames is None else self.video_cues(frames, fps, n_patches)
-        sampler = PatchSampler(self, config)
+        sampler = PatchSampler(self, config, trace_direction=True)
         text = self.caption_tokens(caption)
         latents = []
         for t in range(n_patches):
@@ -375,7 +375,9 @@ class PatchSampler:
     :meth:`finish` (the patch joins the history); :meth:`step` does all three for one.
     """
 
-    def __init__(self, runtime: GeneratorRuntime, config: SessionConfig) -> None:
+    def __init__(
+        self, runtime: GeneratorRuntime, config: SessionConfig, trace_direction: bool = False
+    ) -> None:
         g = runtime.generator
         self.runtime, self.model = runtime, g
         cfg = g.config
@@ -396,10 +398,12 @@ class PatchSampler:
         self._text_key: torch.Tensor | None = None
         self._text_state: tuple = ()
         self.last_batch = 1  # sessions in the LocDiT batch of the last patch
-        # Sum over the finished patches of the LM direction head's unit estimate (x, y, z)
-        # for the fully conditioned row: where the LM meant each patch to sound from.
+        # With trace_direction (evaluation, not sessions): the sum over the finished patches
+        # of the LM direction head's unit estimate (x, y, z) for the fully conditioned row,
+        # i.e. where the LM meant each patch to sound from.
+        self.trace_direction = trace_direction
         self.lm_direction = torch.zeros(3, device=runtime.device)
-        self._estimate = self.lm_direction
+        self._estimate: torch.Tensor | None = None  # the pending patch's
         self._pending: PatchRequest | None = None
         self._undo: tuple = ()  # state before the pending patch's prepare (see abort)
 
@@ -458,8 +462,9 @@ class PatchSampler:
         )
         text_ctx, text_ctx_mask, text_kv = self._text(cond, text)
         h = self.runtime.accel.lm(lm_in, text_ctx, text_ctx_mask, self.cache, text_kv)[:, 0]
-        estimate = g.direction(h[0]).float()
-        self._estimate = estimate / estimate.norm().clamp_min(1e-8)
+        if self.trace_direction:
+            estimate = g.direction(h[0]).float()
+            self._estimate = estimate / estimate.norm().clamp_min(1e-8)
         lm_done = time.perf_counter()
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
@@ -482,7 +487,9 @@ class PatchSampler:
             raise ValueError(f"a patch is (1, {cfg.patch_frames}, {cfg.latent_dim}), got {x.shape}")
         self.history.append(x)
         del self.history[: -cfg.context_patches]
-        self.lm_direction = self.lm_direction + self._estimate
+        if self._estimate is not None:
+            self.lm_direction = self.lm_direction + self._estimate
+            self._estimate = None
         self.patch += 1
         self.last_batch = request.batch
         self._pending, self._undo = None, ()
