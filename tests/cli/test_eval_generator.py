@@ -138,3 +138,25 @@ def test_source_oracle_sums_the_sounding_sources_directions() -> None:
     assert np.rad2deg(az) == pytest.approx(45.0, abs=0.5) and el == pytest.approx(0.0, abs=1e-9)
     assert source_oracle_direction({"sources": []}) is None
     assert source_oracle_direction({}) is None  # an imported clip without a source list
+
+
+def test_source_power_oracle_weighs_each_source_by_the_power_it_delivers() -> None:
+    from swansphere_training.evaluation.generator import source_oracle_direction
+
+    def source(az, level_db, distance):
+        track = {"azimuth_deg": [az, az], "elevation_deg": [0.0, 0.0], "distance_m": distance}
+        return {"level_db": level_db, "trajectory": track}
+
+    # Equal levels, the second source twice as far: a quarter of the power.
+    meta = {"sources": [source(0.0, 0.0, [1.0, 1.0]), source(90.0, 0.0, [2.0, 2.0])]}
+    az, el = source_oracle_direction(meta, power=True)
+    assert np.rad2deg(az) == pytest.approx(np.rad2deg(np.arctan2(0.25, 1.0)), abs=0.01)
+    assert el == pytest.approx(0.0, abs=1e-9)
+    assert np.rad2deg(source_oracle_direction(meta)[0]) == pytest.approx(45.0, abs=0.01)
+    # 10 dB louder at the same distance: ten times the power; a distance per point.
+    meta = {"sources": [source(0.0, 0.0, [1.0, 1.0]), source(90.0, 10.0, [1.0, 3.0])]}
+    az, _ = source_oracle_direction(meta, power=True)
+    assert np.rad2deg(az) == pytest.approx(np.rad2deg(np.arctan2((10 + 10 / 9) / 2, 1.0)), abs=0.01)
+    del meta["sources"][1]["level_db"]  # a source list without levels: no power oracle
+    assert source_oracle_direction(meta, power=True) is None
+    assert source_oracle_direction(meta) is not None

@@ -12,6 +12,11 @@ be read side by side:
   model that knew which objects sound and where, but not their levels, the room or the
   ambience, would score. Video alone cannot know which objects sound (silent look-alike
   distractors), so this bounds video-only generation from above;
+- ``source_power_oracle`` (the same clips): the sum of the sounding sources' unit
+  directions, each weighted by the power it delivers, 10^(level_db / 10) / distance^2,
+  point by point along its trajectory: what a model that also knew their levels and
+  distances, but not the room or the ambience, would score. It is as near as any
+  rendering of point sources gets to the reference's direction;
 - ``video_saliency`` (generators that take SVAC's saliency): the mean over the patches of
   the saliency-weighted cell directions of the saliency the generator is conditioned on
   (:func:`saliency_direction`): where its video cue alone points. A generator further
@@ -77,7 +82,15 @@ from ..data.dataset import ClipDataset
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("random", "front", "vae_reference", "source_oracle", "video_saliency", "lm_estimate")
+BASELINES = (
+    "random",
+    "front",
+    "vae_reference",
+    "source_oracle",
+    "source_power_oracle",
+    "video_saliency",
+    "lm_estimate",
+)
 
 
 def _direction(foa: np.ndarray) -> tuple[float, float]:
@@ -95,16 +108,29 @@ def _segment_error(est: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np
     return float(np.mean(angular_error(est[0][:n], est[1][:n], ref[0][:n], ref[1][:n])))
 
 
-def source_oracle_direction(meta: dict[str, Any]) -> tuple[float, float] | None:
+def source_oracle_direction(
+    meta: dict[str, Any], power: bool = False
+) -> tuple[float, float] | None:
     """(azimuth, elevation) in radians of the sum of the sounding sources' unit directions,
-    each the mean unit vector over its trajectory; None without a source list."""
+    each the mean unit vector over its trajectory; None without a source list.
+
+    With ``power``, each trajectory point's unit vector is weighted by the power the
+    source delivers there, 10^(level_db / 10) / distance_m^2 (None when a source lacks
+    either)."""
     vectors = []
     for source in meta.get("sources") or []:
         track = source.get("trajectory") or {}
         az, el = track.get("azimuth_deg"), track.get("elevation_deg")
         if az is None or el is None:
             return None
-        vectors.append(direction_to_vector(np.deg2rad(az), np.deg2rad(el)).reshape(-1, 3).mean(0))
+        units = direction_to_vector(np.deg2rad(az), np.deg2rad(el)).reshape(-1, 3)
+        if power:
+            level, distance = source.get("level_db"), track.get("distance_m")
+            if level is None or distance is None:
+                return None
+            distance = np.maximum(np.asarray(distance, dtype=np.float64).reshape(-1), 1e-3)
+            units = units * (10.0 ** (float(level) / 10.0) / distance**2)[:, None]
+        vectors.append(units.mean(0))
     if not vectors:
         return None
     az, el = vector_to_direction(np.sum(vectors, axis=0))
@@ -252,6 +278,9 @@ def evaluate_generator(
         oracle = source_oracle_direction(clip.meta)
         if oracle is not None:
             constant["source_oracle"] = oracle
+        power_oracle = source_oracle_direction(clip.meta, power=True)
+        if power_oracle is not None:
+            constant["source_power_oracle"] = power_oracle
         n_patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
         cue = saliency_direction(runtime, frames, fps, n_patches)
         if cue is not None:
