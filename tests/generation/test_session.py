@@ -4,13 +4,16 @@ the same code path as a trained one)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from swansphere.errors import InputError
 from swansphere.generation import GeneratorRuntime, SessionConfig
-from swansphere.generation.session import MAX_CAPTION_CHARS
+from swansphere.generation.session import MAX_CAPTION_CHARS, PatchSampler, sample_patches
+from swansphere.models.generator import SpatialGenerator
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +197,85 @@ def test_end_video_keeps_an_earlier_duration(runtime, frames):
         s.set_panorama(frame, i / 4.0)
     s.end_video()  # the video runs to 1.25 s; the session asked for 0.3 s
     assert stream(s).shape[1] == round(0.3 * runtime.sample_rate)
+
+
+def with_sampler(runtime, **fields):
+    """The runtime's generator with sampler fields set (restore with the returned config)."""
+    old = runtime.generator.config
+    runtime.generator.config = replace(old, **fields)
+    return old
+
+
+def test_direction_lock_points_each_patch_where_the_lm_means_it(runtime, frames):
+    g = runtime.generator
+    old = with_sampler(runtime, direction_lock=1.0)
+    try:
+        sampler = PatchSampler(runtime, SessionConfig(seed=5, steps=2))
+        text = runtime.caption_tokens(None)
+        cues = runtime.video_cues(frames[:2], 4.0, 2)
+        estimates, lm = [], runtime.accel.lm
+
+        def recording(*args):
+            h = lm(*args)
+            estimates.append(g.direction(h[0, 0]))
+            return h
+
+        runtime.accel.lm = recording
+        try:
+            patches = [sampler.step(cues[t : t + 1], text[0], text[1]) for t in range(2)]
+        finally:
+            runtime.accel.lm = lm
+        for patch, estimate in zip(patches, estimates, strict=True):
+            raw = patch * g.latent_std + g.latent_mean  # (1, f, D)
+            yzx = raw[0, :, -3:]
+            unit = torch.nn.functional.normalize(estimate, dim=0)[[1, 2, 0]]
+            lit = yzx.norm(dim=-1) > 1e-6
+            assert lit.any()
+            cos = torch.nn.functional.cosine_similarity(yzx[lit], unit.expand_as(yzx[lit]), dim=-1)
+            assert torch.all(cos > 1 - 1e-5)
+        torch.testing.assert_close(sampler.history[-1], patches[-1])  # the steered patch
+        # Streaming decodes what offline decodes, steered the same way.
+        offline = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+        session = runtime.session(SessionConfig(seed=7, steps=3))
+        for i, frame in enumerate(frames):
+            session.set_panorama(frame, i / 4.0)
+        session.end_video()
+        np.testing.assert_allclose(stream(session), offline, atol=1e-5)
+    finally:
+        runtime.generator.config = old
+    unlocked = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+    assert not np.allclose(unlocked, offline, atol=1e-4)
+
+
+def test_without_lm_history_the_lm_does_not_read_the_generated_patches(runtime, frames):
+    text = runtime.caption_tokens(None)
+    cues = runtime.video_cues(frames[:3], 4.0, 3)
+
+    def lm_outputs(seed: int) -> list[torch.Tensor]:
+        sampler = PatchSampler(runtime, SessionConfig(seed=seed, steps=2))
+        out = []
+        for t in range(3):
+            request = sampler.prepare(cues[t : t + 1], text[0], text[1])
+            out.append(request.h)
+            sampler.finish(sample_patches(runtime, [request])[0])
+        return out
+
+    a, b = lm_outputs(1), lm_outputs(2)  # different noise: different patches
+    torch.testing.assert_close(a[0], b[0])
+    assert not torch.allclose(a[2], b[2])  # the LM reads the patches it generated
+    old = with_sampler(runtime, lm_history=False)
+    try:
+        a, b = lm_outputs(1), lm_outputs(2)
+    finally:
+        runtime.generator.config = old
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_direction_lock_needs_the_vaes_direct_path(runtime):
+    from swansphere.models.vae import FOAVAE
+
+    vae = FOAVAE.from_config(replace(runtime.vae.config, direct_path=False))
+    generator = SpatialGenerator(replace(runtime.generator.config, direction_lock=0.5))
+    with pytest.raises(InputError, match="direct path"):
+        GeneratorRuntime(vae, runtime.svac, generator, "test")

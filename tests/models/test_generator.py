@@ -19,6 +19,7 @@ from swansphere.models.generator import (
     count_parameters,
     flow_interpolate,
     guided_velocity,
+    steer_intensity,
 )
 
 PAPER_SIZES = {"S": 0.43e9, "M": 0.62e9, "L": 1.09e9}
@@ -258,6 +259,37 @@ def test_config_validation_and_round_trip():
         SpatialGenerator.from_config("XL")
     with pytest.raises(InputError, match="video_saliency must be true or false"):
         GeneratorConfig(video_saliency="yes")
+    with pytest.raises(InputError, match="lm_history must be true or false"):
+        GeneratorConfig(lm_history=1)
+    for lock in (-0.1, 1.5, True, "1"):
+        with pytest.raises(InputError, match="direction_lock must be in"):
+            GeneratorConfig(direction_lock=lock)
+    # Bundles from before the sampler's history and lock settings behave as they did.
+    older = {k: v for k, v in cfg.to_dict().items() if k not in ("lm_history", "direction_lock")}
+    assert GeneratorConfig.from_dict(older).lm_history
+    assert GeneratorConfig.from_dict(older).direction_lock == 0
     # Bundles from before the saliency input have no such field: they load without it.
     old = {k: v for k, v in cfg.to_dict().items() if k not in ("video_saliency", "saliency_window")}
     assert not GeneratorConfig.from_dict(old).video_saliency and cfg.video_saliency
+
+
+def test_steer_intensity_turns_the_direction_channels_and_keeps_their_length():
+    torch.manual_seed(0)
+    latents = torch.randn(2, 4, 8)
+    latents[0, 1, -3:] = 0.0  # a silent frame stays silent
+    x, y, z = 0.6, 0.0, 0.8
+    direction = torch.tensor([x, y, z])
+    assert steer_intensity(latents, direction, 0.0) is latents
+    locked = steer_intensity(latents, direction, 1.0)
+    torch.testing.assert_close(locked[..., :-3], latents[..., :-3])
+    length = latents[..., -3:].norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(locked[..., -3:], length * torch.tensor([y, z, x]))  # Y, Z, X
+    half = steer_intensity(latents, direction, 0.5)[..., -3:]
+    torch.testing.assert_close(half.norm(dim=-1, keepdim=True), length)
+    own = torch.nn.functional.normalize(latents[..., -3:], dim=-1)
+    target = torch.tensor([y, z, x]).expand_as(own)
+    cos = torch.nn.functional.cosine_similarity
+    lit = length[..., 0] > 0
+    # Half way: closer to the target than the frame's own direction, not yet on it.
+    assert torch.all(cos(half, target, dim=-1)[lit] >= cos(own, target, dim=-1)[lit] - 1e-6)
+    assert torch.all(cos(half, target, dim=-1)[lit] < 1 - 1e-4)

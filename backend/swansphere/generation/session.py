@@ -43,6 +43,7 @@ from swansphere.models.generator import (
     SpatialGenerator,
     cosine_schedule,
     guided_velocity,
+    steer_intensity,
 )
 from swansphere.models.svac import SVAC, SVAC_PRESETS
 from swansphere.models.text import CaptionEncoder
@@ -122,6 +123,11 @@ class GeneratorRuntime:
             raise InputError(
                 f"generator video tokens ({gcfg.video_dim}, grid {gcfg.video_grid}) do not match "
                 f"SVAC's ({svac.config.video_dim}, grid {svac.video_encoder.grid})"
+            )
+        if gcfg.direction_lock and not vae.config.direct_path:
+            raise InputError(
+                "direction_lock steers the VAE's intensity channels, but this VAE has no "
+                "direct path (direct_path=false): bundle it with direction_lock=0"
             )
         if gcfg.video_saliency and svac.spatial is None:
             raise InputError(
@@ -400,8 +406,10 @@ class PatchSampler:
         self.last_batch = 1  # sessions in the LocDiT batch of the last patch
         # With trace_direction (evaluation, not sessions): the sum over the finished patches
         # of the LM direction head's unit estimate (x, y, z) for the fully conditioned row,
-        # i.e. where the LM meant each patch to sound from.
+        # i.e. where the LM meant each patch to sound from. direction_lock also reads it.
         self.trace_direction = trace_direction
+        self.direction_lock = float(cfg.direction_lock)
+        self.lm_history = cfg.lm_history
         self.lm_direction = torch.zeros(3, device=runtime.device)
         self._estimate: torch.Tensor | None = None  # the pending patch's
         self._pending: PatchRequest | None = None
@@ -423,8 +431,7 @@ class PatchSampler:
         except BaseException:
             self.abort()
             raise
-        self.finish(x)
-        return x
+        return self.finish(x)
 
     @torch.inference_mode()
     def prepare(
@@ -457,12 +464,16 @@ class PatchSampler:
             if self.history
             else torch.zeros(1, cfg.patch_frames, cfg.latent_dim, device=dev)
         )
-        lm_in = g.lm.inputs(
-            prev[:, None].expand(rows, 1, -1, -1), vid, video_present, self.patch, saliency=sal
+        history_present = (
+            None if self.lm_history else torch.zeros(rows, dtype=torch.bool, device=dev)
         )
+        lm_in = g.lm.inputs(
+            prev[:, None].expand(rows, 1, -1, -1), vid, video_present, self.patch,
+            history_present, sal,
+        )  # fmt: skip
         text_ctx, text_ctx_mask, text_kv = self._text(cond, text)
         h = self.runtime.accel.lm(lm_in, text_ctx, text_ctx_mask, self.cache, text_kv)[:, 0]
-        if self.trace_direction:
+        if self.trace_direction or self.direction_lock:
             estimate = g.direction(h[0]).float()
             self._estimate = estimate / estimate.norm().clamp_min(1e-8)
         lm_done = time.perf_counter()
@@ -476,24 +487,32 @@ class PatchSampler:
         self.timings = {"lm_ms": 1e3 * (lm_done - start)}
         return self._pending
 
-    def finish(self, x: torch.Tensor) -> None:
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
         """The pending patch's sampled latents x (1, patch_frames, latent_dim) join the
-        history; the next patch can be prepared."""
+        history, turned toward the LM's direction estimate first with ``direction_lock``
+        (:func:`steer_intensity`); returns them as they joined (what to decode). The next
+        patch can be prepared."""
         request = self._pending
         if request is None:
             raise RuntimeError("no patch to finish: prepare() first")
         cfg = self.model.config
         if tuple(x.shape) != (1, cfg.patch_frames, cfg.latent_dim):
             raise ValueError(f"a patch is (1, {cfg.patch_frames}, {cfg.latent_dim}), got {x.shape}")
+        if self.direction_lock:
+            g = self.model
+            raw = x * g.latent_std + g.latent_mean
+            raw = steer_intensity(raw, self._estimate, self.direction_lock)
+            x = (raw - g.latent_mean) / g.latent_std
         self.history.append(x)
         del self.history[: -cfg.context_patches]
-        if self._estimate is not None:
+        if self.trace_direction:
             self.lm_direction = self.lm_direction + self._estimate
-            self._estimate = None
+        self._estimate = None
         self.patch += 1
         self.last_batch = request.batch
         self._pending, self._undo = None, ()
         self.timings["dit_ms"] = 1e3 * (time.perf_counter() - request.prepared_at)
+        return x
 
     def abort(self) -> None:
         """Drop the pending patch (its sampling failed): the LM cache and the noise stream
@@ -772,7 +791,7 @@ class GeneratorSession:
     def finish_chunk(self, x: torch.Tensor) -> np.ndarray:
         """Second half of :meth:`next_chunk`: the sampled latents x (1, patch_frames,
         latent_dim) of the prepared request -> FOA (4, patch_samples) float32."""
-        self._sampler.finish(x)
+        x = self._sampler.finish(x)
         decode_start = time.perf_counter()
         audio = self._decoder.decode_chunk(self.runtime.generator.denormalise(x))[0]
         chunk = audio.cpu().numpy().astype(np.float32)

@@ -18,6 +18,9 @@ Conventions
   tau(s) = 0.5 (1 - cos(pi s)), s uniform.
 - Three-way classifier-free guidance over the conditions full / text only / none:
   v = v_none + g_text (v_text - v_none) + g_video (v_full - v_text).
+- With a VAE whose direct path makes the last 3 latent channels a frame's normalised
+  intensity (Y, Z, X), ``direction_lock`` turns them toward the LM direction head's
+  estimate after sampling (:func:`steer_intensity`): the LM says where, the LocDiT what.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from swansphere.foa.panorama import grid_directions
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
 # GeneratorConfig fields of the sampler, not of the network: the same weights serve any.
-SAMPLER_FIELDS = ("steps", "guidance_text", "guidance_video")
+SAMPLER_FIELDS = ("steps", "guidance_text", "guidance_video", "lm_history", "direction_lock")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,14 @@ class GeneratorConfig:
     steps: int = 20  # Euler steps of the sampler (paper: 20)
     guidance_text: float = 1.5  # g_text of the three-way guidance
     guidance_video: float = 1.5  # g_video
+    # Whether the LM step reads its own previous patch (the history encoder). False: the
+    # start embedding at every patch, as for the training rows without a past, so that a
+    # generated patch's direction error does not feed the next patch's estimate (the
+    # LocDiT's boundary context still joins the patches).
+    lm_history: bool = True
+    # Share in [0, 1] by which each sampled patch's intensity channels turn toward the LM
+    # direction head's estimate (:func:`steer_intensity`); 0: as sampled.
+    direction_lock: float = 0.0
     text_encoder: str = "minilm"  # "minilm" (bundled) or a local transformers model path
     # SVAC's spatial-code saliency of each patch's frame as a second video input (where the
     # sound is likely to be: what pulses or moves); off for bundles from before it existed.
@@ -87,10 +98,14 @@ class GeneratorConfig:
         for dim, heads in (("lm_dim", "lm_heads"), ("dit_dim", "dit_heads")):
             if getattr(self, dim) % getattr(self, heads):
                 raise InputError(f"GeneratorConfig.{dim} must be a multiple of {heads}")
-        if not isinstance(self.video_saliency, bool):
-            raise InputError(
-                f"GeneratorConfig.video_saliency must be true or false, got {self.video_saliency!r}"
-            )
+        for name in ("video_saliency", "lm_history"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(
+                    f"GeneratorConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        lock = self.direction_lock
+        if isinstance(lock, bool) or not isinstance(lock, (int, float)) or not 0 <= lock <= 1:
+            raise InputError(f"GeneratorConfig.direction_lock must be in [0, 1], got {lock!r}")
         if not self.mlp_ratio > 0:
             raise InputError(f"GeneratorConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
 
@@ -170,6 +185,23 @@ def guided_velocity(
     With g_text = g_video = 1 this is v_full (no guidance).
     """
     return v_none + g_text * (v_text - v_none) + g_video * (v_full - v_text)
+
+
+def steer_intensity(latents: Tensor, direction: Tensor, share: float) -> Tensor:
+    """Latents (..., F, D) whose last 3 channels, each frame's normalised intensity in ACN
+    order Y, Z, X (the FOA-VAE's direct path), are turned toward ``direction`` (3,), a unit
+    vector x, y, z, by ``share`` in [0, 1]: each frame's channels become
+    normalise(share * direction + (1 - share) * own unit direction) times their own length.
+    The length (1 - diffuseness, 0 for silence) is kept, so only where the sound comes
+    from changes; share 0 returns the latents unchanged. Denormalised latents, not the
+    generator's normalised ones."""
+    if share == 0:
+        return latents
+    intensity = latents[..., -3:]
+    length = intensity.norm(dim=-1, keepdim=True)
+    target = direction[[1, 2, 0]].to(latents.dtype)  # x, y, z -> Y, Z, X
+    turned = F.normalize(share * target + (1 - share) * F.normalize(intensity, dim=-1), dim=-1)
+    return torch.cat([latents[..., :-3], turned * length], dim=-1)
 
 
 def timestep_embedding(tau: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
@@ -765,4 +797,5 @@ __all__ = [
     "count_parameters",
     "flow_interpolate",
     "guided_velocity",
+    "steer_intensity",
 ]
