@@ -178,6 +178,30 @@ def test_direction_loss_and_training_without_a_past():
     assert model.lm.video.inp.weight.grad.abs().sum() > 0  # it reaches the video path
 
 
+def test_rows_without_an_lm_past_keep_the_locdit_boundary_context():
+    model, z, cond = small_batch()
+    seen: dict[str, torch.Tensor] = {}
+    lm, dit = model.teacher_forced_lm, model.dit.forward
+
+    def spy_lm(x, c, history_present=None):
+        seen["lm_past"] = history_present
+        return lm(x, c, history_present)
+
+    def spy_dit(x, tau, h, context, valid):
+        seen["valid"] = valid.reshape(2, 3, -1)  # (rows, patches, context frames)
+        return dit(x, tau, h, context, valid)
+
+    model.teacher_forced_lm, model.dit.forward = spy_lm, spy_dit
+    gen = torch.Generator().manual_seed(5)
+    model.losses(z, cond, gen, lm_history_present=torch.tensor([False, True]))
+    assert seen["lm_past"].tolist() == [False, True]
+    # Both rows' LocDiTs see the preceding patches (patch 2 has two before it).
+    assert seen["valid"][:, 2].all() and not seen["valid"][:, 0].any()
+    model.losses(z, cond, gen, None, torch.tensor([True, False]), torch.tensor([False, True]))
+    assert seen["lm_past"].tolist() == [False, False]
+    assert seen["valid"][0, 2].all() and not seen["valid"][1].any()
+
+
 def test_video_pooler_attends_to_the_cell_that_departs_from_its_mean():
     torch.manual_seed(0)
     cfg = small_config()

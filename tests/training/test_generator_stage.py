@@ -164,6 +164,13 @@ def test_train_resume_cache_and_bundle(corpus: Path, tmp_path: Path) -> None:
                 export_bundle(tmp_path / "refused", {"generator": tmp_path / "a"}, {}, {}, other)
 
 
+def test_rows_can_train_without_an_lm_past(corpus: Path, tmp_path: Path) -> None:
+    result = make_stage(tmp_path / "a", corpus, curriculum_steps=0, p_drop_lm_history=1.0).fit(1)
+    assert result.metrics["lm_history_kept"] == 0.0 and np.isfinite(result.metrics["loss"])
+    with pytest.raises(InputError, match="p_drop_lm_history must be in"):
+        make_stage(tmp_path / "b", corpus, p_drop_lm_history=1.5).fit(1)
+
+
 def test_intensity_is_added_to_an_older_cache_and_init_from_a_bundle(
     corpus: Path, tmp_path: Path
 ) -> None:

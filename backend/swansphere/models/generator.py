@@ -732,6 +732,7 @@ class SpatialGenerator(nn.Module):
         generator: torch.Generator | None = None,
         intensity: Tensor | None = None,
         history_present: Tensor | None = None,
+        lm_history_present: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Training losses with teacher forcing on VAE latents z (B, latent_dim, F).
 
@@ -747,10 +748,16 @@ class SpatialGenerator(nn.Module):
           history is the start embedding at every patch, the LocDiT's boundary context is
           empty), so they must read every patch's direction from the video and caption
           instead of copying it from the true previous patch.
+        - ``lm_history_present`` (B,) bool: rows where it is False have an LM that sees no
+          past while their LocDiT keeps its boundary context, as when generating with
+          ``lm_history`` off.
         """
         x = self.patches(self.normalise(z))  # (B, P, f, D)
         b = x.shape[0]
-        h = self.teacher_forced_lm(x, cond, history_present)
+        lm_past = history_present
+        if lm_history_present is not None:
+            lm_past = lm_history_present if lm_past is None else lm_past & lm_history_present
+        h = self.teacher_forced_lm(x, cond, lm_past)
         ctx, valid = self.context_of(x)
         valid = valid.expand(b, -1, -1)
         if history_present is not None:

@@ -94,6 +94,9 @@ class GeneratorStageConfig:
     init_from: str | None = None
     direction_weight: float = 1.0  # weight of the auxiliary direction loss (0: off)
     p_drop_history: float = 0.25  # per-row probability of training with no past (spatial phase)
+    # Per-row probability that only the LM sees no past (the LocDiT keeps its boundary
+    # context), as in generation with the sampler's lm_history off (spatial phase).
+    p_drop_lm_history: float = 0.0
     eval_clips: int = 16  # test clips of the validation loss
 
 
@@ -171,8 +174,9 @@ class _TrainingLoss(nn.Module):
         noise: torch.Generator | None,
         intensity: Tensor | None,
         history_present: Tensor,
+        lm_history_present: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        return self.generator.losses(z, cond, noise, intensity, history_present)
+        return self.generator.losses(z, cond, noise, intensity, history_present, lm_history_present)
 
 
 class GeneratorStage(Stage):
@@ -187,7 +191,7 @@ class GeneratorStage(Stage):
                 f"unknown generator preset {self.config.preset!r}; "
                 f"choose one of {', '.join(GENERATOR_PRESETS)}"
             )
-        for name in ("p_drop_video", "p_drop_text", "p_drop_history"):
+        for name in ("p_drop_video", "p_drop_text", "p_drop_history", "p_drop_lm_history"):
             if not 0.0 <= getattr(self.config, name) <= 1.0:
                 raise InputError(f"{name} must be in [0, 1], got {getattr(self.config, name)}")
         c = self.config
@@ -319,8 +323,17 @@ class GeneratorStage(Stage):
         intensity = None if curriculum or not self.config.direction_weight else batch["intensity"]
         p_drop = 0.0 if curriculum else self.config.p_drop_history
         history_present = (torch.rand(z.shape[0], generator=noise) >= p_drop).to(z.device)
+        lm_history_present = None
+        if self.config.p_drop_lm_history and not curriculum:
+            keep = torch.rand(z.shape[0], generator=noise) >= self.config.p_drop_lm_history
+            lm_history_present = keep.to(z.device)
         losses = self.wrapped(
-            z, cond, noise if z.device.type == "cpu" else None, intensity, history_present
+            z,
+            cond,
+            noise if z.device.type == "cpu" else None,
+            intensity,
+            history_present,
+            lm_history_present,
         )
         loss = losses["flow"]
         if "direction" in losses:
@@ -337,6 +350,9 @@ class GeneratorStage(Stage):
             "flow_loss": float(losses["flow"].detach()),
             **aux,
             "history_kept": float(history_present.float().mean()),
+            "lm_history_kept": 1.0
+            if lm_history_present is None
+            else float(lm_history_present.float().mean()),
             "lr": opt.param_groups[0]["lr"],
             "grad_norm": float(grad_norm),
             "curriculum": float(curriculum),
