@@ -243,7 +243,11 @@ def test_direction_lock_points_each_patch_where_the_lm_means_it(runtime, frames)
         np.testing.assert_allclose(stream(session), offline, atol=1e-5)
     finally:
         runtime.generator.config = old
-    unlocked = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+    old = with_sampler(runtime, direction_lock=0.0)
+    try:
+        unlocked = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+    finally:
+        runtime.generator.config = old
     assert not np.allclose(unlocked, offline, atol=1e-4)
 
 
@@ -260,7 +264,11 @@ def test_without_lm_history_the_lm_does_not_read_the_generated_patches(runtime, 
             sampler.finish(sample_patches(runtime, [request])[0])
         return out
 
-    a, b = lm_outputs(1), lm_outputs(2)  # different noise: different patches
+    old = with_sampler(runtime, lm_history=True)
+    try:
+        a, b = lm_outputs(1), lm_outputs(2)  # different noise: different patches
+    finally:
+        runtime.generator.config = old
     torch.testing.assert_close(a[0], b[0])
     assert not torch.allclose(a[2], b[2])  # the LM reads the patches it generated
     old = with_sampler(runtime, lm_history=False)

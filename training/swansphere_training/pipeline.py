@@ -186,12 +186,24 @@ def export_bundle(
             data_meta.setdefault("stages", {})[name] = stage
             if isinstance(base_commands, dict) and name in base_commands:
                 commands[name] = base_commands[name]
-            if name in source.metrics and name not in metrics:
-                metrics[name] = source.metrics[name]
+            # The base's evaluations of it (NAME or NAME_*.json) come with it.
+            for key, value in source.metrics.items():
+                if (key == name or key.startswith(f"{name}_")) and key not in metrics:
+                    metrics[key] = value
+            base_tuned = (source.data.get("tuned") or {}).get(name)
+            if base_tuned:
+                data_meta.setdefault("tuned", {})[name] = dict(base_tuned)
     if "generator" in runs:
         _check_generator_features(Path(runs["generator"]), components)
     if tune:
-        data_meta["tuned"] = tune_components(components, tune)
+        # A field the base had tuned already keeps the value it was trained with.
+        tuned = data_meta.setdefault("tuned", {})
+        for name, fields in tune_components(components, tune).items():
+            earlier = tuned.setdefault(name, {})
+            for field, record in fields.items():
+                if field in earlier:
+                    record["trained_with"] = earlier[field]["trained_with"]
+                earlier[field] = record
     commands["bundle"] = " ".join(shlex.quote(a) for a in sys.argv)
     return write_bundle(
         out,
@@ -240,6 +252,10 @@ def tune_components(
         new = old | fields
         with torch.device("meta"):
             problems = weight_mismatches(component_builder(kind)(new), state)
+            # Fields a config written before they existed lacks have their defaults.
+            built = getattr(component_builder(kind)(old), "config", None)
+        if dataclasses.is_dataclass(built):
+            old = dataclasses.asdict(built) | old
         if problems:
             raise InputError(f"--tune {name}: {fields} would need other weights ({problems})")
         components[name] = (new, state, kind)

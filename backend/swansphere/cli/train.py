@@ -84,8 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="COMPONENT.FIELD=VALUE",
         help="a setting chosen after training (recorded), e.g. --tune generator.guidance_video=5"
-        " or --tune svac.activity_weight=0.45; the generator's guidance and steps and SVAC's"
-        " part weights can be tuned",
+        " or --tune svac.activity_weight=0.45; the generator's sampler (steps, guidance,"
+        " lm_history, direction_lock) and SVAC's part weights can be tuned",
     )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(
