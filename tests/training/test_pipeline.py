@@ -299,10 +299,6 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     record = tuned.data["tuned"]["svac"]["activity_weight"]
     earlier = base.data["tuned"]["svac"]["activity_weight"]
     assert record == {"trained_with": earlier["trained_with"], "bundled": 0.45}
-    assert tuned.data["tuned"]["generator"]["direction_lock"] == {
-        "trained_with": 0.0,  # the default of a config written before the field
-        "bundled": 1,
-    }
     assert record_of(tuned, "generator", "guidance_video") == {
         "trained_with": base.config("generator")["guidance_video"],
         "bundled": 4,
@@ -311,6 +307,13 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     assert "--tune svac.activity_weight=0.45" in tuned.training_command["bundle"]
 
     components = {n: (*base.component(n), n) for n in ("svac", "generator")}
+    # A config written before a field existed: the record gives the field's default.
+    config, state = base.component("generator")
+    older = {k: v for k, v in config.items() if k not in ("lm_history", "direction_lock")}
+    record = tune_components(
+        {"generator": (older, state, "generator")}, {"generator": {"direction_lock": 0.5}}
+    )
+    assert record["generator"]["direction_lock"] == {"trained_with": 0.0, "bundled": 0.5}
     with pytest.raises(InputError, match=r"generator\.lm_dim: not tunable"):
         tune_components(dict(components), {"generator": {"lm_dim": 64}})
     with pytest.raises(InputError, match="would need other weights"):
@@ -322,3 +325,19 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     with pytest.raises(argparse.ArgumentTypeError, match=r"takes COMPONENT\.FIELD=VALUE"):
         _tuned_field("guidance=4")
     assert _tuned_field("svac.activity_weight=0.45") == ("svac", "activity_weight", 0.45)
+
+
+def test_bundle_base_with_metrics_records_an_evaluation(tmp_path, capsys):
+    result = tmp_path / "generator_fresh.json"
+    result.write_text(json.dumps({"angular_deg": 41.0}))
+    out = tmp_path / "evaluated"
+    assert main(["bundle", str(out), "--base", "default", "--metrics", str(result)]) == 0
+    base, evaluated = load_bundle("default"), load_bundle(out)
+    assert evaluated.metrics["generator_fresh"] == {"angular_deg": 41.0}
+    assert set(base.metrics) <= set(evaluated.metrics)
+    assert evaluated.data["tuned"] == base.data["tuned"]
+    for name in base.components:
+        old, new = base.component(name)[1], evaluated.component(name)[1]
+        assert all(torch.equal(old[k], new[k]) for k in old)
+    assert main(["bundle", str(tmp_path / "nothing"), "--base", "default"]) == 2
+    assert "give at least one of" in capsys.readouterr().err

@@ -139,9 +139,10 @@ def run_bundle(args: argparse.Namespace) -> int:
         for name, path in (("vae", args.vae), ("svac", args.svac), ("generator", args.generator))
         if path
     }
-    if not runs and not (args.base and args.tune):
+    if not runs and not (args.base and (args.tune or args.metrics)):
         raise InputError(
-            "give at least one of --vae, --svac and --generator (or --base with --tune)"
+            "give at least one of --vae, --svac and --generator "
+            "(or --base with --tune or --metrics)"
         )
     metrics = {Path(m).stem: read_json(m) for m in args.metrics}
     data = {"corpus": str(args.data) if args.data else None}
