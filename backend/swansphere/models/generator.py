@@ -146,7 +146,7 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # 64 / 52 / 44 / 43 deg from the reference, and g_text 1.5 / 3 named the caption's region
     # in 71 / 83 % of caption-only ones; g = 8 strays from the reference spectrum.
     # lm_history off and direction_lock 1: on 64 held-out clips video-only 49.0 -> 46.5 deg
-    # with the weights trained for the LM's history, 41.0 deg after 2000 steps more with
+    # with the weights trained for the LM's history, 39.5 deg after 3000 steps more with
     # p_drop_lm_history = 1 (README, "What the shipped tiny model does").
     "tiny": GeneratorConfig(
         video_saliency=True,
