@@ -4,6 +4,7 @@ the same code path as a trained one)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -199,17 +200,20 @@ def test_end_video_keeps_an_earlier_duration(runtime, frames):
     assert stream(s).shape[1] == round(0.3 * runtime.sample_rate)
 
 
-def with_sampler(runtime, **fields):
-    """The runtime's generator with sampler fields set (restore with the returned config)."""
+@contextmanager
+def sampler_settings(runtime, **fields):
+    """The runtime's generator with sampler fields set, restored afterwards."""
     old = runtime.generator.config
     runtime.generator.config = replace(old, **fields)
-    return old
+    try:
+        yield
+    finally:
+        runtime.generator.config = old
 
 
 def test_direction_lock_points_each_patch_where_the_lm_means_it(runtime, frames):
     g = runtime.generator
-    old = with_sampler(runtime, direction_lock=1.0)
-    try:
+    with sampler_settings(runtime, direction_lock=1.0):
         sampler = PatchSampler(runtime, SessionConfig(seed=5, steps=2))
         text = runtime.caption_tokens(None)
         cues = runtime.video_cues(frames[:2], 4.0, 2)
@@ -241,13 +245,8 @@ def test_direction_lock_points_each_patch_where_the_lm_means_it(runtime, frames)
             session.set_panorama(frame, i / 4.0)
         session.end_video()
         np.testing.assert_allclose(stream(session), offline, atol=1e-5)
-    finally:
-        runtime.generator.config = old
-    old = with_sampler(runtime, direction_lock=0.0)
-    try:
+    with sampler_settings(runtime, direction_lock=0.0):
         unlocked = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
-    finally:
-        runtime.generator.config = old
     assert not np.allclose(unlocked, offline, atol=1e-4)
 
 
@@ -264,18 +263,12 @@ def test_without_lm_history_the_lm_does_not_read_the_generated_patches(runtime, 
             sampler.finish(sample_patches(runtime, [request])[0])
         return out
 
-    old = with_sampler(runtime, lm_history=True)
-    try:
+    with sampler_settings(runtime, lm_history=True):
         a, b = lm_outputs(1), lm_outputs(2)  # different noise: different patches
-    finally:
-        runtime.generator.config = old
     torch.testing.assert_close(a[0], b[0])
     assert not torch.allclose(a[2], b[2])  # the LM reads the patches it generated
-    old = with_sampler(runtime, lm_history=False)
-    try:
+    with sampler_settings(runtime, lm_history=False):
         a, b = lm_outputs(1), lm_outputs(2)
-    finally:
-        runtime.generator.config = old
     for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y)
 
