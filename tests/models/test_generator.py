@@ -317,3 +317,25 @@ def test_steer_intensity_turns_the_direction_channels_and_keeps_their_length():
     # Half way: closer to the target than the frame's own direction, not yet on it.
     assert torch.all(cos(half, target, dim=-1)[lit] >= cos(own, target, dim=-1)[lit] - 1e-6)
     assert torch.all(cos(half, target, dim=-1)[lit] < 1 - 1e-4)
+
+
+def test_the_history_encoder_is_skipped_when_no_row_reads_a_past():
+    torch.manual_seed(0)
+    cfg = small_config()
+    model = SpatialGenerator(cfg).eval()
+    gen = torch.Generator().manual_seed(3)
+    cond = conditioning(2, 1, cfg, gen)
+    history = torch.randn(2, 1, cfg.patch_frames, cfg.latent_dim, generator=gen)
+    calls = []
+    model.lm.history.register_forward_hook(lambda *_: calls.append(1))
+    no_past = torch.zeros(2, dtype=torch.bool)
+    with torch.no_grad():
+        skipped = model.lm.inputs(history, cond.video, cond.video_present, 3, no_past)
+        assert not calls
+        read = model.lm.inputs(history, cond.video, cond.video_present, 3)
+        assert calls
+    with torch.enable_grad():  # training runs it, whatever it then discards
+        trained = model.lm.inputs(history, cond.video, cond.video_present, 3, no_past)
+    assert len(calls) == 2
+    torch.testing.assert_close(skipped, trained.detach())
+    assert not torch.allclose(skipped, read)

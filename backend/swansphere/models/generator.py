@@ -530,12 +530,18 @@ class SpatialLM(nn.Module):
         (B, P, G): see :class:`Conditioning`.
         """
         b, p = history.shape[:2]
-        hist = self.history(history.flatten(0, 1)).reshape(b, p, -1)
         index = torch.arange(first, first + p, device=history.device)
         start = (index == 0)[None, :, None]
         if history_present is not None:
             start = start | ~history_present[:, None, None]
-        hist = torch.where(start, self.start, hist)
+        if not torch.is_grad_enabled() and bool(start.all()):
+            # Every row starts afresh (a first patch, or a sampler with lm_history off):
+            # the history encoder's output would be discarded, so it is not run (1 ms of a
+            # tiny patch on CPU). Training still runs it, so its weights update as before.
+            hist = self.start.expand(b, p, -1)
+        else:
+            hist = self.history(history.flatten(0, 1)).reshape(b, p, -1)
+            hist = torch.where(start, self.start, hist)
         if video is None:
             vid = self.null_video.expand(b, p, -1)
         else:
