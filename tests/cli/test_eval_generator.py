@@ -160,3 +160,74 @@ def test_source_power_oracle_weighs_each_source_by_the_power_it_delivers() -> No
     del meta["sources"][1]["level_db"]  # a source list without levels: no power oracle
     assert source_oracle_direction(meta, power=True) is None
     assert source_oracle_direction(meta) is not None
+
+
+def test_scene_oracles_weigh_each_object_by_what_they_know_of_its_loudness(monkeypatch) -> None:
+    """signal: level + the signal's own power; video: the class's typical power; visible:
+    that for the distractors too. Pulses count as relative power over the clip."""
+    from swansphere_training.corpus import sources
+    from swansphere_training.evaluation.generator import scene_oracle_direction
+
+    typical = {"siren": 0.0, "rain": -20.0}
+    monkeypatch.setattr(sources, "typical_power_db", lambda name, *_: typical[name])
+
+    def track(az, distance):
+        return {"t": [0.0, 1.0], "azimuth_deg": [az, az], "elevation_deg": [0.0, 0.0],
+                "distance_m": [distance, distance]}  # fmt: skip
+
+    meta = {
+        "duration_s": 1.0,
+        "sample_rate": 22050,
+        "video": {"fps": 4.0},
+        "sources": [
+            # In front, a rain the class makes quiet, but this one is loud (power 0 dB).
+            {
+                "class": "rain",
+                "level_db": 0.0,
+                "power_db": 0.0,
+                "trajectory": track(0.0, 1.0),
+                "activity": [1.0, 1.0, 1.0, 1.0],
+            },
+            # On the left, a siren 10 dB quieter than the class would have it.
+            {
+                "class": "siren",
+                "level_db": 0.0,
+                "power_db": -10.0,
+                "trajectory": track(90.0, 1.0),
+                "activity": [1.0, 1.0, 1.0, 1.0],
+            },
+        ],
+        "distractors": [
+            {
+                "class": "siren",
+                "azimuth_deg": -90.0,
+                "elevation_deg": 0.0,
+                "distance_m": 1.0,
+                "activity": [1.0, 1.0, 0.0, 0.0],
+            },
+        ],
+    }
+    az, el = scene_oracle_direction(meta, "signal")  # front 1, left 0.1
+    assert np.rad2deg(az) == pytest.approx(np.rad2deg(np.arctan2(0.1, 1.0)), abs=0.01)
+    assert el == pytest.approx(0.0, abs=1e-9)
+    az, _ = scene_oracle_direction(meta, "video")  # front 0.01, left 1
+    assert np.rad2deg(az) == pytest.approx(np.rad2deg(np.arctan2(1.0, 0.01)), abs=0.01)
+    # The silent siren on the right cancels the left one: what is left is the rain in front.
+    # Its pulse (on for half the clip) is a relative power: its mean over the clip is 1.
+    az, _ = scene_oracle_direction(meta, "visible")
+    assert np.rad2deg(az) == pytest.approx(0.0, abs=0.01)
+    # A pulse 30 dB down is a thousandth of the power; the oracle weighs frame by frame.
+    meta["sources"][0]["activity"] = [1.0, 1.0, 0.0, 0.0]
+    meta["sources"][1]["activity"] = [0.0, 0.0, 1.0, 1.0]
+    x, y = (2.0 + 2e-3) / (1.0 + 1e-3) * 1e-2, (2.0 + 2e-3) / (1.0 + 1e-3)  # per frame sums
+    az, _ = scene_oracle_direction(meta, "video")
+    assert np.rad2deg(az) == pytest.approx(np.rad2deg(np.arctan2(y, x)), abs=0.01)
+    # An older clip.json without pulses has no scene oracle; an imported clip neither.
+    del meta["distractors"][0]["activity"]
+    assert scene_oracle_direction(meta, "visible") is None
+    assert scene_oracle_direction(meta, "video") is not None
+    del meta["sources"][0]["activity"]
+    assert scene_oracle_direction(meta, "signal") is None
+    assert scene_oracle_direction({"sources": []}, "video") is None
+    with pytest.raises(ValueError, match="unknown oracle knowledge 'audio'"):
+        scene_oracle_direction(meta, "audio")

@@ -107,3 +107,56 @@ def test_sources_pulse_with_their_sound_and_decoys_with_their_own_rhythm():
     changed_quiet = np.any(quiet != background, axis=-1).sum()
     changed_loud = np.any(loud != background, axis=-1).sum()
     assert changed_loud > 1.3 * changed_quiet  # a loud source is drawn larger
+
+
+def test_clip_json_records_the_pulses_the_video_shows_and_the_dry_power(tmp_path, monkeypatch):
+    """clip.json keeps each object's pulse exactly as the frames were drawn with it, and
+    each source's dry signal power: what the scene oracles of eval generator read."""
+    from swansphere_training.corpus import video
+
+    drawn = []
+    real = video.render_frames
+
+    def recording(objects, *args, **kwargs):
+        drawn.extend(objects)
+        return real(objects, *args, **kwargs)
+
+    monkeypatch.setattr(video, "render_frames", recording)
+    config = replace(TINY, max_distractors=2)
+    for index in range(6):  # until a clip has a distractor
+        drawn.clear()
+        folder = make_clip(tmp_path, "test", seed=2, index=index, config=config)
+        meta = json.loads((folder / "clip.json").read_text())
+        if meta["distractors"]:
+            break
+    assert meta["distractors"], "no clip with a distractor in 6 draws"
+    recorded = [s["activity"] for s in meta["sources"]] + [
+        d["activity"] for d in meta["distractors"]
+    ]
+    assert len(drawn) == len(recorded)
+    for obj, pulse in zip(drawn, recorded, strict=True):
+        assert len(pulse) == meta["video"]["frames"]
+        np.testing.assert_allclose(obj.pulse, pulse, atol=5e-5)
+    # The dry power, replayed from the clip's random stream: the first source's signal is
+    # the first thing drawn after the room and the scene.
+    from swansphere_training.corpus.room import random_room
+    from swansphere_training.corpus.scene import random_scene
+    from swansphere_training.corpus.sources import synthesize_source
+
+    rng = clip_rng(2, "test", index)
+    random_room(rng)
+    first = random_scene(rng, config, None).sources[0]
+    mono = synthesize_source(first.track.class_name, config.seconds, config.sample_rate, rng)
+    power_db = 10 * np.log10(np.mean(mono[: int(config.seconds * config.sample_rate)] ** 2))
+    assert meta["sources"][0]["power_db"] == pytest.approx(power_db, abs=1e-3)
+
+
+def test_typical_class_power_is_deterministic_and_tells_loud_classes_from_quiet():
+    from swansphere_training.corpus.sources import typical_power_db
+
+    siren = typical_power_db("siren", 1.0, 22050, draws=2)
+    rain = typical_power_db("rain", 1.0, 22050, draws=2)
+    assert siren == typical_power_db("siren", 1.0, 22050, draws=2)
+    assert siren > rain + 15.0  # a siren is far louder than a drizzle at the same peak
+    with pytest.raises(ValueError, match="unknown sound class 'kazoo'"):
+        typical_power_db("kazoo", 1.0, 22050)

@@ -24,6 +24,7 @@ frequencies are in Hz and times in seconds. All synthesised tones are kept below
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -1217,6 +1218,25 @@ def _condition(raw: np.ndarray, sr: float, gain_db: float) -> np.ndarray:
     if peak == 0.0:
         return x
     return x * (10.0 ** ((PEAK_DBFS + gain_db) / 20.0) / peak)
+
+
+@functools.lru_cache(maxsize=256)
+def typical_power_db(name: str, seconds: float, sample_rate: int, draws: int = 8) -> float:
+    """The class's typical mean power in dB re full scale 1: 10 log10 of the mean over
+    ``draws`` seeded instances of :func:`synthesize_source` of mean(x^2). Deterministic
+    (instance i of class c draws from ``default_rng([i, class index])``); cached."""
+    if name not in SYNTHESIZERS:
+        raise InputError(f"unknown sound class {name!r}; known: {', '.join(SOUND_CLASSES)}")
+    code = SOUND_CLASSES.index(name)
+    powers = [
+        float(
+            np.mean(
+                synthesize_source(name, seconds, sample_rate, np.random.default_rng([i, code])) ** 2
+            )
+        )
+        for i in range(int(draws))
+    ]
+    return float(10.0 * np.log10(max(float(np.mean(powers)), 1e-30)))
 
 
 def synthesize_source(

@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -123,26 +124,38 @@ def decoy_activity(n_frames: int, fps: float, rng: np.random.Generator) -> np.nd
     return np.convolve(out, [0.25, 0.5, 0.25], mode="same")
 
 
+class SceneAudio(NamedTuple):
+    """What :func:`render_scene_audio` makes.
+
+    foa: (4, n) AmbiX mix at the clip's peak. gain: the linear mix gain applied to reach
+    that peak. activity: per source, its :func:`activity_envelope` at the video frame rate
+    (what the video shows it pulsing with). power_db: per source, the mean power of its dry
+    signal in dB re full scale 1, before its level and the mix gain.
+    """
+
+    foa: np.ndarray
+    gain: float
+    activity: list[np.ndarray]
+    power_db: list[float]
+
+
 def render_scene_audio(
     scene: Scene, room, config: SynthConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, float, list[np.ndarray]]:
-    """Mix the sources through the room plus the ambient bed.
-
-    Returns (FOA (4, n), gain, activity): activity holds each source's
-    :func:`activity_envelope` at the video frame rate, for the video to animate.
-    """
+) -> SceneAudio:
+    """Mix the sources through the room plus the ambient bed (see :class:`SceneAudio`)."""
     from .room import render_ambience, render_source
     from .sources import synthesize_source
 
     n = int(round(config.seconds * config.sample_rate))
     mix = np.zeros((4, n))
     n_frames = int(round(config.seconds * config.fps))
-    activity = []
+    activity, power_db = [], []
     for source in scene.sources:
         mono = synthesize_source(source.track.class_name, config.seconds, config.sample_rate, rng)[
             :n
         ]
         activity.append(activity_envelope(mono, config.sample_rate, config.fps, n_frames))
+        power_db.append(float(10.0 * np.log10(max(float(np.mean(mono**2)), 1e-30))))
         foa = render_source(
             mono,
             config.sample_rate,
@@ -158,7 +171,15 @@ def render_scene_audio(
     amb_rms = np.sqrt(np.mean(ambience[0] ** 2)) + 1e-12
     mix += ambience * (w_rms / amb_rms) * 10 ** (scene.ambience_db / 20)
     gain = 10 ** (config.peak_dbfs / 20) / max(np.max(np.abs(mix)), 1e-9)
-    return mix * gain, float(gain), activity
+    return SceneAudio(mix * gain, float(gain), activity, power_db)
+
+
+def decoy_pulses(scene: Scene, config: SynthConfig, seed: int) -> list[np.ndarray]:
+    """Each distractor's :func:`decoy_activity` (frames,), as :func:`render_scene_video`
+    draws them for video seed ``seed``."""
+    n_frames = int(round(config.seconds * config.fps))
+    decoys = np.random.default_rng([seed, 1])
+    return [decoy_activity(n_frames, config.fps, decoys) for _ in scene.distractors]
 
 
 def render_scene_video(
@@ -175,7 +196,7 @@ def render_scene_video(
     n_frames = int(round(config.seconds * config.fps))
     frame_times = np.arange(n_frames) / config.fps
     objects = []
-    decoys = np.random.default_rng([seed, 1])
+    pulses = decoy_pulses(scene, config, seed)
     for i, source in enumerate(scene.sources):
         az, el = source.track.direction_at(frame_times)
         dist = np.interp(frame_times, source.track.t, source.track.distance)
@@ -183,7 +204,7 @@ def render_scene_video(
         objects.append(VisualObject(source.track.class_name, az, el, dist, True, seed + i, pulse))
     for j, d in enumerate(scene.distractors):
         ones = np.ones(n_frames)
-        pulse = None if activity is None else decoy_activity(n_frames, config.fps, decoys)
+        pulse = None if activity is None else pulses[j]
         objects.append(
             VisualObject(
                 d.class_name,
@@ -214,8 +235,14 @@ def clip_metadata(
     room,
     config: SynthConfig,
     gain: float,
+    audio: SceneAudio | None = None,
+    decoys: list[np.ndarray] | None = None,
 ) -> dict:
-    return {
+    """clip.json of a procedural clip. With ``audio`` and ``decoys``, each source also records
+    its ``activity`` (the pulse the video shows, per frame) and ``power_db`` (its dry
+    signal's mean power, before ``level_db``), and each distractor its ``activity``: what
+    the scene oracles of ``eval generator`` read."""
+    meta = {
         "id": clip_id,
         "split": split,
         "seed": {"base": int(seed), "split": split, "index": int(index)},
@@ -253,6 +280,16 @@ def clip_metadata(
         "label": None,
         "caption": None,
     }
+    if audio is not None:
+        for entry, pulse, power in zip(
+            meta["sources"], audio.activity, audio.power_db, strict=True
+        ):
+            entry["activity"] = [round(float(a), 4) for a in pulse]
+            entry["power_db"] = round(power, 3)
+    if decoys is not None:
+        for entry, pulse in zip(meta["distractors"], decoys, strict=True):
+            entry["activity"] = [round(float(a), 4) for a in pulse]
+    return meta
 
 
 def make_clip(
@@ -265,14 +302,17 @@ def make_clip(
     rng = clip_rng(seed, split, index)
     room = random_room(rng)
     scene = fit_scene_to_room(random_scene(rng, config, n_sources), room)
-    foa, gain, activity = render_scene_audio(scene, room, config, rng)
+    audio = render_scene_audio(scene, room, config, rng)
     video_seed = int(rng.integers(0, 2**31 - 1))
-    frames = render_scene_video(scene, config, video_seed, activity)
+    frames = render_scene_video(scene, config, video_seed, audio.activity)
     clip_id = f"{split}-{index:06d}"
-    meta = clip_metadata(clip_id, split, seed, index, scene, room, config, gain)
+    decoys = decoy_pulses(scene, config, video_seed)
+    meta = clip_metadata(
+        clip_id, split, seed, index, scene, room, config, audio.gain, audio, decoys
+    )
 
     def fill(tmp: Path) -> None:
-        write_foa(tmp / AUDIO_FILE, foa, config.sample_rate)
+        write_foa(tmp / AUDIO_FILE, audio.foa, config.sample_rate)
         write_mp4(tmp / VIDEO_FILE, frames, fps=config.fps)
         write_json_atomic(tmp / META_FILE, meta)
 

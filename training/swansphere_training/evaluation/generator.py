@@ -15,8 +15,17 @@ be read side by side:
 - ``source_power_oracle`` (the same clips): the sum of the sounding sources' unit
   directions, each weighted by the power it delivers, 10^(level_db / 10) / distance^2,
   point by point along its trajectory: what a model that also knew their levels and
-  distances, but not the room or the ambience, would score. It is as near as any
-  rendering of point sources gets to the reference's direction;
+  distances, but not how loud each one's sound is, the room or the ambience, would score;
+- ``signal_oracle``, ``video_oracle``, ``visible_objects_oracle`` (procedural clips whose
+  clip.json records each object's pulse, ``activity``, as ``swansphere data synth`` writes
+  it): scene oracles (:func:`scene_oracle_direction`) that weigh each object's direct
+  path, frame by frame, by the power it delivers, 1 / distance^2 times its pulse times a
+  loudness. ``signal_oracle`` knows the sounding sources' actual loudness (their level
+  and their signal's power): the rest of its error is the room. ``video_oracle`` knows
+  what the picture can show of them: their class's typical loudness, not their random
+  level. ``visible_objects_oracle`` treats every object in the picture so, sounding or
+  not, as the picture alone cannot tell a silent look-alike from a source. A video-only
+  generator should not expect to beat ``video_oracle``;
 - ``video_saliency`` (generators that take SVAC's saliency): the mean over the patches of
   the saliency-weighted cell directions of the saliency the generator is conditioned on
   (:func:`saliency_direction`): where its video cue alone points. A generator further
@@ -88,6 +97,9 @@ BASELINES = (
     "vae_reference",
     "source_oracle",
     "source_power_oracle",
+    "signal_oracle",
+    "video_oracle",
+    "visible_objects_oracle",
     "video_saliency",
     "lm_estimate",
 )
@@ -134,6 +146,82 @@ def source_oracle_direction(
     if not vectors:
         return None
     az, el = vector_to_direction(np.sum(vectors, axis=0))
+    return float(az), float(el)
+
+
+SCENE_ORACLES = {
+    "signal_oracle": "signal",
+    "video_oracle": "video",
+    "visible_objects_oracle": "visible",
+}
+
+
+def _frame_positions(track: dict[str, Any], times: np.ndarray) -> np.ndarray:
+    """Positions (frames, 3) in metres of a clip.json trajectory at ``times`` (seconds),
+    linearly interpolated between its keyframes (AmbiX axes: x front, y left, z up)."""
+    keys = direction_to_vector(
+        np.deg2rad(np.asarray(track["azimuth_deg"], dtype=np.float64)),
+        np.deg2rad(np.asarray(track["elevation_deg"], dtype=np.float64)),
+    ).reshape(-1, 3) * np.asarray(track["distance_m"], dtype=np.float64).reshape(-1, 1)
+    t = np.asarray(track["t"], dtype=np.float64).reshape(-1)
+    return np.stack([np.interp(times, t, keys[:, k]) for k in range(3)], axis=1)
+
+
+def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float, float] | None:
+    """(azimuth, elevation) in radians of a scene oracle (module docstring), or None when
+    clip.json lacks what it needs (an older corpus without ``activity``).
+
+    Every object o delivers, at video frame i, p_o * r_o(i) / d_o(i)^2 from its direction
+    u_o(i); the oracle is the direction of the sum of those vectors. r_o is its pulse as a
+    relative power, 10^((a_o(i) - 1) * ACTIVITY_RANGE_DB / 10), divided by its mean over the
+    clip. p_o by ``knowledge``: "signal", the sounding sources with 10^((level_db +
+    power_db) / 10); "video", the sounding sources with their class's typical power
+    (:func:`~swansphere_training.corpus.sources.typical_power_db`); "visible", that for the
+    distractors as well, static where they stand.
+    """
+    from ..corpus.sources import typical_power_db
+    from ..corpus.synth import ACTIVITY_RANGE_DB
+
+    if knowledge not in ("signal", "video", "visible"):
+        raise InputError(f"unknown oracle knowledge {knowledge!r}: signal, video or visible")
+    video = meta.get("video") or {}
+    fps, seconds, rate = video.get("fps"), meta.get("duration_s"), meta.get("sample_rate")
+    sources = meta.get("sources") or []
+    if not sources or not fps or not seconds or not rate:
+        return None
+    objects = []  # (pulse, positions (frames, 3), power)
+    for source in sources:
+        track, pulse = source.get("trajectory") or {}, source.get("activity")
+        if pulse is None or "distance_m" not in track or "power_db" not in source:
+            return None
+        times = np.arange(len(pulse)) / float(fps)
+        if knowledge == "signal":
+            power_db = float(source["level_db"]) + float(source["power_db"])
+        else:
+            power_db = typical_power_db(source["class"], float(seconds), int(rate))
+        objects.append((pulse, _frame_positions(track, times), power_db))
+    if knowledge == "visible":
+        for distractor in meta.get("distractors") or []:
+            pulse = distractor.get("activity")
+            if pulse is None:
+                return None
+            unit = direction_to_vector(
+                np.deg2rad(float(distractor["azimuth_deg"])),
+                np.deg2rad(float(distractor["elevation_deg"])),
+            ).reshape(1, 3)
+            positions = np.repeat(unit * float(distractor["distance_m"]), len(pulse), axis=0)
+            power_db = typical_power_db(distractor["class"], float(seconds), int(rate))
+            objects.append((pulse, positions, power_db))
+    total = np.zeros(3)
+    for pulse, positions, power_db in objects:
+        relative = 10.0 ** ((np.asarray(pulse, dtype=np.float64) - 1.0) * ACTIVITY_RANGE_DB / 10.0)
+        relative = relative / max(float(relative.mean()), 1e-30)
+        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
+        weights = 10.0 ** (power_db / 10.0) * relative / distance**2
+        total += (weights[:, None] * positions / distance[:, None]).sum(axis=0)
+    if not np.any(total):
+        return None
+    az, el = vector_to_direction(total)
     return float(az), float(el)
 
 
@@ -281,6 +369,10 @@ def evaluate_generator(
         power_oracle = source_oracle_direction(clip.meta, power=True)
         if power_oracle is not None:
             constant["source_power_oracle"] = power_oracle
+        for name, knowledge in SCENE_ORACLES.items():
+            scene_oracle = scene_oracle_direction(clip.meta, knowledge)
+            if scene_oracle is not None:
+                constant[name] = scene_oracle
         n_patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
         cue = saliency_direction(runtime, frames, fps, n_patches)
         if cue is not None:
@@ -340,4 +432,11 @@ def evaluate_generator(
     return result
 
 
-__all__ = ["BASELINES", "evaluate_generator", "saliency_direction", "vae_round_trip"]
+__all__ = [
+    "BASELINES",
+    "SCENE_ORACLES",
+    "evaluate_generator",
+    "saliency_direction",
+    "scene_oracle_direction",
+    "vae_round_trip",
+]
