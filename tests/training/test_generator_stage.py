@@ -256,3 +256,10 @@ def test_the_cached_saliency_is_what_generation_computes(
     duration = features.patches(0) * runtime.patch_seconds
     runtime.generate(frames, fps, None, duration, SessionConfig(steps=1))
     torch.testing.assert_close(torch.cat(seen), saliency, atol=1e-5, rtol=0)
+
+
+def test_the_lr_anneals_over_lr_decay_steps(corpus: Path, tmp_path: Path) -> None:
+    stage = make_stage(tmp_path, corpus, curriculum_steps=0, warmup_steps=1, lr_decay_steps=2)
+    result = stage.fit(3)
+    assert np.isfinite(result.metrics["loss"])
+    assert stage.optimizers["main"].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

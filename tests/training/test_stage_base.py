@@ -308,3 +308,28 @@ def _main(jobs: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def test_warmup_cosine_warms_up_then_anneals_to_zero() -> None:
+    from swansphere_training.stages.base import linear_warmup, warmup_cosine
+
+    def factors(scheduler, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            out.append(scheduler.get_last_lr()[0])
+            scheduler.optimizer.step()
+            scheduler.step()
+        return out
+
+    def optimizer() -> torch.optim.Optimizer:
+        return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+
+    lrs = factors(warmup_cosine(optimizer(), warmup=2, decay=4), 8)
+    assert lrs[:2] == pytest.approx([0.5, 1.0])
+    # Half a cosine over the 4 decay steps, then nothing.
+    expected = [0.5 * (1 + np.cos(np.pi * k / 4)) for k in (1, 2, 3, 4)]
+    assert lrs[2:6] == pytest.approx(expected) and lrs[5:] == pytest.approx([0.0] * 3)
+    # Without decay it is the plain warm-up (runs recorded before the option reproduce).
+    assert factors(warmup_cosine(optimizer(), 3, 0), 6) == factors(linear_warmup(optimizer(), 3), 6)
+    with pytest.raises(InputError, match="decay steps must be an integer >= 0"):
+        warmup_cosine(optimizer(), 2, -1)

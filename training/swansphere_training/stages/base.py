@@ -257,6 +257,29 @@ def linear_warmup(
     )
 
 
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup: int, decay: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`linear_warmup` for ``warmup`` steps, then the LR factor falls along a half
+    cosine from 1 to 0 over ``decay`` steps and stays at 0 (decay 0: stays at 1, exactly
+    :func:`linear_warmup`). Annealing is how a run ends near a minimum instead of
+    wandering around it at full step size."""
+    for name, value in (("warm-up", warmup), ("decay", decay)):
+        if int(value) != value or value < 0:
+            raise InputError(f"{name} steps must be an integer >= 0, got {value!r}")
+    warmup, decay = int(warmup), int(decay)
+    if not decay:
+        return linear_warmup(optimizer, warmup)
+
+    def factor(k: int) -> float:
+        if k < warmup:
+            return (k + 1) / warmup
+        done = min(1.0, (k - warmup + 1) / decay)
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Tensors in nested dicts, lists and tuples moved to ``device``; other values kept."""
     if isinstance(batch, torch.Tensor):

@@ -48,7 +48,7 @@ from swansphere.models.generator import (
 
 from ..data.dataset import ClipDataset
 from ..data.features import ClipFeatures, load_or_build_features
-from .base import Stage, derive_seed, linear_warmup
+from .base import Stage, derive_seed, warmup_cosine
 
 # (name, video, caption) of the conditions evaluate() reports.
 EVAL_CONDITIONS = (
@@ -73,6 +73,8 @@ class GeneratorStageConfig:
     batch_size: int = 8
     lr: float = 5e-4  # after the warm-up
     warmup_steps: int = 200  # linear LR warm-up
+    # Then a half-cosine decay of the LR to 0 over this many steps (0: constant LR).
+    lr_decay_steps: int = 0
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     # The bundle whose frozen VAE and SVAC make the features: default | PATH | models:/N@A.
@@ -285,7 +287,11 @@ class GeneratorStage(Stage):
         )
 
     def build_schedulers(self):
-        return {"main": linear_warmup(self.optimizers["main"], self.config.warmup_steps)}
+        return {
+            "main": warmup_cosine(
+                self.optimizers["main"], self.config.warmup_steps, self.config.lr_decay_steps
+            )
+        }
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         loss = _TrainingLoss(model)
