@@ -16,9 +16,12 @@ clip.json::
       "sources": [                       # ground truth, when known (procedural clips)
         {"class": "siren", "class_id": 1, "motion": "static" | "moving", "level_db": -12.0,
          "trajectory": {"t": [...], "azimuth_deg": [...], "elevation_deg": [...],
-                        "distance_m": [...]}}   # keyframes, linear in between
+                        "distance_m": [...]},   # keyframes, linear in between
+         "activity": [...],   # per video frame, in [0, 1]: the pulse the video shows
+         "power_db": -24.3}   # the dry signal's mean power, before level_db
       ],
-      "distractors": [{"class": "...", "azimuth_deg": .., "elevation_deg": .., "distance_m": ..}],
+      "distractors": [{"class": "...", "azimuth_deg": .., "elevation_deg": .., "distance_m": ..,
+                       "activity": [...]}],   # silent look-alikes with a pulse of their own
       "room": {...} | null, "ambience_db": -40.0 | null,
       "label": "dog barking" | null,      # user label for real clips
       "caption": "..." | null             # a caption that came with the data (caption corpora)
