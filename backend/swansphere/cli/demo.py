@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {"generator": generator, "renderer": renderer}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_json(summary)
-    print(f"generator: TTFC {generator['ttfc_ms']} ms, RTF {generator['rtf']} "
+    print(f"generator: TTFC {generator['ttfc_ms']} ms (first session after loading "
+          f"{generator['ttfc_cold_ms']} ms), RTF {generator['rtf']} "
           f"({generator['patches']} patches, {generator['audio_seconds']} s of audio)")  # fmt: skip
     for section in (generator, renderer):
         for name, path in section["files"].items():
