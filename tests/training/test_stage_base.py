@@ -197,6 +197,20 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
         make_stage(tmp_path, replace(ToyConfig(), lr=0.5)).fit(10, resume=True)
 
 
+@dataclass
+class ToyConfigWithNewSetting(ToyConfig):
+    """ToyConfig after a release added a setting whose default keeps the old behaviour."""
+
+    new_setting: int = 0
+
+
+def test_resume_accepts_a_setting_added_since_at_its_default(tmp_path: Path) -> None:
+    make_stage(tmp_path).fit(5)  # its checkpoint's config has no new_setting
+    with pytest.raises(InputError, match="differs in new_setting"):
+        make_stage(tmp_path, ToyConfigWithNewSetting(new_setting=2)).fit(10, resume=True)
+    assert make_stage(tmp_path, ToyConfigWithNewSetting()).fit(10, resume=True).step == 10
+
+
 def test_resume_without_checkpoint_starts_afresh(tmp_path: Path) -> None:
     assert make_stage(tmp_path).fit(3, resume=True).step == 3
 

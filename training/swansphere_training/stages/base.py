@@ -409,6 +409,31 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         raise InputError(f"the stage config must be JSON-serialisable: {exc}") from exc
 
 
+def config_defaults(config: Any) -> dict[str, Any]:
+    """The JSON form of each field default of a dataclass stage config ({} for a mapping)."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    defaults = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    return json.loads(json.dumps(defaults, default=str))
+
+
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> list[str]:
+    """Sorted names of the settings in which a checkpoint's config (``saved``) and the
+    current one differ. A setting added to the stage after the checkpoint was written is
+    absent from ``saved`` and counts as its default, so an older run resumes when the new
+    setting is left at that default (a run from before ``lr_decay_steps`` existed, say)."""
+    return sorted(
+        k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k)
+    )
+
+
 def _scalar(value: Any) -> float:
     return float(value.detach().item()) if isinstance(value, torch.Tensor) else float(value)
 
@@ -634,12 +659,8 @@ class Stage(abc.ABC):
 
     def _restore(self, ckpt: Checkpoint) -> None:
         """Put a checkpoint's state back; refuse one written with another config."""
-        if ckpt.config != self.config_dict:
-            keys = sorted(
-                k
-                for k in set(ckpt.config) | set(self.config_dict)
-                if ckpt.config.get(k) != self.config_dict.get(k)
-            )
+        keys = config_differences(ckpt.config, self.config_dict, config_defaults(self.config))
+        if keys:
             raise InputError(
                 f"cannot resume from {ckpt.path}: its config differs in {', '.join(keys)}"
             )
