@@ -16,6 +16,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from swansphere.foa.formats import build_decoder
 from swansphere.foa.io import read_foa, resample, write_audio, write_foa
 from swansphere.foa.renderer import BlockRenderer
 from swansphere.foa.rotation import ypr_to_quat
+
+if TYPE_CHECKING:
+    from swansphere.generation import GeneratorSession
 
 
 def procedural_clip(seed: int) -> tuple[np.ndarray, float, np.ndarray, int, str]:
@@ -159,7 +163,7 @@ def stream_clip(
     }
 
 
-def _first_chunk_ms(session, frame: np.ndarray, caption: str) -> float:
+def _first_chunk_ms(session: GeneratorSession, frame: np.ndarray, caption: str) -> float:
     """Milliseconds from ``frame`` in to the first FOA chunk out of a fresh ``session``
     (the caption arrives first, as the engine sends it), then close the session."""
     session.set_caption(caption)
