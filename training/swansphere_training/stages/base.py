@@ -410,7 +410,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_defaults(config: Any) -> dict[str, Any]:
-    """The JSON form of each field default of a dataclass stage config ({} for a mapping)."""
+    """Each field default of a dataclass stage config in the form checkpoints store
+    (:func:`config_to_dict`); {} for a mapping, which has no defaults."""
     if not dataclasses.is_dataclass(config):
         return {}
     defaults = {}
@@ -419,7 +420,7 @@ def config_defaults(config: Any) -> dict[str, Any]:
             defaults[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             defaults[f.name] = f.default_factory()
-    return json.loads(json.dumps(defaults, default=str))
+    return config_to_dict(defaults)
 
 
 def config_differences(
