@@ -58,7 +58,9 @@ def test_eval_generator_json_has_every_metric_and_baseline(corpus, bundle, capsy
     assert KEYS <= set(result["video_text"]) and KEYS <= set(result["text_only"])
     assert set(result["baselines"]) == set(BASELINES)
     for name in BASELINES:
-        assert KEYS | {"text_region_accuracy"} <= set(result["baselines"][name])
+        if name != "video_direction_cue":
+            assert KEYS | {"text_region_accuracy"} <= set(result["baselines"][name])
+    assert result["baselines"]["video_direction_cue"] == {}  # this bundle has no cue
     # The VAE round trip of the reference keeps its direction far better than chance.
     assert result["baselines"]["vae_reference"]["angular_rad"] < 0.5
     # Where the LM meant the sound to be, and how far the rendering strays from it.
@@ -125,6 +127,42 @@ def test_a_generator_that_follows_its_saliency_scores_like_the_saliency_baseline
     runtime.generator.config = plain
     frames = np.zeros((2, 32, 64, 3), np.uint8)
     assert saliency_direction(runtime, frames, 4.0, 3) is None
+
+
+def test_a_generator_that_follows_the_direction_cue_scores_like_its_baseline(
+    corpus, bundle, tmp_path
+) -> None:
+    """With a video direction cue in the bundle, eval reports where it points
+    (video_direction_cue); a 'generator' that puts a plane wave there scores the same."""
+    import math
+
+    from swansphere.generation.session import GeneratorRuntime
+    from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
+    from swansphere_training.evaluation.generator import cue_direction
+
+    base = load_bundle(bundle)
+    components = {name: (*base.component(name), name) for name in base.components}
+    torch.manual_seed(1)
+    cue = VideoDirectionCue(VideoDirectionConfig(window=4, taps=3, smoothing=2))
+    components["direction"] = (cue.config.to_dict(), cue.state_dict(), "direction")
+    runtime = GeneratorRuntime.from_bundle(load_bundle(write_bundle(tmp_path / "c", components)))
+    assert runtime.direction is not None and not runtime.uses_direction_cue
+    rng = np.random.default_rng(0)
+
+    def follow(frames, fps, caption, duration, config):
+        n = round(duration * runtime.sample_rate)
+        az, el = (0.0, 0.0)
+        if frames is not None:
+            patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
+            az, el = cue_direction(runtime, frames, fps, patches)
+        return encode_mono(rng.standard_normal(n), az, el).astype(np.float32)
+
+    result = evaluate_generator(runtime, corpus, "test", 2, generate=follow)
+    picture = result["baselines"]["video_direction_cue"]
+    for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
+        assert result[key] == pytest.approx(picture[key], abs=1e-3)
+    runtime.direction = None
+    assert cue_direction(runtime, np.zeros((2, 32, 64, 3), np.uint8), 4.0, 3) is None
 
 
 def test_source_oracle_sums_the_sounding_sources_directions() -> None:

@@ -280,3 +280,71 @@ def test_direction_lock_needs_the_vaes_direct_path(runtime):
     generator = SpatialGenerator(replace(runtime.generator.config, direction_lock=0.5))
     with pytest.raises(InputError, match="direct path"):
         GeneratorRuntime(vae, runtime.svac, generator, "test")
+
+
+@contextmanager
+def direction_cue(runtime, seed: int = 0):
+    """The runtime with a random video direction cue (small windows) and the lock aimed at
+    it, restored afterwards."""
+    from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
+
+    torch.manual_seed(seed)
+    seconds = runtime.patch_seconds
+    config = VideoDirectionConfig(window=3, taps=2, smoothing=2, patch_seconds=seconds)
+    runtime.direction = VideoDirectionCue(config).eval()
+    try:
+        with sampler_settings(runtime, direction_lock=1.0, direction_source="video"):
+            yield runtime.direction
+    finally:
+        runtime.direction = None
+
+
+def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
+    from swansphere.models.direction import DirectionTracker
+
+    g = runtime.generator
+    with direction_cue(runtime) as cue:
+        cues = runtime.video_cues(frames[:3], 4.0, 4)
+        assert cues.canvases is not None and cues.canvases.shape[1:] == (3, 64, 128)
+        sampler = PatchSampler(runtime, SessionConfig(seed=5, steps=2), trace_direction=True)
+        text = runtime.caption_tokens(None)
+        tracker = DirectionTracker(cue)
+        for t in range(4):
+            patch = sampler.step(cues[t : t + 1], text[0], text[1])
+            tracker.push(cues.canvases[t])
+            unit = torch.nn.functional.normalize(tracker.direction, dim=0)[[1, 2, 0]]
+            yzx = (patch * g.latent_std + g.latent_mean)[0, :, -3:]
+            lit = yzx.norm(dim=-1) > 1e-6
+            assert lit.any()
+            cos = torch.nn.functional.cosine_similarity(yzx[lit], unit.expand_as(yzx[lit]), dim=-1)
+            assert torch.all(cos > 1 - 1e-5)
+        # The LM's own estimates are still what the trace reports.
+        assert 0 < sampler.lm_direction.norm() <= 4 + 1e-5
+        # A stream computes the cue patch by patch as offline generation does.
+        offline = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+        session = runtime.session(SessionConfig(seed=7, steps=3))
+        for i, frame in enumerate(frames):
+            session.set_panorama(frame, i / 4.0)
+        session.end_video()
+        np.testing.assert_allclose(stream(session), offline, atol=1e-5)
+        # Text only: no frame, so the lock keeps the LM's estimate (no error).
+        spoken = runtime.generate(None, None, "rain", 0.5, SessionConfig(seed=1, steps=2))
+        assert np.isfinite(spoken).all() and np.abs(spoken).max() > 0
+    with sampler_settings(runtime, direction_lock=1.0):
+        by_lm = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+    assert not np.allclose(by_lm, offline, atol=1e-4)
+
+
+def test_direction_source_video_needs_a_cue_for_this_patch_length(runtime):
+    from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
+
+    generator = SpatialGenerator(
+        replace(runtime.generator.config, direction_lock=1.0, direction_source="video")
+    )
+    with pytest.raises(InputError, match="swansphere train direction"):
+        GeneratorRuntime(runtime.vae, runtime.svac, generator, "test")
+    other = VideoDirectionCue(VideoDirectionConfig(patch_seconds=0.25))
+    with pytest.raises(InputError, match=r"patches of 0\.2500 s"):
+        GeneratorRuntime(runtime.vae, runtime.svac, generator, "test", direction=other)
+    with pytest.raises(InputError, match="direction_source"):
+        replace(runtime.generator.config, direction_source="caption")

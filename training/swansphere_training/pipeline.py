@@ -18,6 +18,8 @@ from swansphere.models.generator import SAMPLER_FIELDS
 from . import tracking
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .stages.base import FitOptions, FitResult
+from .stages.direction import DirectionStage, DirectionStageConfig
+from .stages.direction import network_config as direction_network_config
 from .stages.generator import GeneratorStage, GeneratorStageConfig
 from .stages.svac import SVACStage, SVACStageConfig
 from .stages.svac import network_config as svac_network_config
@@ -29,6 +31,7 @@ STAGES: dict[str, tuple[type, type]] = {
     "vae": (VAEStage, VAEStageConfig),
     "svac": (SVACStage, SVACStageConfig),
     "generator": (GeneratorStage, GeneratorStageConfig),
+    "direction": (DirectionStage, DirectionStageConfig),
 }
 
 
@@ -96,7 +99,7 @@ def export_bundle(
 ) -> Path:
     """Write a bundle from the latest checkpoint of each stage run folder.
 
-    ``runs`` maps a component name ("vae", "svac", "generator") to the folder given to
+    ``runs`` maps a component name ("vae", "svac", "generator", "direction") to the folder given to
     ``train --out``. Only model weights go in (no optimizer state); configs are the networks'
     own. The manifest records per stage the checkpoint, its config, corpus and corpus seed,
     and the training command that reproduces it (:func:`reproduce_command`).
@@ -135,9 +138,12 @@ def export_bundle(
                 k: v.half() if v.is_floating_point() and not k.startswith("latent_") else v
                 for k, v in state.items()
             }
-        network = (
-            svac_network_config(stage_cfg) if name == "svac" else presets[name][stage_cfg["preset"]]
-        )
+        if name == "svac":
+            network = svac_network_config(stage_cfg)
+        elif name == "direction":
+            network = direction_network_config(stage_cfg)
+        else:
+            network = presets[name][stage_cfg["preset"]]
         check_weights_fit(name, network, state, run)
         components[name] = (network, state, name)
         data_meta.setdefault("stages", {})[name] = {
@@ -204,12 +210,27 @@ def export_bundle(
                 if field in earlier:
                     record["trained_with"] = earlier[field]["trained_with"]
                 earlier[field] = record
+    _check_direction_source(components)
     commands["bundle"] = " ".join(shlex.quote(a) for a in sys.argv)
     return write_bundle(
         out,
         components,
         manifest_extra={"data": data_meta, "training_command": commands, "metrics": metrics},
     )
+
+
+def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> None:
+    """InputError for a generator whose lock aims at the video direction cue in a bundle
+    without one (the runtime could not load it)."""
+    if "generator" not in components or "direction" in components:
+        return
+    config = components["generator"][0]
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    if config.get("direction_source", "lm") == "video":
+        raise InputError(
+            "the generator's direction_source is video, but the bundle has no direction cue: "
+            "add one with --direction RUN (swansphere train direction)"
+        )
 
 
 # Config fields a bundle may set after training (``swansphere bundle --tune``): they change

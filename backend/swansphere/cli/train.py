@@ -1,4 +1,4 @@
-"""``swansphere train vae|svac|generator`` and ``swansphere bundle``: training stages and
+"""``swansphere train vae|svac|generator|direction`` and ``swansphere bundle``: training stages and
 model bundles.
 
 The work lives in the training package; this module parses arguments.
@@ -37,7 +37,7 @@ def _tuned_field(text: str) -> tuple[str, str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model stage (MLflow-tracked, resumable)")
-    p.add_argument("stage", choices=["vae", "svac", "generator"])
+    p.add_argument("stage", choices=["vae", "svac", "generator", "direction"])
     p.add_argument("--data", type=Path, required=True, help="corpus root (train/ and test/ splits)")
     p.add_argument(
         "--preset", default="tiny", help="network preset: tiny or paper (generator: tiny, S, M, L)"
@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--vae", type=Path, help="VAE run folder")
     b.add_argument("--svac", type=Path, help="SVAC run folder")
     b.add_argument("--generator", type=Path, help="generator run folder")
+    b.add_argument("--direction", type=Path, help="video direction cue run folder")
     b.add_argument(
         "--base",
         metavar="BUNDLE",
@@ -85,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="COMPONENT.FIELD=VALUE",
         help="a setting chosen after training (recorded), e.g. --tune generator.guidance_video=5"
         " or --tune svac.activity_weight=0.45; the generator's sampler (steps, guidance,"
-        " lm_history, direction_lock) and SVAC's part weights can be tuned",
+        " lm_history, direction_lock, direction_source) and SVAC's part weights can be tuned",
     )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(
@@ -136,12 +137,17 @@ def run_bundle(args: argparse.Namespace) -> int:
 
     runs = {
         name: path
-        for name, path in (("vae", args.vae), ("svac", args.svac), ("generator", args.generator))
+        for name, path in (
+            ("vae", args.vae),
+            ("svac", args.svac),
+            ("generator", args.generator),
+            ("direction", args.direction),
+        )
         if path
     }
     if not runs and not (args.base and (args.tune or args.metrics)):
         raise InputError(
-            "give at least one of --vae, --svac and --generator "
+            "give at least one of --vae, --svac, --generator and --direction "
             "(or --base with --tune or --metrics)"
         )
     metrics = {Path(m).stem: read_json(m) for m in args.metrics}

@@ -120,24 +120,35 @@ def view_to_panorama(
 class FrameCues:
     """What the generator takes of N single frames: SVAC's VideoMAE ``tokens`` (N, G,
     video_dim) and its spatial code's own ``patch_embeddings`` (N, G, video_dim) of the
-    same pixels, or None when they are not needed (a generator without saliency input)."""
+    same pixels, or None when they are not needed (a generator without saliency input);
+    the ``canvases`` themselves (N, 3, h, w) uint8 when the video direction cue reads
+    them (:mod:`swansphere.models.direction`), else None."""
 
     tokens: torch.Tensor
     patch_embeddings: torch.Tensor | None = None
+    canvases: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
     def __getitem__(self, index: slice | torch.Tensor) -> FrameCues:
-        local = self.patch_embeddings
-        return FrameCues(self.tokens[index], None if local is None else local[index])
+        local, canvases = self.patch_embeddings, self.canvases
+        return FrameCues(
+            self.tokens[index],
+            None if local is None else local[index],
+            None if canvases is None else canvases[index],
+        )
 
     @staticmethod
     def cat(parts: list[FrameCues]) -> FrameCues:
         """The cues of several batches of frames, in order."""
-        local = [p.patch_embeddings for p in parts if p.patch_embeddings is not None]
+
+        def joined(name: str) -> torch.Tensor | None:
+            have = [getattr(p, name) for p in parts if getattr(p, name) is not None]
+            return torch.cat(have) if have and len(have) == len(parts) else None
+
         tokens = torch.cat([p.tokens for p in parts])
-        return FrameCues(tokens, torch.cat(local) if len(local) == len(parts) else None)
+        return FrameCues(tokens, joined("patch_embeddings"), joined("canvases"))
 
 
 @torch.inference_mode()

@@ -4,8 +4,9 @@ frames and captions as they arrive and yield FOA patch by patch.
 Data flow per patch t (DESIGN.md section 2): conditioning (video tokens of the frame
 aligned with patch t and, for generators that take it, SVAC's saliency of that frame
 against the frames of the recent patches; caption tokens) -> Spatial LM step (KV cache)
--> LocDiT sampling (Euler, cosine schedule, three-way guidance) -> streaming VAE decode
--> FOA chunk (AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
+-> LocDiT sampling (Euler, cosine schedule, three-way guidance) -> direction lock (toward
+the LM's estimate, or the video direction cue's with ``direction_source = "video"``) ->
+streaming VAE decode -> FOA chunk (AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
 
 Offline generation (:meth:`GeneratorRuntime.generate`) encodes all frames in one batch,
 runs the same patch sampler, and decodes the whole latent sequence at once; a session fed
@@ -35,6 +36,7 @@ import torch
 
 from swansphere.errors import InputError
 from swansphere.models.bundle import Bundle, load_bundle, resolve_bundle_spec
+from swansphere.models.direction import DirectionTracker, VideoDirectionCue
 from swansphere.models.generator import (
     CONDITIONS,
     GENERATOR_PRESETS,
@@ -97,9 +99,10 @@ class SessionConfig:
 
 
 class GeneratorRuntime:
-    """The networks of one bundle (FOA-VAE, SVAC, generator, caption encoder), shared by
-    all sessions; inference only. Load with :meth:`load` (cached per bundle) or
-    :meth:`random` (random generator weights, same code path)."""
+    """The networks of one bundle (FOA-VAE, SVAC, generator, caption encoder, and the video
+    direction cue when the bundle has one), shared by all sessions; inference only. Load
+    with :meth:`load` (cached per bundle) or :meth:`random` (random generator weights, same
+    code path)."""
 
     _cache: ClassVar[dict[tuple[str, str, str], GeneratorRuntime]] = {}
     _cache_lock = threading.Lock()
@@ -112,6 +115,7 @@ class GeneratorRuntime:
         name: str,
         device: str | torch.device = "cpu",
         accel: str = "eager",
+        direction: VideoDirectionCue | None = None,
     ) -> None:
         gcfg = generator.config
         if gcfg.latent_dim != vae.config.latent_dim:
@@ -133,11 +137,27 @@ class GeneratorRuntime:
             raise InputError(
                 "the generator takes SVAC's saliency, but this SVAC has no spatial code"
             )
+        if gcfg.direction_source == "video" and direction is None:
+            raise InputError(
+                "direction_source=video aims the lock at the video direction cue, but this "
+                "bundle has none: train one ('swansphere train direction') and add it with "
+                "'swansphere bundle --direction RUN', or bundle with direction_source=lm"
+            )
+        patch_seconds = gcfg.patch_frames * vae.config.hop_length / vae.config.sample_rate
+        if direction is not None and not math.isclose(
+            direction.config.patch_seconds, patch_seconds, rel_tol=1e-6
+        ):
+            raise InputError(
+                f"the video direction cue was trained for patches of "
+                f"{direction.config.patch_seconds:.4f} s; this generator's are "
+                f"{patch_seconds:.4f} s"
+            )
         self.name = name
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.svac = svac.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
+        self.direction = None if direction is None else direction.to(self.device).eval()
         encoder = None if gcfg.text_encoder == "minilm" else gcfg.text_encoder
         self.text_encoder = CaptionEncoder(encoder, device=self.device)
         if self.text_encoder.dim != gcfg.text_dim:
@@ -171,9 +191,10 @@ class GeneratorRuntime:
                 f"bundle {bundle.path} has no generator component; train one with "
                 "'swansphere train generator' and add it with 'swansphere bundle --generator'"
             )
+        direction = bundle.build("direction") if "direction" in bundle.components else None
         return cls(
             bundle.build("vae"), bundle.build("svac"), bundle.build("generator"),
-            str(bundle.path), device, accel,
+            str(bundle.path), device, accel, direction,
         )  # fmt: skip
 
     @classmethod
@@ -225,6 +246,12 @@ class GeneratorRuntime:
         return self.patch_samples / self.sample_rate
 
     @property
+    def uses_direction_cue(self) -> bool:
+        """Whether the sampler's direction lock aims at the video direction cue."""
+        cfg = self.generator.config
+        return cfg.direction_source == "video" and bool(cfg.direction_lock)
+
+    @property
     def canvas_size(self) -> tuple[int, int]:
         """(height, width) of the equirectangular canvas the video encoder takes."""
         return self.svac.video_encoder.frame_size
@@ -262,9 +289,14 @@ class GeneratorRuntime:
 
     def frame_cues(self, canvases: torch.Tensor) -> FrameCues:
         """What the generator takes of canvases (N, 3, h, w): video tokens (N, G, video_dim),
-        and the spatial code's patch embeddings when the generator takes the saliency."""
+        the spatial code's patch embeddings when the generator takes the saliency, and the
+        canvases when the video direction cue reads them."""
         saliency = self.generator.config.video_saliency
-        return frame_cues(self.svac, canvases.to(self.device), patch_embeddings=saliency)
+        canvases = canvases.to(self.device)
+        cues = frame_cues(self.svac, canvases, patch_embeddings=saliency)
+        if self.uses_direction_cue:
+            cues = FrameCues(cues.tokens, cues.patch_embeddings, canvases)
+        return cues
 
     def video_cues(self, frames: np.ndarray, fps: float, n_patches: int) -> FrameCues:
         """The cues (n_patches of them) of the frame conditioning each patch of offline
@@ -411,7 +443,11 @@ class PatchSampler:
         self.direction_lock = float(cfg.direction_lock)
         self.lm_history = cfg.lm_history
         self.lm_direction = torch.zeros(3, device=runtime.device)
-        self._estimate: torch.Tensor | None = None  # the pending patch's
+        # With direction_source "video", the cue's running direction is the lock's target
+        # for patches with a frame; the LM's estimate is still traced.
+        self.tracker = DirectionTracker(runtime.direction) if runtime.uses_direction_cue else None
+        self._lm_estimate: torch.Tensor | None = None  # the pending patch's
+        self._estimate: torch.Tensor | None = None  # where the lock turns the pending patch
         self._pending: PatchRequest | None = None
         self._undo: tuple = ()  # state before the pending patch's prepare (see abort)
 
@@ -446,7 +482,8 @@ class PatchSampler:
         start = time.perf_counter()
         self._undo = (list(self.cache.keys), list(self.cache.values), self.cache.length,
                       self.noise.get_state(),
-                      None if self.saliency is None else self.saliency.state())  # fmt: skip
+                      None if self.saliency is None else self.saliency.state(),
+                      None if self.tracker is None else self.tracker.state())  # fmt: skip
         has_text = bool(text_mask.any())
         rows = len(CONDITIONS)
         video_present = torch.tensor([video is not None, False, False], device=dev)
@@ -475,7 +512,14 @@ class PatchSampler:
         h = self.runtime.accel.lm(lm_in, text_ctx, text_ctx_mask, self.cache, text_kv)[:, 0]
         if self.trace_direction or self.direction_lock:
             estimate = g.direction(h[0]).float()
-            self._estimate = estimate / estimate.norm().clamp_min(1e-8)
+            self._lm_estimate = self._estimate = estimate / estimate.norm().clamp_min(1e-8)
+        if self.tracker is not None and video is not None:
+            if video.canvases is None:
+                raise InputError("the video direction cue needs the frame's canvas in its cues")
+            self.tracker.push(video.canvases[0])
+            cue = self.tracker.direction
+            if bool(cue.norm() > 0):
+                self._estimate = cue / cue.norm()
         lm_done = time.perf_counter()
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
@@ -489,9 +533,9 @@ class PatchSampler:
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """The pending patch's sampled latents x (1, patch_frames, latent_dim) join the
-        history, turned toward the LM's direction estimate first with ``direction_lock``
-        (:func:`steer_intensity`); returns them as they joined (what to decode). The next
-        patch can be prepared."""
+        history, turned first with ``direction_lock`` (:func:`steer_intensity`) toward the
+        LM's direction estimate, or the video direction cue's (``direction_source``);
+        returns them as they joined (what to decode). The next patch can be prepared."""
         request = self._pending
         if request is None:
             raise RuntimeError("no patch to finish: prepare() first")
@@ -506,8 +550,8 @@ class PatchSampler:
         self.history.append(x)
         del self.history[: -cfg.context_patches]
         if self.trace_direction:
-            self.lm_direction = self.lm_direction + self._estimate
-        self._estimate = None
+            self.lm_direction = self.lm_direction + self._lm_estimate
+        self._estimate = self._lm_estimate = None
         self.patch += 1
         self.last_batch = request.batch
         self._pending, self._undo = None, ()
@@ -519,11 +563,13 @@ class PatchSampler:
         are as before its :meth:`prepare`, so the session can go on."""
         if self._pending is None:
             return
-        keys, values, length, noise_state, saliency = self._undo
+        keys, values, length, noise_state, saliency, tracker = self._undo
         self.cache.keys, self.cache.values, self.cache.length = keys, values, length
         self.noise.set_state(noise_state)
         if self.saliency is not None:
             self.saliency.restore(saliency)
+        if self.tracker is not None:
+            self.tracker.restore(tracker)
         self._pending, self._undo = None, ()
 
     def _text(self, cond: Conditioning, text: torch.Tensor) -> tuple:

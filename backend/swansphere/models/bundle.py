@@ -506,6 +506,7 @@ _LAZY_KINDS: dict[str, tuple[str, str, str]] = {
     "vae": ("swansphere.models.vae", "FOAVAE", "VAEConfig"),
     "svac": ("swansphere.models.svac", "SVAC", "SVACConfig"),
     "generator": ("swansphere.models.generator", "SpatialGenerator", "GeneratorConfig"),
+    "direction": ("swansphere.models.direction", "VideoDirectionCue", "VideoDirectionConfig"),
 }
 _BUILDERS: dict[str, ComponentBuilder] = {}
 
@@ -520,8 +521,8 @@ def register_component_kind(kind: str, builder: ComponentBuilder) -> None:
 
 
 def component_builder(kind: str) -> ComponentBuilder:
-    """The builder registered for ``kind``; ``vae``, ``svac`` and ``generator`` are known by
-    default."""
+    """The builder registered for ``kind``; ``vae``, ``svac``, ``generator`` and
+    ``direction`` are known by default."""
     if kind in _BUILDERS:
         return _BUILDERS[kind]
     if kind in _LAZY_KINDS:

@@ -21,6 +21,8 @@ Conventions
 - With a VAE whose direct path makes the last 3 latent channels a frame's normalised
   intensity (Y, Z, X), ``direction_lock`` turns them toward the LM direction head's
   estimate after sampling (:func:`steer_intensity`): the LM says where, the LocDiT what.
+  With ``direction_source = "video"`` it turns them toward the bundle's video direction
+  cue instead (:mod:`swansphere.models.direction`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ from swansphere.foa.panorama import grid_directions
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
 # GeneratorConfig fields of the sampler, not of the network: the same weights serve any.
-SAMPLER_FIELDS = ("steps", "guidance_text", "guidance_video", "lm_history", "direction_lock")
+SAMPLER_FIELDS = (
+    "steps", "guidance_text", "guidance_video", "lm_history", "direction_lock", "direction_source",
+)  # fmt: skip
+#: Where ``direction_lock`` turns each patch: the LM's direction head, or the bundle's video
+#: direction cue (:mod:`swansphere.models.direction`) for patches with a frame.
+DIRECTION_SOURCES = ("lm", "video")
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class GeneratorConfig:
     # Share in [0, 1] by which each sampled patch's intensity channels turn toward the LM
     # direction head's estimate (:func:`steer_intensity`); 0: as sampled.
     direction_lock: float = 0.0
+    # What the lock aims at (DIRECTION_SOURCES): "video" needs a bundle with a direction
+    # cue; patches without a frame (text only) keep the LM's estimate.
+    direction_source: str = "lm"
     text_encoder: str = "minilm"  # "minilm" (bundled) or a local transformers model path
     # SVAC's spatial-code saliency of each patch's frame as a second video input (where the
     # sound is likely to be: what pulses or moves); off for bundles from before it existed.
@@ -106,6 +116,11 @@ class GeneratorConfig:
         lock = self.direction_lock
         if isinstance(lock, bool) or not isinstance(lock, (int, float)) or not 0 <= lock <= 1:
             raise InputError(f"GeneratorConfig.direction_lock must be in [0, 1], got {lock!r}")
+        if self.direction_source not in DIRECTION_SOURCES:
+            raise InputError(
+                f"GeneratorConfig.direction_source must be one of {', '.join(DIRECTION_SOURCES)}"
+                f", got {self.direction_source!r}"
+            )
         if not self.mlp_ratio > 0:
             raise InputError(f"GeneratorConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
 
@@ -804,6 +819,7 @@ def count_parameters(module: nn.Module) -> int:
 
 __all__ = [
     "CONDITIONS",
+    "DIRECTION_SOURCES",
     "GENERATOR_PRESETS",
     "SAMPLER_FIELDS",
     "Conditioning",

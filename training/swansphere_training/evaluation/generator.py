@@ -30,6 +30,10 @@ be read side by side:
   the saliency-weighted cell directions of the saliency the generator is conditioned on
   (:func:`saliency_direction`): where its video cue alone points. A generator further
   from the reference than this does not follow its own cue.
+- ``video_direction_cue`` (bundles with a video direction cue,
+  :mod:`swansphere.models.direction`): the sum over the patches of the cue's intensity
+  estimates from the patch frames (:func:`cue_direction`): where the picture says the
+  sound is, which ``direction_source = "video"`` turns the generated patches to.
 - ``lm_estimate`` (generators with a trained direction head): the mean over the patches
   of the LM's unit direction estimates during the model's video-only generation
   (:meth:`~swansphere.generation.session.GeneratorRuntime.generate_traced`): where the
@@ -101,6 +105,7 @@ BASELINES = (
     "video_oracle",
     "visible_objects_oracle",
     "video_saliency",
+    "video_direction_cue",
     "lm_estimate",
 )
 
@@ -245,6 +250,29 @@ def saliency_direction(
     return float(az), float(el)
 
 
+def cue_direction(
+    runtime: Any, frames: np.ndarray, fps: float, n_patches: int
+) -> tuple[float, float] | None:
+    """(azimuth, elevation) in radians of the sum over ``n_patches`` patches of the video
+    direction cue's intensity estimates, fed the frame conditioning each patch as a
+    stream feeds it; None for a runtime without a cue or when the cue sees nothing."""
+    from swansphere.generation.conditioning import patch_frame_index
+    from swansphere.models.direction import DirectionTracker
+
+    cue = getattr(runtime, "direction", None)
+    if cue is None:
+        return None
+    index = patch_frame_index(n_patches, runtime.patch_seconds, np.arange(len(frames)) / fps)
+    tracker = DirectionTracker(cue)
+    canvases = {int(i): runtime.frame_to_canvas(frames[i]) for i in np.unique(index)}
+    total = sum(tracker.push(canvases[int(i)].to(runtime.device)) for i in index)
+    vector = total.double().cpu().numpy()
+    if not np.any(vector):
+        return None
+    az, el = vector_to_direction(vector)
+    return float(az), float(el)
+
+
 def _region_hit(direction: tuple[float, float], named: set[str]) -> tuple[bool, bool]:
     """(tolerant, strict): whether a direction lies in one of the named regions."""
     tolerant = bool(regions_near(*direction, REGION_TOLERANCE_DEG) & named)
@@ -377,6 +405,9 @@ def evaluate_generator(
         cue = saliency_direction(runtime, frames, fps, n_patches)
         if cue is not None:
             constant["video_saliency"] = cue
+        picture = cue_direction(runtime, frames, fps, n_patches)
+        if picture is not None:
+            constant["video_direction_cue"] = picture
         if lm_estimate is not None:
             constant["lm_estimate"] = lm_estimate
             rendering.append(float(angular_error(*_direction(generated), *lm_estimate)))
@@ -435,6 +466,7 @@ def evaluate_generator(
 __all__ = [
     "BASELINES",
     "SCENE_ORACLES",
+    "cue_direction",
     "evaluate_generator",
     "saliency_direction",
     "scene_oracle_direction",

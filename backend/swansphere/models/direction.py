@@ -1,0 +1,235 @@
+"""The video direction cue: where the picture says the sound is, patch by patch.
+
+A small supervised network over the equirectangular frames that condition the generator's
+patches (one frame per patch, :func:`swansphere.generation.conditioning.patch_frame_index`).
+Every cell of an (H/8, W/8) grid gets a non-negative power from what the cell shows now,
+how it departs from the mean of the last ``window`` patch frames (what moves or pulses)
+and how it changed since the previous patch frame, filtered causally over the last
+``taps`` patches per cell (a pulse's rhythm). The cue's intensity estimate of a patch is
+the sum over the cells of power times the cell centre's unit direction: a vector (x, y, z)
+on the AmbiX axes (x front, y left, z up) whose length is the predicted loudness relative
+to the clip, as the reference's mean of W (X, Y, Z) over the patch divided by the clip's
+mean W^2 (:func:`patch_intensity_targets`), which is what training fits.
+
+The generator's sampler can aim ``direction_lock`` at this cue instead of its LM's
+direction head (``GeneratorConfig.direction_source = "video"``): the sum of the cue's
+estimates over the last ``smoothing`` patches gives the direction each patch is turned to.
+:class:`DirectionTracker` computes it patch by patch, as a stream and offline generation
+both do; :meth:`VideoDirectionCue.forward` computes the same for whole sequences at once
+(training), equal up to float rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from swansphere.errors import InputError
+from swansphere.foa.panorama import grid_directions
+
+#: Input channels per frame: the frame, its departure from the window mean, |change|.
+CUE_INPUT_CHANNELS = 9
+#: The cell grid is the frame downsampled by this factor (three stride-2 convolutions).
+CELL_STRIDE = 8
+
+
+@dataclass(frozen=True)
+class VideoDirectionConfig:
+    """The cue network and the patch timing it was trained for."""
+
+    frame_height: int = 64  # frames are resized to this (the tiny SVAC canvas)
+    frame_width: int = 128
+    dim: int = 32  # channels of the per-cell features
+    window: int = 22  # patch frames (4.1 s) whose mean each frame departs from, its own included
+    taps: int = 11  # causal filter length over patches (2 s), per cell
+    smoothing: int = 5  # patches (0.93 s) whose estimates the lock direction sums
+    patch_seconds: float = 4 * 1024 / 22050  # the tiny generator's patch (4 latent frames)
+
+    def __post_init__(self) -> None:
+        ints = ("frame_height", "frame_width", "dim", "window", "taps", "smoothing")
+        bad = [n for n in ints if not isinstance(getattr(self, n), int) or getattr(self, n) < 1]
+        if bad:
+            raise InputError(
+                f"VideoDirectionConfig fields must be positive integers: {', '.join(bad)}"
+            )
+        if self.frame_height % CELL_STRIDE or self.frame_width % CELL_STRIDE:
+            raise InputError(
+                f"VideoDirectionConfig frame size must be a multiple of {CELL_STRIDE}, got "
+                f"{self.frame_height} x {self.frame_width}"
+            )
+        if not (isinstance(self.patch_seconds, (int, float)) and self.patch_seconds > 0):
+            raise InputError(
+                f"VideoDirectionConfig.patch_seconds must be positive, got {self.patch_seconds!r}"
+            )
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of the cell grid."""
+        return self.frame_height // CELL_STRIDE, self.frame_width // CELL_STRIDE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VideoDirectionConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown VideoDirectionConfig field(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+DIRECTION_PRESETS: dict[str, VideoDirectionConfig] = {"tiny": VideoDirectionConfig()}
+
+
+def patch_intensity_targets(foa: np.ndarray, patch_samples: int, n_patches: int) -> np.ndarray:
+    """Training targets (n_patches, 3): for AmbiX FOA (4, T) (ACN W, Y, Z, X; SN3D), the
+    mean over each patch's samples of W (X, Y, Z), divided by the clip's mean W^2; a patch
+    past the end of the audio is zero. Their sum points where the clip-level direction
+    (:func:`swansphere.foa.doa.clip_direction`) points."""
+    a = np.asarray(foa, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != 4:
+        raise InputError(f"FOA must be (4, T) in ACN order, got shape {a.shape}")
+    if patch_samples < 1 or n_patches < 1:
+        raise InputError("patch_samples and n_patches must be positive")
+    power = float(np.mean(a[0] ** 2))
+    if not power > 0:
+        raise InputError("the FOA is silent: it has no direction to learn")
+    out = np.zeros((n_patches, 3))
+    for p in range(n_patches):
+        seg = a[:, p * patch_samples : (p + 1) * patch_samples]
+        if seg.shape[1]:
+            out[p] = np.mean(seg[0] * seg[[3, 1, 2]], axis=1) / power
+    return out
+
+
+class VideoDirectionCue(nn.Module):
+    """Patch frames (B, P, 3, H, W) -> intensity estimates (B, P, 3) (module docstring)."""
+
+    def __init__(self, config: VideoDirectionConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or VideoDirectionConfig()
+        d = config.dim
+        self.cells = nn.Sequential(
+            nn.Conv2d(CUE_INPUT_CHANNELS, d, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(d, d, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(d, d, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(d, d, 3, padding=1), nn.GELU(),
+        )  # fmt: skip
+        self.temporal = nn.Conv1d(d, d, config.taps)  # left-padded: causal
+        self.power = nn.Sequential(nn.GELU(), nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
+        directions = torch.from_numpy(grid_directions(*config.grid))  # (G, 3) x, y, z
+        self.register_buffer("directions", directions, persistent=False)
+
+    def frames(self, video: torch.Tensor) -> torch.Tensor:
+        """(..., 3, h, w) uint8 RGB (or float in [0, 1]) -> float (..., 3, H, W) in [0, 1] at
+        the config's size (bilinear, antialiased, as panorama canvases are made)."""
+        if video.ndim < 3 or video.shape[-3] != 3:
+            raise InputError(f"frames must be (..., 3, H, W) RGB, got {tuple(video.shape)}")
+        x = video.float() / 255.0 if video.dtype == torch.uint8 else video.float()
+        size = (self.config.frame_height, self.config.frame_width)
+        if tuple(x.shape[-2:]) != size:
+            lead = x.shape[:-3]
+            x = F.interpolate(
+                x.reshape(-1, *x.shape[-3:]), size=size, mode="bilinear",
+                align_corners=False, antialias=True,
+            ).reshape(*lead, 3, *size)  # fmt: skip
+        return x
+
+    def cell_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(N, 9, H, W) network inputs -> (N, dim, G) per-cell features, raster order."""
+        return self.cells(inputs).flatten(2)
+
+    def cell_power(self, features: torch.Tensor, filtered: torch.Tensor) -> torch.Tensor:
+        """Per-cell features and their causal filtering (..., G, dim) -> powers (..., G) >= 0."""
+        return F.softplus(self.power(torch.cat([features, filtered], dim=-1)).squeeze(-1))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Intensity estimates (B, P, 3) of the patch frames (B, P, 3, h, w), patch order."""
+        if video.ndim != 5:
+            raise InputError(f"patch frames must be (B, P, 3, H, W), got {tuple(video.shape)}")
+        x = self.frames(video)
+        batch, patches = x.shape[:2]
+        # The mean of each patch frame's window (its own included), as a sum of shifted
+        # copies rather than a cumulative sum, whose rounding grows with the clip.
+        total = torch.zeros_like(x)
+        for k in range(min(self.config.window, patches)):
+            total[:, k:] += x[:, : patches - k]
+        count = torch.arange(1, patches + 1, device=x.device).clamp_max(self.config.window)
+        mean = total / count.to(x.dtype)[:, None, None, None]
+        prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+        inputs = torch.cat([x, x - mean, (x - prev).abs()], dim=2)
+        feats = self.cell_features(inputs.flatten(0, 1))  # (B P, d, G)
+        d, g = feats.shape[1:]
+        seq = feats.reshape(batch, patches, d, g).permute(0, 3, 2, 1).reshape(batch * g, d, patches)
+        filtered = self.temporal(F.pad(seq, (self.config.taps - 1, 0)))
+        to_cells = lambda t: t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)  # noqa: E731
+        power = self.cell_power(to_cells(seq), to_cells(filtered))  # (B, P, G)
+        return power @ self.directions
+
+
+class DirectionTracker:
+    """The cue patch by patch: :meth:`push` takes the frame conditioning the next patch
+    (3, h, w) and returns that patch's intensity estimate (3,); :attr:`direction` is the
+    sum of the last ``smoothing`` estimates (where the lock turns the patch). A stream and
+    offline generation both push every patch's frame, so they agree exactly."""
+
+    def __init__(self, cue: VideoDirectionCue) -> None:
+        self.cue = cue
+        c = cue.config
+        self.frames: deque[torch.Tensor] = deque(maxlen=c.window)
+        self.features: deque[torch.Tensor] = deque(maxlen=c.taps)
+        self.estimates: deque[torch.Tensor] = deque(maxlen=c.smoothing)
+
+    @torch.inference_mode()
+    def push(self, frame: torch.Tensor) -> torch.Tensor:
+        if frame.ndim != 3:
+            raise InputError(f"the tracker takes one frame (3, H, W), got {tuple(frame.shape)}")
+        x = self.cue.frames(frame)
+        prev = self.frames[-1] if self.frames else x
+        self.frames.append(x)
+        mean = torch.stack(list(self.frames)).mean(dim=0)
+        inputs = torch.cat([x, x - mean, (x - prev).abs()])[None]
+        feats = self.cue.cell_features(inputs)[0]  # (d, G)
+        self.features.append(feats)
+        seq = torch.stack(list(self.features), dim=-1)  # (d, G, n)
+        taps = self.cue.config.taps
+        seq = F.pad(seq, (taps - seq.shape[-1], 0)).permute(1, 0, 2)  # (G, d, taps)
+        filtered = self.cue.temporal(seq)[..., -1]  # (G, d)
+        power = self.cue.cell_power(feats.T, filtered)  # (G,)
+        estimate = power @ self.cue.directions
+        self.estimates.append(estimate)
+        return estimate
+
+    @property
+    def direction(self) -> torch.Tensor:
+        """The sum (3,) of the last ``smoothing`` estimates (zeros before the first push)."""
+        if not self.estimates:
+            return torch.zeros(3, device=self.cue.directions.device)
+        return torch.stack(list(self.estimates)).sum(dim=0)
+
+    def state(self) -> tuple[list[torch.Tensor], ...]:
+        """What :meth:`restore` needs to undo later pushes."""
+        return list(self.frames), list(self.features), list(self.estimates)
+
+    def restore(self, state: tuple[list[torch.Tensor], ...]) -> None:
+        for store, saved in zip((self.frames, self.features, self.estimates), state, strict=True):
+            store.clear()
+            store.extend(saved)
+
+
+__all__ = [
+    "DIRECTION_PRESETS",
+    "DirectionTracker",
+    "VideoDirectionConfig",
+    "VideoDirectionCue",
+    "patch_intensity_targets",
+]

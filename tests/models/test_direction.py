@@ -1,0 +1,98 @@
+"""The video direction cue: whole sequences equal the patch-by-patch tracker, the targets
+follow the AmbiX intensity convention, and bad input is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from swansphere.errors import InputError
+from swansphere.foa.encode import encode_mono
+from swansphere.models.direction import (
+    DirectionTracker,
+    VideoDirectionConfig,
+    VideoDirectionCue,
+    patch_intensity_targets,
+)
+
+
+@pytest.fixture(scope="module")
+def cue() -> VideoDirectionCue:
+    torch.manual_seed(0)
+    return VideoDirectionCue(VideoDirectionConfig(window=6, taps=4, smoothing=3)).eval()
+
+
+def test_whole_sequences_equal_the_tracker_patch_by_patch(cue):
+    video = torch.randint(0, 256, (2, 13, 3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = cue(video)
+    assert whole.shape == (2, 13, 3)
+    for b in range(2):
+        tracker = DirectionTracker(cue)
+        pushed = torch.stack([tracker.push(video[b, p]) for p in range(13)])
+        # The estimates are sums of 128 cells' powers times unit directions: compare at
+        # the scale of the terms, not of what is left after they cancel.
+        with torch.no_grad():
+            scale = float(cue(video[b : b + 1, :1]).abs().max()) + 1.0
+        torch.testing.assert_close(pushed, whole[b], atol=1e-5 * scale, rtol=1e-4)
+        torch.testing.assert_close(tracker.direction, pushed[-3:].sum(0))
+
+
+def test_an_estimate_depends_on_the_window_of_past_frames_only(cue):
+    video = torch.randint(0, 256, (1, 12, 3, 64, 128), dtype=torch.uint8)
+    changed = video.clone()
+    changed[0, 0] = 255 - changed[0, 0]
+    with torch.no_grad():
+        a, b = cue(video)[0], cue(changed)[0]
+    # Frame 0 enters patch p through the window mean (p < 6) and the filter (p < 4 + 6).
+    assert not torch.allclose(a[1], b[1])
+    torch.testing.assert_close(a[10:], b[10:])
+
+
+def test_frames_of_another_size_are_resized_and_restore_undoes_pushes(cue):
+    tracker = DirectionTracker(cue)
+    frames = torch.randint(0, 256, (4, 3, 48, 96), dtype=torch.uint8)
+    first = [tracker.push(f) for f in frames[:2]]
+    state = tracker.state()
+    later = tracker.push(frames[2])
+    tracker.restore(state)
+    torch.testing.assert_close(tracker.direction, first[0] + first[1])
+    torch.testing.assert_close(tracker.push(frames[2]), later)
+    with pytest.raises(InputError, match="one frame"):
+        tracker.push(frames)
+    with pytest.raises(InputError, match=r"\(B, P, 3, H, W\)"):
+        cue(frames)
+
+
+def test_targets_point_where_the_source_is_and_weigh_its_loudness():
+    rate, patch = 8000, 400
+    rng = np.random.default_rng(1)
+    left = encode_mono(rng.normal(size=rate), np.pi / 2, 0.0)  # azimuth +90: +y
+    quiet_front = 0.1 * encode_mono(rng.normal(size=rate), 0.0, 0.0)
+    foa = np.concatenate([left, quiet_front], axis=1)  # (4, 2 s)
+    targets = patch_intensity_targets(foa, patch, 41)
+    assert targets.shape == (41, 3)
+    first, second = targets[:20], targets[20:40]
+    assert np.all(first[:, 1] > 0.9 * np.linalg.norm(first, axis=1))
+    assert np.all(second[:, 0] > 0.9 * np.linalg.norm(second, axis=1))
+    assert np.linalg.norm(first, axis=1).mean() > 50 * np.linalg.norm(second, axis=1).mean()
+    np.testing.assert_array_equal(targets[40], 0.0)  # past the end
+    # Their sum is the clip-level intensity over the clip's W power.
+    expected = np.mean(foa[0] * foa[[3, 1, 2]], axis=1) / np.mean(foa[0] ** 2)
+    np.testing.assert_allclose(targets.sum(0) * patch / foa.shape[1], expected, rtol=1e-9)
+
+
+def test_bad_configs_and_inputs_are_named():
+    with pytest.raises(InputError, match="window"):
+        VideoDirectionConfig(window=0)
+    with pytest.raises(InputError, match="multiple of 8"):
+        VideoDirectionConfig(frame_height=60)
+    with pytest.raises(InputError, match="patch_seconds"):
+        VideoDirectionConfig(patch_seconds=0.0)
+    with pytest.raises(InputError, match="unknown VideoDirectionConfig"):
+        VideoDirectionConfig.from_dict({"depth": 3})
+    with pytest.raises(InputError, match="silent"):
+        patch_intensity_targets(np.zeros((4, 800)), 400, 2)
+    with pytest.raises(InputError, match=r"\(4, T\)"):
+        patch_intensity_targets(np.zeros((2, 800)), 400, 2)

@@ -1,0 +1,98 @@
+"""The video direction cue's stage: its loss and targets, train -> bundle -> a runtime whose
+lock aims at the cue, through the CLI on a tiny corpus (plumbing, not quality)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from swansphere.cli import main
+from swansphere.generation import GeneratorRuntime, SessionConfig
+from swansphere.models.bundle import load_bundle
+from swansphere_training.corpus.scene import PRESETS
+from swansphere_training.corpus.synth import synthesize_corpus
+from swansphere_training.data.dataset import ClipDataset
+from swansphere_training.stages.direction import (
+    PatchFrameDataset,
+    clip_patches,
+    cue_loss,
+)
+
+TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("direction") / "corpus"
+    for split, clips in (("train", 3), ("test", 2)):
+        synthesize_corpus(root, clips=clips, seed=3, split=split, config=TINY, workers=1,
+                          progress=False)  # fmt: skip
+    return root
+
+
+def test_the_loss_is_zero_on_target_and_largest_opposite():
+    target = torch.randn(2, 5, 3)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    assert float(cue_loss(3 * target, target, valid)[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(cue_loss(-target, target, valid)[0]) == pytest.approx(4.0, abs=1e-5)
+    # Invalid (padded) patches do not count.
+    valid[:, 3:] = False
+    noisy = target.clone()
+    noisy[:, 3:] = torch.randn(2, 2, 3)
+    assert float(cue_loss(noisy, target, valid)[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_crops_follow_the_patches_and_pad_short_clips(corpus):
+    from swansphere.models.direction import VideoDirectionConfig
+
+    config = VideoDirectionConfig()
+    clips = list(ClipDataset(corpus, split="train", require_video=True))
+    canvases, index, targets = clip_patches(clips[0], config)
+    n = len(index)  # 2 s of 0.186 s patches
+    assert n == 11 and targets.shape == (n, 3) and canvases.shape[1:] == (3, 64, 128)
+    assert np.all(np.diff(index.numpy()) >= 0)
+    item = PatchFrameDataset(clips, config, crop=n + 3)[0]
+    assert item["frames"].shape == (n + 3, 3, 64, 128)
+    assert item["valid"].tolist() == [True] * n + [False] * 3
+    torch.testing.assert_close(item["targets"][:n], torch.from_numpy(targets))
+    assert not item["targets"][n:].any()
+    torch.manual_seed(0)
+    short = PatchFrameDataset(clips, config, crop=4)[0]
+    assert short["frames"].shape[0] == 4 and short["valid"].all()
+
+
+def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
+    run = tmp_path / "direction"
+    args = ["train", "direction", "--data", str(corpus), "--steps", "2", "--no-track",
+            "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6"]  # fmt: skip
+    assert main(args) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert set(trained["eval"]) == {"angular_error_deg", "median_error_deg", "patch_error_deg"}
+    assert 0 <= trained["eval"]["angular_error_deg"] <= 180
+
+    # A bundle whose generator aims its lock at the cue needs the cue.
+    orphan = ["bundle", str(tmp_path / "orphan"), "--base", "default",
+              "--tune", "generator.direction_source=video"]  # fmt: skip
+    assert main(orphan) == 2
+    assert "no direction cue" in capsys.readouterr().err
+
+    out = tmp_path / "bundle"
+    assert main(["bundle", str(out), "--direction", str(run), "--base", "default",
+                 "--tune", "generator.direction_source=video"]) == 0  # fmt: skip
+    bundle = load_bundle(out)
+    assert bundle.kind("direction") == "direction"
+    assert "swansphere train direction" in bundle.training_command["direction"]
+    assert bundle.data["tuned"]["generator"]["direction_source"] == {
+        "trained_with": "lm",
+        "bundled": "video",
+    }
+    runtime = GeneratorRuntime.from_bundle(bundle)
+    assert runtime.uses_direction_cue
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 128, 3), dtype=np.uint8)
+    audio = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=0, steps=2))
+    assert audio.shape == (4, round(0.75 * runtime.sample_rate))
+    assert np.isfinite(audio).all()

@@ -1,0 +1,220 @@
+"""The video direction cue's training stage (:mod:`swansphere.models.direction`): a
+supervised fit of each patch's reference intensity from the patch frames the generator
+sees, so that ``direction_lock`` can aim where the picture says the sound is."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from swansphere.errors import InputError
+from swansphere.generation.conditioning import patch_frame_index
+from swansphere.models.direction import (
+    DIRECTION_PRESETS,
+    VideoDirectionConfig,
+    VideoDirectionCue,
+    patch_intensity_targets,
+)
+
+from ..data.dataset import ClipDataset, ClipRecord
+from ..evaluation.plots import plt
+from .base import Stage, linear_warmup
+
+
+@dataclass
+class DirectionStageConfig:
+    """What a direction-cue run trains on and how (stored in every checkpoint)."""
+
+    data: str  # corpus root (DATA/train for training, DATA/test for evaluation)
+    preset: str = "tiny"  # a key of DIRECTION_PRESETS
+    seed: int = 0
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    crop_patches: int = 40  # patches per training crop (7.4 s at the tiny patch)
+    eval_clips: int = 64
+    # VideoDirectionConfig fields that differ from the preset's.
+    model: dict = field(default_factory=dict)
+
+
+def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
+    """The cue network of a stage config (or its checkpoint dict)."""
+    stage = stage if isinstance(stage, dict) else stage.__dict__
+    preset = stage.get("preset", "tiny")
+    if preset not in DIRECTION_PRESETS:
+        raise InputError(
+            f"unknown direction preset {preset!r}; choose one of {', '.join(DIRECTION_PRESETS)}"
+        )
+    overrides = stage.get("model") or {}
+    if not isinstance(overrides, dict):
+        raise InputError(f"the direction stage's model must be a dict, got {overrides!r}")
+    return VideoDirectionConfig.from_dict(DIRECTION_PRESETS[preset].to_dict() | overrides)
+
+
+def clip_patches(
+    record: ClipRecord, config: VideoDirectionConfig
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """A clip as the cue sees it: its distinct frames as canvases (N, 3, H, W) uint8 (resized
+    as serving's :func:`panorama_canvas` resizes them), the frame index of every patch (P,)
+    and the patch targets (P, 3) float32 (:func:`patch_intensity_targets`)."""
+    frames, fps = record.load_video()
+    audio, rate = record.load_audio()
+    patch_samples = int(round(config.patch_seconds * rate))
+    n_patches = math.ceil(audio.shape[1] / patch_samples)
+    size = (config.frame_height, config.frame_width)
+    if frames.shape[1:3] == size:
+        canvases = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    else:
+        # panorama_canvas's resize, all frames at once (one call per frame costs more
+        # than the training step).
+        canvases = torch.nn.functional.interpolate(
+            torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=size,
+            mode="bilinear", align_corners=False, antialias=True,
+        ).round().clamp(0, 255).to(torch.uint8)  # fmt: skip
+    index = patch_frame_index(n_patches, patch_samples / rate, np.arange(len(frames)) / fps)
+    targets = patch_intensity_targets(audio, patch_samples, n_patches)
+    return canvases, torch.from_numpy(index), targets.astype(np.float32)
+
+
+class PatchFrameDataset(torch.utils.data.Dataset):
+    """Crops of ``crop_patches`` patches: {"frames": (C, 3, H, W) uint8, "targets": (C, 3),
+    "valid": (C,) bool}; clips shorter than a crop are padded (last frame, zero target,
+    invalid). Decoded clips are kept in memory; crop offsets use torch's global RNG."""
+
+    def __init__(self, clips: list[ClipRecord], config: VideoDirectionConfig, crop: int) -> None:
+        if not clips:
+            raise InputError("the direction stage needs clips with video")
+        if crop < 1:
+            raise InputError(f"crop_patches must be positive, got {crop}")
+        self.clips, self.config, self.crop = clips, config, int(crop)
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if i not in self._cache:
+            self._cache[i] = clip_patches(self.clips[i], self.config)
+        canvases, index, targets = self._cache[i]
+        n = len(index)
+        start = int(torch.randint(n - self.crop + 1, (1,)).item()) if n > self.crop else 0
+        take = torch.arange(start, start + self.crop).clamp_max(n - 1)
+        valid = torch.arange(start, start + self.crop) < n
+        target = torch.from_numpy(targets)[take] * valid[:, None]
+        return {"frames": canvases[index[take]], "targets": target, "valid": valid}
+
+
+def cue_loss(
+    estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """(B, P, 3) estimates and targets, (B, P) valid -> the mean over rows of the clip term
+    (1 - cosine of the sums over the valid patches, the clip-level direction) plus the
+    patch term (1 - cosine per patch, weighted by the target's length)."""
+    mask = valid[..., None].to(estimate.dtype)
+    clip = 1 - F.cosine_similarity((estimate * mask).sum(1), (target * mask).sum(1), dim=-1)
+    weight = target.norm(dim=-1) * valid
+    cos = F.cosine_similarity(estimate, target, dim=-1, eps=1e-8)
+    patch = ((1 - cos) * weight).sum(1) / weight.sum(1).clamp_min(1e-8)
+    loss = (clip + patch).mean()
+    return loss, {
+        "clip_loss": float(clip.detach().mean()),
+        "patch_loss": float(patch.detach().mean()),
+    }
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles in degrees between vectors (..., 3); a zero vector counts as 90 degrees off."""
+    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    cos = (a * b).sum(-1) / np.maximum(na * nb, 1e-30)
+    return np.degrees(np.arccos(np.clip(np.where(na * nb > 0, cos, 0.0), -1.0, 1.0)))
+
+
+@torch.no_grad()
+def evaluate_cue(
+    cue: VideoDirectionCue, root: Path, split: str = "test", max_clips: int = 64
+) -> dict[str, Any]:
+    """The cue on whole clips of ``root/split`` (with video): ``angular_error_deg`` (mean),
+    ``median_error_deg`` of the clip-level direction (the sum of its patch estimates) from
+    the reference's (the sum of the targets), and ``patch_error_deg``, the patches' error
+    weighted by the target's length. Per-clip errors in ``clips``."""
+    clips = ClipDataset(Path(root), split=split, require_video=True)
+    records = [clips[i] for i in range(min(len(clips), max_clips))]
+    if not records:
+        raise InputError(f"no clips with video in {Path(root) / split}")
+    cue.eval()
+    device = next(cue.parameters()).device
+    errors, patch_num, patch_den, ids = [], 0.0, 0.0, []
+    for record in records:
+        canvases, index, targets = clip_patches(record, cue.config)
+        estimate = cue(canvases[index][None].to(device))[0].cpu().double().numpy()
+        errors.append(float(angle_deg(estimate.sum(0), targets.sum(0).astype(np.float64))))
+        weight = np.linalg.norm(targets, axis=-1)
+        patch_num += float((angle_deg(estimate, targets) * weight).sum())
+        patch_den += float(weight.sum())
+        ids.append(record.id)
+    return {
+        "angular_error_deg": float(np.mean(errors)),
+        "median_error_deg": float(np.median(errors)),
+        "patch_error_deg": patch_num / max(patch_den, 1e-30),
+        "clips": dict(zip(ids, errors, strict=True)),
+    }
+
+
+class DirectionStage(Stage):
+    name = "direction"
+
+    def build_model(self) -> nn.Module:
+        return VideoDirectionCue(network_config(self.config))
+
+    def build_data(self):
+        config = network_config(self.config)
+        clips = ClipDataset(Path(self.config.data), split="train", require_video=True)
+        return PatchFrameDataset(list(clips), config, self.config.crop_patches)
+
+    def build_optimizers(self):
+        return torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+
+    def build_schedulers(self):
+        return {"main": linear_warmup(self.optimizers["main"], self.config.warmup_steps)}
+
+    def step(self, batch: dict) -> dict[str, float]:
+        estimate = self.wrapped(batch["frames"])
+        loss, metrics = cue_loss(estimate, batch["targets"], batch["valid"])
+        opt = self.optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return metrics | {"total_loss": float(loss.detach())}
+
+    def evaluate(self) -> dict[str, float]:
+        result = evaluate_cue(self.model, Path(self.config.data), "test", self.config.eval_clips)
+        self.log_dict(result, f"eval/direction_step{self.global_step}.json")
+        errors = np.array(list(result["clips"].values()))
+        figure, ax = plt.subplots(figsize=(5, 3))
+        ax.hist(errors, bins=18, range=(0, 180))
+        ax.set_xlabel("clip direction error (deg)")
+        ax.set_ylabel("clips")
+        ax.set_title(f"video direction cue, step {self.global_step}")
+        self.log_figure(figure, f"plots/step_{self.global_step:08d}_errors.png")
+        plt.close(figure)
+        return {k: v for k, v in result.items() if isinstance(v, float)}
+
+
+__all__ = [
+    "DirectionStage",
+    "DirectionStageConfig",
+    "PatchFrameDataset",
+    "clip_patches",
+    "cue_loss",
+    "evaluate_cue",
+]
