@@ -174,11 +174,15 @@ def test_a_bundle_without_generator_is_named(tmp_path):
         GeneratorRuntime.load(path)
 
 
-def test_the_shipped_bundle_generates(runtime):
+def test_the_shipped_bundle_generates(runtime, frames):
     shipped = GeneratorRuntime.load("default")
-    assert shipped.generator.config == runtime.generator.config
+    # The tiny preset, with the lock aimed at the shipped video direction cue.
+    assert shipped.generator.config == replace(runtime.generator.config, direction_source="video")
+    assert shipped.uses_direction_cue
     out = shipped.generate(None, None, "a bell rings behind you", 0.4, SessionConfig(steps=2))
     assert out.shape == (4, round(0.4 * shipped.sample_rate)) and np.isfinite(out).all()
+    out = shipped.generate(frames[:2], 4.0, None, config=SessionConfig(steps=2))
+    assert out.shape == (4, round(0.5 * shipped.sample_rate)) and np.isfinite(out).all()
 
 
 def test_accel_fallbacks_are_logged_and_eager(runtime, caplog):

@@ -12,7 +12,7 @@ import torch
 
 from swansphere.cli import main
 from swansphere.generation import GeneratorRuntime, SessionConfig
-from swansphere.models.bundle import load_bundle
+from swansphere.models.bundle import load_bundle, write_bundle
 from swansphere_training.corpus.scene import PRESETS
 from swansphere_training.corpus.synth import synthesize_corpus
 from swansphere_training.data.dataset import ClipDataset
@@ -75,7 +75,11 @@ def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     assert 0 <= trained["eval"]["angular_error_deg"] <= 180
 
     # A bundle whose generator aims its lock at the cue needs the cue.
-    orphan = ["bundle", str(tmp_path / "orphan"), "--base", "default",
+    shipped = load_bundle("default")
+    parts = {n: (*shipped.component(n), shipped.kind(n)) for n in ("vae", "svac", "generator")}
+    parts["generator"][0]["direction_source"] = "lm"
+    without_cue = write_bundle(tmp_path / "without-cue", parts)
+    orphan = ["bundle", str(tmp_path / "orphan"), "--base", str(without_cue),
               "--tune", "generator.direction_source=video"]  # fmt: skip
     assert main(orphan) == 2
     assert "no direction cue" in capsys.readouterr().err

@@ -137,7 +137,7 @@ def test_train_resume_cache_and_bundle(corpus: Path, tmp_path: Path) -> None:
         tmp_path / "bundle", {"generator": tmp_path / "a"}, {}, {}, base="default"
     )
     loaded = load_bundle(bundle)
-    assert set(loaded.components) == {"vae", "svac", "generator"}
+    assert set(loaded.components) == {"vae", "svac", "generator", "direction"}
     assert loaded.data["stages"]["vae"]["from_bundle"]["spec"] == "default"
     generator = loaded.build("generator")
     assert isinstance(generator, SpatialGenerator)

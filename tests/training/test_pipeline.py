@@ -190,7 +190,8 @@ def test_a_new_vae_over_a_base_leaves_the_bases_generator_out(runs, caplog):
     out = root / "new-vae"
     assert main(["bundle", str(out), "--vae", str(root / "vae"), "--base", "default"]) == 0
     bundle = load_bundle(out)
-    assert set(bundle.components) == {"vae", "svac"}  # svac from the base, no generator
+    # svac and the video direction cue (it reads only frames) from the base, no generator
+    assert set(bundle.components) == {"vae", "svac", "direction"}
     assert "generator is left out" in caplog.text
 
 
@@ -218,7 +219,7 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     out = root / "new-svac"
     assert main(["bundle", str(out), "--svac", str(run), "--base", "default"]) == 0
     base, bundle = load_bundle("default"), load_bundle(out)
-    assert set(bundle.components) == {"vae", "svac", "generator"}
+    assert set(bundle.components) == {"vae", "svac", "generator", "direction"}
     assert "left out" not in caplog.text
     old, new = base.component("svac")[1], bundle.component("svac")[1]
     kept = [k for k in old if k.startswith(("video_encoder.", *SVAC.SALIENCY_WEIGHTS))]
@@ -229,7 +230,7 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     unfrozen = [x for s in settings if "freeze_saliency" not in s for x in ("--set", s)]
     assert main([*args, "--out", str(loose), *unfrozen]) == 0
     assert main(["bundle", str(root / "loose"), "--svac", str(loose), "--base", "default"]) == 0
-    assert set(load_bundle(root / "loose").components) == {"vae", "svac"}
+    assert set(load_bundle(root / "loose").components) == {"vae", "svac", "direction"}
     assert "left out" in caplog.text
     # The bundle holds the network the run trained: the preset with the run's model fields.
     assert SVACConfig.from_dict(bundle.component("svac")[0]).activity_weight == 0.2
