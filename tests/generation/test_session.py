@@ -13,6 +13,7 @@ import torch
 
 from swansphere.errors import InputError
 from swansphere.generation import GeneratorRuntime, SessionConfig
+from swansphere.generation.conditioning import FrameCues
 from swansphere.generation.session import MAX_CAPTION_CHARS, PatchSampler, sample_patches
 from swansphere.models.generator import SpatialGenerator
 
@@ -324,6 +325,14 @@ def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
             assert torch.all(cos > 1 - 1e-5)
         # The LM's own estimates are still what the trace reports.
         assert 0 < sampler.lm_direction.norm() <= 4 + 1e-5
+        # A patch given up after its LM step leaves the cue's window as it was.
+        before = sampler.tracker.direction.clone()
+        sampler.prepare(cues[3:4], text[0], text[1])
+        assert not torch.equal(sampler.tracker.direction, before)
+        sampler.abort()
+        torch.testing.assert_close(sampler.tracker.direction, before, rtol=0, atol=0)
+        with pytest.raises(InputError, match="canvas"):
+            sampler.prepare(FrameCues(cues.tokens[:1], cues.patch_embeddings[:1]), *text[:2])
         # A stream computes the cue patch by patch as offline generation does.
         offline = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
         session = runtime.session(SessionConfig(seed=7, steps=3))

@@ -478,6 +478,8 @@ class PatchSampler:
         :meth:`abort`. One patch at a time."""
         if self._pending is not None:
             raise RuntimeError("the previous patch is not finished (finish() or abort())")
+        if self.tracker is not None and video is not None and video.canvases is None:
+            raise InputError("the video direction cue needs the frame's canvas in its cues")
         g, cfg, dev = self.model, self.model.config, self.runtime.device
         start = time.perf_counter()
         self._undo = (list(self.cache.keys), list(self.cache.values), self.cache.length,
@@ -514,8 +516,6 @@ class PatchSampler:
             estimate = g.direction(h[0]).float()
             self._lm_estimate = self._estimate = estimate / estimate.norm().clamp_min(1e-8)
         if self.tracker is not None and video is not None:
-            if video.canvases is None:
-                raise InputError("the video direction cue needs the frame's canvas in its cues")
             self.tracker.push(video.canvases[0])
             cue = self.tracker.direction
             if bool(cue.norm() > 0):

@@ -82,7 +82,8 @@ class GeneratorConfig:
     # LocDiT's boundary context still joins the patches).
     lm_history: bool = True
     # Share in [0, 1] by which each sampled patch's intensity channels turn toward the LM
-    # direction head's estimate (:func:`steer_intensity`); 0: as sampled.
+    # direction head's estimate, or the video cue's (direction_source), with
+    # :func:`steer_intensity`; 0: as sampled.
     direction_lock: float = 0.0
     # What the lock aims at (DIRECTION_SOURCES): "video" needs a bundle with a direction
     # cue; patches without a frame (text only) keep the LM's estimate.
