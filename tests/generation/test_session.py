@@ -343,8 +343,13 @@ def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
         # Text only: no frame, so the lock keeps the LM's estimate (no error).
         spoken = runtime.generate(None, None, "rain", 0.5, SessionConfig(seed=1, steps=2))
         assert np.isfinite(spoken).all() and np.abs(spoken).max() > 0
+        # With a caption too: the LM reads it and the cue does not, so the LM's estimate.
+        dog = (frames, 4.0, "a dog on the left", None, SessionConfig(seed=2, steps=3))
+        captioned = runtime.generate(*dog)
     with sampler_settings(runtime, direction_lock=1.0):
         by_lm = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
+        captioned_lm = runtime.generate(*dog)
+    np.testing.assert_allclose(captioned, captioned_lm, atol=1e-6)
     assert not np.allclose(by_lm, offline, atol=1e-4)
 
 

@@ -444,7 +444,7 @@ class PatchSampler:
         self.lm_history = cfg.lm_history
         self.lm_direction = torch.zeros(3, device=runtime.device)
         # With direction_source "video", the cue's running direction is the lock's target
-        # for patches with a frame; the LM's estimate is still traced.
+        # for patches with a frame and no caption; the LM's estimate is still traced.
         self.tracker = DirectionTracker(runtime.direction) if runtime.uses_direction_cue else None
         self._lm_estimate: torch.Tensor | None = None  # the pending patch's
         self._estimate: torch.Tensor | None = None  # where the lock turns the pending patch
@@ -516,9 +516,11 @@ class PatchSampler:
             estimate = g.direction(h[0]).float()
             self._lm_estimate = self._estimate = estimate / estimate.norm().clamp_min(1e-8)
         if self.tracker is not None and video is not None:
+            # Every frame joins the cue's window; a captioned patch keeps the LM's estimate,
+            # which reads the caption (the cue does not).
             self.tracker.push(video.canvases[0])
             cue = self.tracker.direction
-            if bool(cue.norm() > 0):
+            if not has_text and bool(cue.norm() > 0):
                 self._estimate = cue / cue.norm()
         lm_done = time.perf_counter()
         context, valid = self._context()

@@ -13,7 +13,8 @@ mean W^2 (:func:`patch_intensity_targets`), which is what training fits.
 
 The generator's sampler can aim ``direction_lock`` at this cue instead of its LM's
 direction head (``GeneratorConfig.direction_source = "video"``): the sum of the cue's
-estimates over the last ``smoothing`` patches gives the direction each patch is turned to.
+estimates over the last ``smoothing`` patches gives the direction each patch without a
+caption is turned to (a caption reaches the LM, not the cue).
 :class:`DirectionTracker` computes it patch by patch, as a stream and offline generation
 both do; :meth:`VideoDirectionCue.forward` computes the same for whole sequences at once
 (training), equal up to float rounding.

@@ -47,7 +47,7 @@ SAMPLER_FIELDS = (
     "steps", "guidance_text", "guidance_video", "lm_history", "direction_lock", "direction_source",
 )  # fmt: skip
 #: Where ``direction_lock`` turns each patch: the LM's direction head, or the bundle's video
-#: direction cue (:mod:`swansphere.models.direction`) for patches with a frame.
+#: direction cue (:mod:`swansphere.models.direction`) for patches with a frame and no caption.
 DIRECTION_SOURCES = ("lm", "video")
 
 
@@ -86,7 +86,8 @@ class GeneratorConfig:
     # :func:`steer_intensity`; 0: as sampled.
     direction_lock: float = 0.0
     # What the lock aims at (DIRECTION_SOURCES): "video" needs a bundle with a direction
-    # cue; patches without a frame (text only) keep the LM's estimate.
+    # cue; patches without a frame, or with a caption (which the LM reads and the cue does
+    # not), keep the LM's estimate.
     direction_source: str = "lm"
     text_encoder: str = "minilm"  # "minilm" (bundled) or a local transformers model path
     # SVAC's spatial-code saliency of each patch's frame as a second video input (where the
