@@ -172,8 +172,11 @@ class VideoDirectionCue(nn.Module):
         d, g = feats.shape[1:]
         seq = feats.reshape(batch, patches, d, g).permute(0, 3, 2, 1).reshape(batch * g, d, patches)
         filtered = self.temporal(F.pad(seq, (self.config.taps - 1, 0)))
-        to_cells = lambda t: t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)  # noqa: E731
-        power = self.cell_power(to_cells(seq), to_cells(filtered))  # (B, P, G)
+
+        def per_cell(t: torch.Tensor) -> torch.Tensor:  # (B G, d, P) -> (B, P, G, d)
+            return t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)
+
+        power = self.cell_power(per_cell(seq), per_cell(filtered))  # (B, P, G)
         return power @ self.directions
 
 
