@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,13 +65,27 @@ def panorama_canvas(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """An equirectangular RGB frame (H, W, 3) (see :func:`check_rgb_frame`) as the uint8
     tensor (3, h, w) of the canvas ``size`` = (h, w) that the video encoder takes: resized
     (bilinear, antialiased) and rounded back to uint8, as the server stores frames. The
-    generator's training features go through it too, so they see what serving sees."""
-    f = torch.from_numpy(check_rgb_frame(frame, "panorama")).permute(2, 0, 1)
-    if tuple(f.shape[1:]) == tuple(size):
-        return f
+    generator's and the direction cue's training data go through it too (as
+    :func:`panorama_canvases`), so they see what serving sees."""
+    return panorama_canvases([frame], size)[0]
+
+
+def panorama_canvases(
+    frames: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int]
+) -> torch.Tensor:
+    """Equirectangular frames of one size (each as :func:`check_rgb_frame` takes it) as
+    canvases (N, 3, h, w): :func:`panorama_canvas` of each, in one resize (a frame's result
+    does not depend on the others)."""
+    checked = [check_rgb_frame(f, "panorama") for f in frames]
+    if not checked or any(f.shape != checked[0].shape for f in checked):
+        shapes = sorted({f.shape for f in checked})
+        raise InputError(f"panoramas must be one or more frames of one size, got {shapes}")
+    video = torch.from_numpy(np.stack(checked)).permute(0, 3, 1, 2)
+    if tuple(video.shape[2:]) == tuple(size):
+        return video
     resized = torch.nn.functional.interpolate(
-        f[None].float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True
-    )[0]
+        video.float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+    )
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
@@ -230,6 +245,7 @@ __all__ = [
     "check_rgb_frame",
     "frame_cues",
     "panorama_canvas",
+    "panorama_canvases",
     "patch_frame_index",
     "patch_saliency",
     "view_to_panorama",

@@ -57,6 +57,7 @@ from .conditioning import (
     SaliencyWindow,
     frame_cues,
     panorama_canvas,
+    panorama_canvases,
     patch_frame_index,
     view_to_panorama,
 )
@@ -302,7 +303,7 @@ class GeneratorRuntime:
         """The cues (n_patches of them) of the frame conditioning each patch of offline
         generation from video frames (N, H, W, 3) at ``fps``: frame i is shown at i / fps
         (:func:`patch_frame_index`); each frame used is encoded once, 64 at a time."""
-        canvases = torch.stack([self.frame_to_canvas(f) for f in frames])
+        canvases = panorama_canvases(frames, self.canvas_size)
         index = patch_frame_index(n_patches, self.patch_seconds, np.arange(len(frames)) / fps)
         used, inverse = np.unique(index, return_inverse=True)
         cues = FrameCues.cat(

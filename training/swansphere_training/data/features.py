@@ -13,7 +13,7 @@ Per clip (keys ``<clip id>.<name>``):
   and one of X, Y, Z (``pseudo_axis`` 0, 1, 2, drawn per clip from its id) holds L - R (= Y);
   the other two dipoles are zero. One axis per clip keeps the cache to two VAE passes;
 - ``video`` (frames, G, video_dim) float16: SVAC tokens of every video frame on its own,
-  brought to the canvas as the server does (``panorama_canvas`` and ``frame_cues`` of
+  brought to the canvas as the server does (``panorama_canvases`` and ``frame_cues`` of
   :mod:`swansphere.generation.conditioning`), and ``video_index`` (P,) int64: the frame
   conditioning each patch (:func:`patch_frame_index`, frame i shown at i / fps); a clip
   without video has one zero frame and ``has_video`` false;
@@ -62,7 +62,7 @@ from swansphere.foa.encode import pseudo_foa as fold_pseudo_foa
 from swansphere.foa.io import resample
 from swansphere.generation.conditioning import (
     frame_cues,
-    panorama_canvas,
+    panorama_canvases,
     patch_frame_index,
     patch_saliency,
 )
@@ -323,7 +323,7 @@ def build_features(
         if clip.has_video:
             frames, fps = clip.load_video()  # (n, H, W, 3) uint8
             size = svac.video_encoder.frame_size
-            video = torch.stack([panorama_canvas(f, size) for f in frames])  # as served
+            video = panorama_canvases(frames, size)  # as served
             cues = frame_cues(svac, video, patch_embeddings=spec.saliency_window > 0)
             tokens = cues.tokens.to(torch.float16)
             index = patch_frame_index(patches, patch_seconds, np.arange(len(frames)) / fps)

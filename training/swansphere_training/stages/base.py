@@ -435,6 +435,25 @@ def config_differences(
     )
 
 
+def preset_network(stage: Any, presets: Mapping[str, Any], what: str) -> Any:
+    """The network config of a stage config (a dataclass, or its dict in a checkpoint):
+    ``presets[stage.preset]`` with the stage's ``model`` fields changed (presets have
+    ``to_dict`` and their class ``from_dict``). InputError names an unknown preset, a
+    ``model`` that is not a dict, or (through ``from_dict``) an unknown field."""
+    stage = stage if isinstance(stage, Mapping) else dataclasses.asdict(stage)
+    preset = stage.get("preset", "tiny")
+    if preset not in presets:
+        raise InputError(f"unknown {what} preset {preset!r}; choose one of {', '.join(presets)}")
+    base = presets[preset]
+    overrides = stage.get("model") or {}
+    if not isinstance(overrides, Mapping):
+        raise InputError(
+            f"the {what} stage's model must be a dict of {type(base).__name__} fields, "
+            f"got {overrides!r}"
+        )
+    return type(base).from_dict(base.to_dict() | dict(overrides))
+
+
 def _scalar(value: Any) -> float:
     return float(value.detach().item()) if isinstance(value, torch.Tensor) else float(value)
 

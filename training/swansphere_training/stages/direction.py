@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swansphere.errors import InputError
-from swansphere.generation.conditioning import patch_frame_index
+from swansphere.generation.conditioning import panorama_canvases, patch_frame_index
 from swansphere.models.direction import (
     DIRECTION_PRESETS,
     VideoDirectionConfig,
@@ -25,7 +25,7 @@ from swansphere.models.direction import (
 
 from ..data.dataset import ClipDataset, ClipRecord
 from ..evaluation.plots import plt
-from .base import Stage, linear_warmup
+from .base import Stage, linear_warmup, preset_network
 
 
 @dataclass
@@ -46,39 +46,22 @@ class DirectionStageConfig:
 
 
 def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
-    """The cue network of a stage config (or its checkpoint dict)."""
-    stage = stage if isinstance(stage, dict) else stage.__dict__
-    preset = stage.get("preset", "tiny")
-    if preset not in DIRECTION_PRESETS:
-        raise InputError(
-            f"unknown direction preset {preset!r}; choose one of {', '.join(DIRECTION_PRESETS)}"
-        )
-    overrides = stage.get("model") or {}
-    if not isinstance(overrides, dict):
-        raise InputError(f"the direction stage's model must be a dict, got {overrides!r}")
-    return VideoDirectionConfig.from_dict(DIRECTION_PRESETS[preset].to_dict() | overrides)
+    """The cue network of a stage config (or its checkpoint dict): the preset with the
+    stage's ``model`` fields changed."""
+    return preset_network(stage, DIRECTION_PRESETS, "direction")
 
 
 def clip_patches(
     record: ClipRecord, config: VideoDirectionConfig
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """A clip as the cue sees it: its distinct frames as canvases (N, 3, H, W) uint8 (resized
-    as serving's :func:`panorama_canvas` resizes them), the frame index of every patch (P,)
+    """A clip as the cue sees it: its distinct frames as canvases (N, 3, H, W) uint8
+    (:func:`panorama_canvases`, as serving makes them), the frame index of every patch (P,)
     and the patch targets (P, 3) float32 (:func:`patch_intensity_targets`)."""
     frames, fps = record.load_video()
     audio, rate = record.load_audio()
     patch_samples = int(round(config.patch_seconds * rate))
     n_patches = math.ceil(audio.shape[1] / patch_samples)
-    size = (config.frame_height, config.frame_width)
-    if frames.shape[1:3] == size:
-        canvases = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
-    else:
-        # panorama_canvas's resize, all frames at once (one call per frame costs more
-        # than the training step).
-        canvases = torch.nn.functional.interpolate(
-            torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=size,
-            mode="bilinear", align_corners=False, antialias=True,
-        ).round().clamp(0, 255).to(torch.uint8)  # fmt: skip
+    canvases = panorama_canvases(frames, (config.frame_height, config.frame_width))
     index = patch_frame_index(n_patches, patch_samples / rate, np.arange(len(frames)) / fps)
     targets = patch_intensity_targets(audio, patch_samples, n_patches)
     return canvases, torch.from_numpy(index), targets.astype(np.float32)
@@ -178,11 +161,6 @@ class DirectionStage(Stage):
         config = network_config(self.config)
         clips = ClipDataset(Path(self.config.data), split="train", require_video=True)
         return PatchFrameDataset(list(clips), config, self.config.crop_patches)
-
-    def build_optimizers(self):
-        return torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
-        )
 
     def build_schedulers(self):
         return {"main": linear_warmup(self.optimizers["main"], self.config.warmup_steps)}

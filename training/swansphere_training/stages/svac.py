@@ -21,7 +21,7 @@ from ..data.dataset import ClipDataset, TorchClipDataset
 from ..evaluation.plots import plt, saliency_figure, similarity_figure
 from ..evaluation.svac import evaluate_svac, svac_window
 from ..losses.svac import NegativeConfig, build_negatives, svac_loss, text_audio_loss
-from .base import Stage, linear_warmup
+from .base import Stage, linear_warmup, preset_network
 
 
 @dataclass
@@ -58,16 +58,7 @@ class SVACStageConfig:
 def network_config(stage: SVACStageConfig | dict) -> SVACConfig:
     """The SVAC network of a stage config (or its dict in a checkpoint): the preset with
     the stage's ``model`` fields changed. InputError names an unknown preset or field."""
-    stage = stage if isinstance(stage, dict) else dataclasses.asdict(stage)
-    preset = stage.get("preset", "tiny")
-    if preset not in SVAC_PRESETS:
-        raise InputError(f"unknown SVAC preset {preset!r}; choose one of {', '.join(SVAC_PRESETS)}")
-    overrides = stage.get("model") or {}
-    if not isinstance(overrides, dict):
-        raise InputError(
-            f"the SVAC stage's model must be a dict of SVACConfig fields, got {overrides!r}"
-        )
-    return SVACConfig.from_dict(SVAC_PRESETS[preset].to_dict() | overrides)
+    return preset_network(stage, SVAC_PRESETS, "SVAC")
 
 
 class SVACStage(Stage):
