@@ -39,6 +39,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tracking.configure(None)
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Registry downloads go to a cache of the test's own."""
+    monkeypatch.setenv("SWANSPHERE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 @pytest.fixture
 def client(store: Path):
     return tracking._mlflow().MlflowClient()
@@ -171,6 +178,30 @@ def test_registry_round_trip(tmp_path: Path, client) -> None:
         tracking.resolve_model_uri("models:/swansphere-test@nope")
     with pytest.raises(InputError, match="must look like"):
         tracking.resolve_model_uri("runs:/abc/bundle")
+
+
+def test_registry_downloads_are_cached_per_version(tmp_path: Path, client, cache: Path) -> None:
+    def bundle_of(width: int, where: str) -> Path:
+        return write_bundle(tmp_path / where, {"net": ({"width": width}, Tiny(width).state_dict(),
+                                                        "tiny-test")})  # fmt: skip
+
+    first = bundle_of(2, "a")
+    number = tracking.register_model(first, "swansphere-cache", "live")
+    local = tracking.resolve_model_uri("models:/swansphere-cache@live")
+    assert local.is_relative_to(cache / "registry") and local.name == str(number)
+    assert load_bundle(local).digest == load_bundle(first).digest
+    # Loaded again: the same directory, nothing left over from the download.
+    assert tracking.resolve_model_uri(f"models:/swansphere-cache/{number}") == local
+    assert sorted(p.name for p in local.parent.iterdir()) == [str(number)]
+
+    # A damaged cached copy is fetched again; moving the alias takes effect at once.
+    (local / "manifest.json").write_text("{}")
+    assert load_bundle("models:/swansphere-cache@live").digest == load_bundle(first).digest
+    second = bundle_of(3, "b")
+    tracking.register_model(second, "swansphere-cache", "live")
+    assert load_bundle("models:/swansphere-cache@live").digest == load_bundle(second).digest
+    with pytest.raises(InputError, match="cannot resolve models:/swansphere-cache/9"):
+        tracking.resolve_model_uri("models:/swansphere-cache/9")
 
 
 def test_a_broken_bundle_is_never_registered(tmp_path: Path, client) -> None:

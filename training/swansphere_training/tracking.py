@@ -20,9 +20,11 @@ MLflow is imported lazily (it takes about a second), so importing this module is
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -386,22 +388,67 @@ def register_model(bundle_dir: str | os.PathLike, name: str, alias: str = "defau
 
 
 def resolve_model_uri(uri: str, dst_path: str | os.PathLike | None = None) -> Path:
-    """Download the bundle registered as ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``)
-    and return its local directory: ``dst_path`` or a new temporary directory."""
-    if not _MODEL_URI_RE.match(uri):
+    """The local directory of the bundle registered as ``models:/NAME@ALIAS`` (or
+    ``models:/NAME/VERSION``).
+
+    With ``dst_path`` the bundle is downloaded there. Without, it is kept in the cache
+    (:func:`swansphere.cache.cache_root`), under ``registry/STORE/NAME/VERSION``: a registry
+    version never changes what it points to, so each one is downloaded once (an alias is
+    looked up every time, so moving it takes effect). A cached copy whose manifest no
+    longer matches the version's ``bundle_digest`` tag is fetched again; a download lands
+    in a temporary sibling first and is renamed into place whole."""
+    match = _MODEL_URI_RE.match(uri)
+    if not match:
         raise InputError(f"model URI {uri!r} must look like models:/NAME@ALIAS or models:/NAME/N")
     mlflow = _mlflow()
     from mlflow.exceptions import MlflowException
 
-    dst = (
-        Path(dst_path)
-        if dst_path is not None
-        else Path(tempfile.mkdtemp(prefix="swansphere-model-"))
-    )
-    dst.mkdir(parents=True, exist_ok=True)
+    where = tracking_uri()
+    if dst_path is not None:
+        dst = Path(dst_path)
+        dst.mkdir(parents=True, exist_ok=True)
+        return _download_bundle(mlflow, uri, dst, where)
+    name, alias, number = match.groups()
+    client = mlflow.MlflowClient(where)
+    try:
+        if alias:
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            version = client.get_model_version(name, number)
+    except MlflowException as exc:
+        raise InputError(f"cannot resolve {uri} in the registry at {where}: {exc}") from exc
+    from swansphere.cache import cache_root
+    from swansphere.models.bundle import MANIFEST_FILE, sha256_file
+
+    store = hashlib.sha256(where.encode()).hexdigest()[:12]
+    cached = cache_root() / "registry" / store / name / str(version.version)
+    expected = (version.tags or {}).get("bundle_digest")
+
+    def usable(path: Path) -> bool:
+        manifest = path / MANIFEST_FILE
+        return manifest.is_file() and (expected is None or sha256_file(manifest) == expected)
+
+    if usable(cached):
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version.version}-", dir=cached.parent))
+    try:
+        local = _download_bundle(mlflow, f"models:/{name}/{version.version}", staging, where)
+        if usable(cached):  # another process got there first
+            return cached
+        if cached.exists():  # a stale or damaged copy
+            shutil.rmtree(cached)
+        os.replace(local, cached)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return cached
+
+
+def _download_bundle(mlflow: ModuleType, uri: str, dst: Path, where: str) -> Path:
+    from mlflow.exceptions import MlflowException
+
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
     except MlflowException as exc:
-        where = tracking_uri()
         raise InputError(f"cannot resolve {uri} in the registry at {where}: {exc}") from exc
     return Path(local)

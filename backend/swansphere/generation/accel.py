@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from swansphere.cache import cache_root
 from swansphere.errors import InputError
 from swansphere.models.generator import LocDiTVelocity
 
@@ -47,9 +48,8 @@ class Accelerated:
 
 
 def cache_dir() -> Path:
-    """Where compiled engines are kept: $SWANSPHERE_CACHE or ~/.cache/swansphere."""
-    root = os.environ.get("SWANSPHERE_CACHE") or Path.home() / ".cache" / "swansphere"
-    return Path(root) / "engines"
+    """Where compiled engines are kept: ``engines/`` under :func:`swansphere.cache.cache_root`."""
+    return cache_root() / "engines"
 
 
 def _weights_hash(module: torch.nn.Module) -> str:
