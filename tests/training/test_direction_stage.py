@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from swansphere.cli import main
+from swansphere.errors import InputError
 from swansphere.generation import GeneratorRuntime, SessionConfig
 from swansphere.models.bundle import load_bundle, write_bundle
 from swansphere_training.corpus.scene import PRESETS
@@ -100,3 +101,38 @@ def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     audio = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=0, steps=2))
     assert audio.shape == (4, round(0.75 * runtime.sample_rate))
     assert np.isfinite(audio).all()
+
+
+def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_path):
+    from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
+    from swansphere_training.stages.direction import load_initial_cue
+
+    config, state = load_bundle("default").component("direction")
+    cue = VideoDirectionCue(VideoDirectionConfig.from_dict(config))
+    load_initial_cue(cue, "default")
+    for name, value in cue.state_dict().items():
+        torch.testing.assert_close(value, state[name].float())
+
+    wider = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"dim": 8}))
+    with pytest.raises(InputError, match="differs from this run's"):
+        load_initial_cue(wider, "default")
+    shipped = load_bundle("default")
+    no_cue = write_bundle(tmp_path / "no-cue", {"vae": (*shipped.component("vae"), "vae")})
+    with pytest.raises(InputError, match="has no direction cue"):
+        load_initial_cue(cue, str(no_cue))
+
+
+def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
+    run = tmp_path / "anneal"
+    args = ["train", "direction", "--data", str(corpus), "--steps", "3", "--no-track",
+            "--out", str(run), "--eval-every", "0", "--set", "batch_size=2",
+            "--set", "crop_patches=6", "--set", 'init_from="default"',
+            "--set", "warmup_steps=1", "--set", "lr_decay_steps=2"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    from swansphere_training.checkpoint import load_checkpoint
+
+    # One warm-up step and two decay steps: the rate has fallen to 0 and stays there.
+    checkpoint = load_checkpoint(run / "checkpoints")
+    assert checkpoint.step == 3
+    assert checkpoint.scheduler_state["main"]["_last_lr"] == [0.0]

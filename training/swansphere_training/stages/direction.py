@@ -25,7 +25,7 @@ from swansphere.models.direction import (
 
 from ..data.dataset import ClipDataset, ClipRecord
 from ..evaluation.plots import plt
-from .base import Stage, linear_warmup, preset_network
+from .base import Stage, preset_network, warmup_cosine
 
 
 @dataclass
@@ -39,8 +39,12 @@ class DirectionStageConfig:
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
+    lr_decay_steps: int = 0  # cosine decay to 0 after warm-up over this many steps (0: none)
     crop_patches: int = 40  # patches per training crop (7.4 s at the tiny patch)
     eval_clips: int = 64
+    # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
+    # e.g. annealing the shipped cue. Its network must equal this run's.
+    init_from: str | None = None
     # VideoDirectionConfig fields that differ from the preset's.
     model: dict = field(default_factory=dict)
 
@@ -49,6 +53,23 @@ def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
     """The cue network of a stage config (or its checkpoint dict): the preset with the
     stage's ``model`` fields changed."""
     return preset_network(stage, DIRECTION_PRESETS, "direction")
+
+
+def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
+    """Load the direction cue of bundle ``source`` into ``model``; InputError when the
+    bundle has none or its network differs from ``model``'s."""
+    from swansphere.models.bundle import load_bundle
+
+    bundle = load_bundle(source)
+    if "direction" not in bundle.components:
+        raise InputError(f"init_from {source!r}: the bundle has no direction cue")
+    config, state = bundle.component("direction")
+    if VideoDirectionConfig.from_dict(config) != model.config:
+        raise InputError(
+            f"init_from {source!r}: its cue network {config} differs from this run's "
+            f"{model.config.to_dict()}"
+        )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
 
 
 def clip_patches(
@@ -155,7 +176,11 @@ class DirectionStage(Stage):
     name = "direction"
 
     def build_model(self) -> nn.Module:
-        return VideoDirectionCue(network_config(self.config))
+        config = network_config(self.config)
+        model = VideoDirectionCue(config)
+        if self.config.init_from:
+            load_initial_cue(model, self.config.init_from)
+        return model
 
     def build_data(self):
         config = network_config(self.config)
@@ -163,7 +188,11 @@ class DirectionStage(Stage):
         return PatchFrameDataset(list(clips), config, self.config.crop_patches)
 
     def build_schedulers(self):
-        return {"main": linear_warmup(self.optimizers["main"], self.config.warmup_steps)}
+        return {
+            "main": warmup_cosine(
+                self.optimizers["main"], self.config.warmup_steps, self.config.lr_decay_steps
+            )
+        }
 
     def step(self, batch: dict) -> dict[str, float]:
         estimate = self.wrapped(batch["frames"])
