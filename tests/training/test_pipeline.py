@@ -342,3 +342,26 @@ def test_bundle_base_with_metrics_records_an_evaluation(tmp_path, capsys):
         assert all(torch.equal(old[k], new[k]) for k in old)
     assert main(["bundle", str(tmp_path / "nothing"), "--base", "default"]) == 2
     assert "give at least one of" in capsys.readouterr().err
+
+
+def test_every_stage_has_one_mlproject_entry_point_and_the_cli_trains_it():
+    import argparse
+    from pathlib import Path
+
+    import yaml
+
+    from swansphere.cli import build_parser
+    from swansphere_training.pipeline import STAGES
+
+    project = Path(__file__).resolve().parents[2] / "mlflow" / "MLproject"
+    entry_points = yaml.safe_load(project.read_text())["entry_points"]
+    assert set(entry_points) == set(STAGES)
+    for name, entry in entry_points.items():
+        assert entry["command"].startswith(f"swansphere train {name} ")
+    train = next(
+        action.choices["train"]
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    stage = next(a for a in train._actions if a.dest == "stage")
+    assert set(stage.choices) == set(STAGES)
