@@ -304,7 +304,9 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
         "trained_with": base.config("generator")["guidance_video"],
         "bundled": 4,
     }
-    assert set(base.metrics) <= set(tuned.metrics)
+    # Its evaluations of what it retunes are stale: left out.
+    kept = {k for k in base.metrics if not k.startswith(("svac", "generator"))}
+    assert kept and set(tuned.metrics) == kept
     assert "--tune svac.activity_weight=0.45" in tuned.training_command["bundle"]
 
     components = {n: (*base.component(n), n) for n in ("svac", "generator")}

@@ -86,6 +86,11 @@ def corpus_seed(root: str | Path) -> int | None:
 
 # Components whose encoders make the generator's training features.
 FEATURE_COMPONENTS = {"vae", "svac"}
+# The other components a component's evaluations also measure: the generator's figures
+# depend on the video direction cue its lock may aim at. (A VAE or SVAC that changes its
+# features leaves the base's generator out altogether; one that does not, e.g. an SVAC
+# retrained over frozen video tokens and saliency, leaves its figures as they were.)
+EVALUATED_WITH: dict[str, frozenset[str]] = {"generator": frozenset({"direction"})}
 
 
 def export_bundle(
@@ -106,7 +111,9 @@ def export_bundle(
 
     ``base``: a bundle spec (default | PATH | models:/NAME@ALIAS) whose components, stage
     records, commands and metrics are copied for every component without a run here (e.g.
-    a new generator beside the shipped VAE and SVAC). A generator is refused next to a VAE
+    a new generator beside the shipped VAE and SVAC); not the metrics of a component this
+    bundle retunes, or that were measured with a component it replaces
+    (:data:`EVALUATED_WITH`). A generator is refused next to a VAE
     or SVAC other than the ones its training features were computed with, and the base's
     generator is left out when a VAE or SVAC run replaces the base's.
     ``generator_dtype``: "float16" (default; halves the generator's weight file, keeps the
@@ -192,10 +199,24 @@ def export_bundle(
             data_meta.setdefault("stages", {})[name] = stage
             if isinstance(base_commands, dict) and name in base_commands:
                 commands[name] = base_commands[name]
-            # The base's evaluations of it (NAME or NAME_*.json) come with it.
-            for key, value in source.metrics.items():
-                if (key == name or key.startswith(f"{name}_")) and key not in metrics:
-                    metrics[key] = value
+            # The base's evaluations of it (NAME or NAME_*.json) come with it, unless this
+            # bundle retunes it or replaces a component they were measured with.
+            replaced = sorted(EVALUATED_WITH.get(name, frozenset()) & runs.keys())
+            stale = [k for k in source.metrics if k == name or k.startswith(f"{name}_")]
+            if replaced or name in (tune or {}):
+                if stale:
+                    log.warning(
+                        "the base bundle's %s metrics (%s) are not carried over: %s; "
+                        "evaluate the new bundle and pass --metrics",
+                        name,
+                        ", ".join(stale),
+                        f"this bundle replaces its {' and '.join(replaced)}"
+                        if replaced
+                        else "this bundle retunes it",
+                    )
+            else:
+                for key in stale:
+                    metrics.setdefault(key, source.metrics[key])
             base_tuned = (source.data.get("tuned") or {}).get(name)
             if base_tuned:
                 data_meta.setdefault("tuned", {})[name] = dict(base_tuned)
