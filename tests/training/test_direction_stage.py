@@ -138,3 +138,8 @@ def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     checkpoint = load_checkpoint(run / "checkpoints")
     assert checkpoint.step == 3
     assert checkpoint.scheduler_state["main"]["_last_lr"] == [0.0]
+    # The bundle it started from is pinned by digest, in the checkpoint and the bundle.
+    started = {"spec": "default", "digest": load_bundle("default").digest}
+    assert checkpoint.extra["init_from"] == started
+    assert main(["bundle", str(tmp_path / "b"), "--direction", str(run), "--base", "default"]) == 0
+    assert load_bundle(tmp_path / "b").data["stages"]["direction"]["init_from"] == started

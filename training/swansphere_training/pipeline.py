@@ -160,6 +160,8 @@ def export_bundle(
             "corpus": stage_cfg["data"],
             "corpus_seed": corpus_seed(stage_cfg["data"]),
         }
+        if checkpoint.extra.get("init_from"):
+            data_meta["stages"][name]["init_from"] = checkpoint.extra["init_from"]
         if name == "generator":
             data_meta["stages"][name]["weights_dtype"] = generator_dtype
         commands[name] = reproduce_command(name, stage_cfg, checkpoint.step)

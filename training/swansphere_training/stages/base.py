@@ -629,6 +629,7 @@ class Stage(abc.ABC):
         configure_determinism(self.device)
         seed_everything(self.seed)
         self.model = self.build_model().to(self.device)
+        self.init_source = self._init_source()
         optimizers = self.build_optimizers()
         if isinstance(optimizers, torch.optim.Optimizer):
             optimizers = {"main": optimizers}
@@ -717,7 +718,20 @@ class Stage(abc.ABC):
             )
         self.global_step = ckpt.step
         self.run_id = ckpt.extra.get("mlflow_run_id")
+        # The bundle the run started from, as it was then (a spec such as "default" may
+        # name another bundle by now).
+        self.init_source = ckpt.extra.get("init_from", self.init_source)
         log.info("resumed %s from %s (step %d)", self.name, ckpt.path, ckpt.step)
+
+    def _init_source(self) -> dict[str, str] | None:
+        """{"spec", "digest"} of the bundle a stage config's ``init_from`` names (the
+        digest pins it: the manifest's sha256), or None without one."""
+        spec = getattr(self.config, "init_from", None)
+        if not spec:
+            return None
+        from swansphere.models.bundle import load_bundle
+
+        return {"spec": str(spec), "digest": load_bundle(spec).digest}
 
     def _params(self, max_steps: int) -> dict[str, Any]:
         return {
@@ -857,6 +871,7 @@ class Stage(abc.ABC):
                     "batch_size": self.batch_size,
                     "dataset_size": self.dataset_size,
                     "mlflow_run_id": self.run_id,
+                    "init_from": self.init_source,
                 },
                 keep_last=self.options.keep_last,
             )
