@@ -24,6 +24,31 @@ TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=0)
 KEYS = {"angular_rad", "angular_deg", "azimuth_rad", "elevation_rad", "trajectory_rad"}
 
 
+def plane_wave_follower(runtime, direction_of):
+    """A stand-in generator: noise from where ``direction_of(runtime, frames, fps,
+    n_patches)`` points (the front without frames), as ``evaluate_generator`` calls it."""
+    import math
+
+    rng = np.random.default_rng(0)
+
+    def follow(frames, fps, caption, duration, config):
+        n = round(duration * runtime.sample_rate)
+        az, el = (0.0, 0.0)
+        if frames is not None:
+            patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
+            az, el = direction_of(runtime, frames, fps, patches)
+        return encode_mono(rng.standard_normal(n), az, el).astype(np.float32)
+
+    return follow
+
+
+def assert_scores_like(result: dict, baseline: str) -> None:
+    """The evaluated generator's direction figures equal baseline ``baseline``'s."""
+    expected = result["baselines"][baseline]
+    for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
+        assert result[key] == pytest.approx(expected[key], abs=1e-3)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
@@ -103,26 +128,14 @@ def test_a_generator_that_follows_its_saliency_scores_like_the_saliency_baseline
     """A 'generator' that puts a plane wave where its video saliency points scores like
     the video_saliency baseline; without the saliency input there is no such direction."""
     import dataclasses
-    import math
 
     from swansphere.generation.session import GeneratorRuntime
     from swansphere_training.evaluation.generator import saliency_direction
 
     runtime = GeneratorRuntime.load(bundle)
-    rng = np.random.default_rng(0)
-
-    def follow(frames, fps, caption, duration, config):
-        n = round(duration * runtime.sample_rate)
-        az, el = (0.0, 0.0)
-        if frames is not None:
-            patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
-            az, el = saliency_direction(runtime, frames, fps, patches)
-        return encode_mono(rng.standard_normal(n), az, el).astype(np.float32)
-
+    follow = plane_wave_follower(runtime, saliency_direction)
     result = evaluate_generator(runtime, corpus, "test", 2, generate=follow)
-    cue = result["baselines"]["video_saliency"]
-    for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
-        assert result[key] == pytest.approx(cue[key], abs=1e-3)
+    assert_scores_like(result, "video_saliency")
     plain = dataclasses.replace(runtime.generator.config, video_saliency=False)
     runtime.generator.config = plain
     frames = np.zeros((2, 32, 64, 3), np.uint8)
@@ -134,8 +147,6 @@ def test_a_generator_that_follows_the_direction_cue_scores_like_its_baseline(
 ) -> None:
     """With a video direction cue in the bundle, eval reports where it points
     (video_direction_cue); a 'generator' that puts a plane wave there scores the same."""
-    import math
-
     from swansphere.generation.session import GeneratorRuntime
     from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
     from swansphere_training.evaluation.generator import cue_direction
@@ -147,20 +158,9 @@ def test_a_generator_that_follows_the_direction_cue_scores_like_its_baseline(
     components["direction"] = (cue.config.to_dict(), cue.state_dict(), "direction")
     runtime = GeneratorRuntime.from_bundle(load_bundle(write_bundle(tmp_path / "c", components)))
     assert runtime.direction is not None and not runtime.uses_direction_cue
-    rng = np.random.default_rng(0)
-
-    def follow(frames, fps, caption, duration, config):
-        n = round(duration * runtime.sample_rate)
-        az, el = (0.0, 0.0)
-        if frames is not None:
-            patches = math.ceil(duration / runtime.patch_seconds - 1e-9)
-            az, el = cue_direction(runtime, frames, fps, patches)
-        return encode_mono(rng.standard_normal(n), az, el).astype(np.float32)
-
+    follow = plane_wave_follower(runtime, cue_direction)
     result = evaluate_generator(runtime, corpus, "test", 2, generate=follow)
-    picture = result["baselines"]["video_direction_cue"]
-    for key in ("angular_rad", "azimuth_rad", "elevation_rad", "trajectory_rad"):
-        assert result[key] == pytest.approx(picture[key], abs=1e-3)
+    assert_scores_like(result, "video_direction_cue")
     runtime.direction = None
     assert cue_direction(runtime, np.zeros((2, 32, 64, 3), np.uint8), 4.0, 3) is None
 

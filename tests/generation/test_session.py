@@ -216,6 +216,29 @@ def sampler_settings(runtime, **fields):
         runtime.generator.config = old
 
 
+def assert_turned_to(runtime, patch, direction) -> None:
+    """Every lit frame of a sampled patch (1, f, D) has its intensity channels (the last
+    three, y z x) along ``direction`` (x, y, z)."""
+    g = runtime.generator
+    yzx = (patch * g.latent_std + g.latent_mean)[0, :, -3:]
+    unit = torch.nn.functional.normalize(direction, dim=0)[[1, 2, 0]]
+    lit = yzx.norm(dim=-1) > 1e-6
+    assert lit.any()
+    cos = torch.nn.functional.cosine_similarity(yzx[lit], unit.expand_as(yzx[lit]), dim=-1)
+    assert torch.all(cos > 1 - 1e-5)
+
+
+def assert_streaming_equals_offline(runtime, frames, config) -> np.ndarray:
+    """A session fed the frames at 4 fps streams what offline generation makes; returns it."""
+    offline = runtime.generate(frames, 4.0, None, config=config)
+    session = runtime.session(config)
+    for i, frame in enumerate(frames):
+        session.set_panorama(frame, i / 4.0)
+    session.end_video()
+    np.testing.assert_allclose(stream(session), offline, atol=1e-5)
+    return offline
+
+
 def test_direction_lock_points_each_patch_where_the_lm_means_it(runtime, frames):
     g = runtime.generator
     with sampler_settings(runtime, direction_lock=1.0):
@@ -235,21 +258,10 @@ def test_direction_lock_points_each_patch_where_the_lm_means_it(runtime, frames)
         finally:
             runtime.accel.lm = lm
         for patch, estimate in zip(patches, estimates, strict=True):
-            raw = patch * g.latent_std + g.latent_mean  # (1, f, D)
-            yzx = raw[0, :, -3:]
-            unit = torch.nn.functional.normalize(estimate, dim=0)[[1, 2, 0]]
-            lit = yzx.norm(dim=-1) > 1e-6
-            assert lit.any()
-            cos = torch.nn.functional.cosine_similarity(yzx[lit], unit.expand_as(yzx[lit]), dim=-1)
-            assert torch.all(cos > 1 - 1e-5)
+            assert_turned_to(runtime, patch, estimate)
         torch.testing.assert_close(sampler.history[-1], patches[-1])  # the steered patch
         # Streaming decodes what offline decodes, steered the same way.
-        offline = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
-        session = runtime.session(SessionConfig(seed=7, steps=3))
-        for i, frame in enumerate(frames):
-            session.set_panorama(frame, i / 4.0)
-        session.end_video()
-        np.testing.assert_allclose(stream(session), offline, atol=1e-5)
+        offline = assert_streaming_equals_offline(runtime, frames, SessionConfig(seed=7, steps=3))
     with sampler_settings(runtime, direction_lock=0.0):
         unlocked = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
     assert not np.allclose(unlocked, offline, atol=1e-4)
@@ -307,7 +319,6 @@ def direction_cue(runtime, seed: int = 0):
 def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
     from swansphere.models.direction import DirectionTracker
 
-    g = runtime.generator
     with direction_cue(runtime) as cue:
         cues = runtime.video_cues(frames[:3], 4.0, 4)
         assert cues.canvases is not None and cues.canvases.shape[1:] == (3, 64, 128)
@@ -317,12 +328,7 @@ def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
         for t in range(4):
             patch = sampler.step(cues[t : t + 1], text[0], text[1])
             tracker.push(cues.canvases[t])
-            unit = torch.nn.functional.normalize(tracker.direction, dim=0)[[1, 2, 0]]
-            yzx = (patch * g.latent_std + g.latent_mean)[0, :, -3:]
-            lit = yzx.norm(dim=-1) > 1e-6
-            assert lit.any()
-            cos = torch.nn.functional.cosine_similarity(yzx[lit], unit.expand_as(yzx[lit]), dim=-1)
-            assert torch.all(cos > 1 - 1e-5)
+            assert_turned_to(runtime, patch, tracker.direction)
         # The LM's own estimates are still what the trace reports.
         assert 0 < sampler.lm_direction.norm() <= 4 + 1e-5
         # A patch given up after its LM step leaves the cue's window as it was.
@@ -334,12 +340,7 @@ def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
         with pytest.raises(InputError, match="canvas"):
             sampler.prepare(FrameCues(cues.tokens[:1], cues.patch_embeddings[:1]), *text[:2])
         # A stream computes the cue patch by patch as offline generation does.
-        offline = runtime.generate(frames, 4.0, None, config=SessionConfig(seed=7, steps=3))
-        session = runtime.session(SessionConfig(seed=7, steps=3))
-        for i, frame in enumerate(frames):
-            session.set_panorama(frame, i / 4.0)
-        session.end_video()
-        np.testing.assert_allclose(stream(session), offline, atol=1e-5)
+        offline = assert_streaming_equals_offline(runtime, frames, SessionConfig(seed=7, steps=3))
         # Text only: no frame, so the lock keeps the LM's estimate (no error).
         spoken = runtime.generate(None, None, "rain", 0.5, SessionConfig(seed=1, steps=2))
         assert np.isfinite(spoken).all() and np.abs(spoken).max() > 0

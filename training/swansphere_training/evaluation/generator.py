@@ -254,18 +254,19 @@ def cue_direction(
     runtime: Any, frames: np.ndarray, fps: float, n_patches: int
 ) -> tuple[float, float] | None:
     """(azimuth, elevation) in radians of the sum over ``n_patches`` patches of the video
-    direction cue's intensity estimates, fed the frame conditioning each patch as a
-    stream feeds it; None for a runtime without a cue or when the cue sees nothing."""
-    from swansphere.generation.conditioning import patch_frame_index
-    from swansphere.models.direction import DirectionTracker
+    direction cue's intensity estimates, fed the canvas conditioning each patch as serving
+    makes it (the whole sequence at once, which equals a stream's patch-by-patch
+    :class:`~swansphere.models.direction.DirectionTracker` up to rounding); None for a
+    runtime without a cue or when the cue sees nothing."""
+    from swansphere.generation.conditioning import panorama_canvases, patch_frame_index
 
     cue = getattr(runtime, "direction", None)
     if cue is None:
         return None
     index = patch_frame_index(n_patches, runtime.patch_seconds, np.arange(len(frames)) / fps)
-    tracker = DirectionTracker(cue)
-    canvases = {int(i): runtime.frame_to_canvas(frames[i]) for i in np.unique(index)}
-    total = sum(tracker.push(canvases[int(i)].to(runtime.device)) for i in index)
+    canvases = panorama_canvases(frames, runtime.canvas_size)[torch.from_numpy(index)]
+    with torch.inference_mode():
+        total = cue(canvases[None].to(runtime.device))[0].sum(dim=0)
     vector = total.double().cpu().numpy()
     if not np.any(vector):
         return None
