@@ -228,10 +228,12 @@ def assert_turned_to(runtime, patch, direction) -> None:
     assert torch.all(cos > 1 - 1e-5)
 
 
-def assert_streaming_equals_offline(runtime, frames, config) -> np.ndarray:
-    """A session fed the frames at 4 fps streams what offline generation makes; returns it."""
-    offline = runtime.generate(frames, 4.0, None, config=config)
+def assert_streaming_equals_offline(runtime, frames, config, caption=None) -> np.ndarray:
+    """A session fed the frames at 4 fps (and ``caption``) streams what offline generation
+    makes; returns it."""
+    offline = runtime.generate(frames, 4.0, caption, config=config)
     session = runtime.session(config)
+    session.set_caption(caption)
     for i, frame in enumerate(frames):
         session.set_panorama(frame, i / 4.0)
     session.end_video()
@@ -300,15 +302,20 @@ def test_direction_lock_needs_the_vaes_direct_path(runtime):
 
 
 @contextmanager
-def direction_cue(runtime, seed: int = 0):
-    """The runtime with a random video direction cue (small windows) and the lock aimed at
-    it, restored afterwards."""
+def direction_cue(runtime, seed: int = 0, text_dim: int = 0):
+    """The runtime with a random video direction cue (small windows; with ``text_dim``,
+    random caption layers too) and the lock aimed at it, restored afterwards."""
     from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
 
     torch.manual_seed(seed)
     seconds = runtime.patch_seconds
-    config = VideoDirectionConfig(window=3, taps=2, smoothing=2, patch_seconds=seconds)
+    config = VideoDirectionConfig(
+        window=3, taps=2, smoothing=2, patch_seconds=seconds, text_dim=text_dim
+    )
     runtime.direction = VideoDirectionCue(config).eval()
+    if text_dim:
+        torch.nn.init.normal_(runtime.direction.caption.weight, std=0.5)
+        torch.nn.init.normal_(runtime.direction.null_caption, std=0.5)
     try:
         with sampler_settings(runtime, direction_lock=1.0, direction_source="video"):
             yield runtime.direction
@@ -352,6 +359,34 @@ def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
         captioned_lm = runtime.generate(*dog)
     np.testing.assert_allclose(captioned, captioned_lm, atol=1e-6)
     assert not np.allclose(by_lm, offline, atol=1e-4)
+
+
+def test_a_cue_that_reads_captions_turns_captioned_patches_too(runtime, frames):
+    from swansphere.models.direction import DirectionTracker
+    from swansphere.models.text import pooled_caption
+
+    dog, silent = runtime.caption_tokens("a dog on the left"), runtime.caption_tokens(None)
+    with direction_cue(runtime, text_dim=runtime.generator.config.text_dim) as cue:
+        assert runtime.cue_reads_captions
+        cues = runtime.video_cues(frames[:3], 4.0, 4)
+        sampler = PatchSampler(runtime, SessionConfig(seed=5, steps=2))
+        tracker, blind = DirectionTracker(cue), DirectionTracker(cue)
+        for t, text in enumerate([dog, dog, silent, dog]):  # a caption change mid-stream
+            patch = sampler.step(cues[t : t + 1], text[0], text[1])
+            caption = pooled_caption(text[0], text[1])[0] if text[1].any() else None
+            tracker.push(cues.canvases[t], caption)
+            blind.push(cues.canvases[t])
+            assert_turned_to(runtime, patch, tracker.direction)
+        assert not torch.allclose(tracker.direction, blind.direction)  # the caption counts
+        config = SessionConfig(seed=7, steps=3)
+        captioned = assert_streaming_equals_offline(runtime, frames, config, "a dog on the left")
+        # An LM reading another encoder's captions: the cue reads none (MiniLM's it learnt).
+        with sampler_settings(runtime, text_encoder="/elsewhere"):
+            assert not runtime.cue_reads_captions
+    with direction_cue(runtime) as cue:  # the same network, without caption layers
+        assert not runtime.cue_reads_captions
+        uncaptioned = runtime.generate(frames, 4.0, "a dog on the left", config=config)
+    assert not np.allclose(captioned, uncaptioned, atol=1e-4)
 
 
 def test_direction_source_video_needs_a_cue_for_this_patch_length(runtime):

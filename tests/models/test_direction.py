@@ -83,7 +83,38 @@ def test_targets_point_where_the_source_is_and_weigh_its_loudness():
     np.testing.assert_allclose(targets.sum(0) * patch / foa.shape[1], expected, rtol=1e-9)
 
 
+def test_captions_join_each_patch_and_start_without_effect():
+    torch.manual_seed(1)
+    config = VideoDirectionConfig(window=4, taps=3, smoothing=2, text_dim=16)
+    captioned = VideoDirectionCue(config).eval()
+    plain = VideoDirectionCue(VideoDirectionConfig(window=4, taps=3, smoothing=2)).eval()
+    plain.load_state_dict(captioned.state_dict(), strict=False)
+    video = torch.randint(0, 256, (2, 9, 3, 64, 128), dtype=torch.uint8)
+    text = torch.nn.functional.normalize(torch.randn(2, 9, 16), dim=-1)
+    with torch.no_grad():
+        # The caption layers start at zero: any caption, or none, changes nothing yet.
+        torch.testing.assert_close(captioned(video, text), plain(video))
+        torch.nn.init.normal_(captioned.caption.weight, std=0.5)
+        torch.nn.init.normal_(captioned.null_caption)
+        per_patch = captioned(video, text)
+        assert not torch.allclose(per_patch, plain(video))
+        # One caption per clip is that caption on every patch; a zero row is no caption.
+        torch.testing.assert_close(
+            captioned(video, text[:, 0]), captioned(video, text[:, :1].expand_as(text))
+        )
+        torch.testing.assert_close(captioned(video, torch.zeros(2, 16)), captioned(video))
+        scale = float(captioned(video[:1, :1]).abs().max()) + 1.0
+    # The tracker reads each patch's caption as the whole sequence does.
+    tracker = DirectionTracker(captioned)
+    pushed = torch.stack([tracker.push(video[0, p], text[0, p]) for p in range(9)])
+    torch.testing.assert_close(pushed, per_patch[0], atol=1e-5 * scale, rtol=1e-4)
+    with pytest.raises(InputError, match="16-d caption"):
+        captioned(video, torch.zeros(2, 8))
+
+
 def test_bad_configs_and_inputs_are_named():
+    with pytest.raises(InputError, match="text_dim"):
+        VideoDirectionConfig(text_dim=-1)
     with pytest.raises(InputError, match="window"):
         VideoDirectionConfig(window=0)
     with pytest.raises(InputError, match="multiple of 8"):

@@ -19,6 +19,7 @@ from swansphere_training.corpus.synth import synthesize_corpus
 from swansphere_training.data.dataset import ClipDataset
 from swansphere_training.stages.direction import (
     PatchFrameDataset,
+    caption_embeddings,
     clip_patches,
     cue_loss,
 )
@@ -32,6 +33,7 @@ def corpus(tmp_path_factory):
     for split, clips in (("train", 3), ("test", 2)):
         synthesize_corpus(root, clips=clips, seed=3, split=split, config=TINY, workers=1,
                           progress=False)  # fmt: skip
+    assert main(["data", "caption", str(root)]) == 0  # the cue reads captions too
     return root
 
 
@@ -66,14 +68,37 @@ def test_crops_follow_the_patches_and_pad_short_clips(corpus):
     assert short["frames"].shape[0] == 4 and short["valid"].all()
 
 
+def test_crops_carry_their_clips_caption_unless_dropped(corpus):
+    from swansphere.models.direction import DIRECTION_PRESETS
+
+    config = DIRECTION_PRESETS["tiny"]
+    clips = list(ClipDataset(corpus, split="train", require_video=True))
+    captions = caption_embeddings(clips, config.text_dim)
+    assert captions.shape == (3, 384)
+    torch.testing.assert_close(captions.norm(dim=-1), torch.ones(3))
+    kept = PatchFrameDataset(clips, config, 4, captions, caption_dropout=0.0)
+    torch.testing.assert_close(kept[1]["text"], captions[1])
+    dropped = PatchFrameDataset(clips, config, 4, captions, caption_dropout=1.0)
+    assert not dropped[1]["text"].any()
+    without = PatchFrameDataset(clips, config, 4)  # no captions given: none
+    assert without[1]["text"].shape == (384,) and not without[1]["text"].any()
+    with pytest.raises(InputError, match="caption_dropout"):
+        PatchFrameDataset(clips, config, 4, captions, caption_dropout=1.5)
+    with pytest.raises(InputError, match=r"captions must be \(3, 384\)"):
+        PatchFrameDataset(clips, config, 4, captions[:2])
+
+
 def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     run = tmp_path / "direction"
     args = ["train", "direction", "--data", str(corpus), "--steps", "2", "--no-track",
             "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6"]  # fmt: skip
     assert main(args) == 0
     trained = json.loads(capsys.readouterr().out)
-    assert set(trained["eval"]) == {"angular_error_deg", "median_error_deg", "patch_error_deg"}
-    assert 0 <= trained["eval"]["angular_error_deg"] <= 180
+    # The tiny cue reads captions: the test clips are scored without and with theirs.
+    figures = {"angular_error_deg", "median_error_deg", "patch_error_deg"}
+    assert set(trained["eval"]) == figures | {f"caption_{k}" for k in figures}
+    for value in trained["eval"].values():
+        assert 0 <= value <= 180
 
     # A bundle whose generator aims its lock at the cue needs the cue.
     shipped = load_bundle("default")
@@ -114,6 +139,18 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
     load_initial_cue(cue, "default")
     for name, value in cue.state_dict().items():
         torch.testing.assert_close(value, state[name].float())
+
+    # A cue without caption layers starts one with them, which then acts as it did.
+    plain_config = VideoDirectionConfig.from_dict(config | {"text_dim": 0})
+    plain_state = {k: v for k, v in state.items() if not k.startswith(("caption.", "null_"))}
+    plain = write_bundle(
+        tmp_path / "plain", {"direction": (plain_config.to_dict(), plain_state, "direction")}
+    )
+    reading = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"text_dim": 384}))
+    load_initial_cue(reading, str(plain))
+    for name, value in plain_state.items():
+        torch.testing.assert_close(reading.state_dict()[name], value.float())
+    assert not reading.caption.weight.any() and not reading.null_caption.any()
 
     wider = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"dim": 8}))
     with pytest.raises(InputError, match="differs from this run's"):

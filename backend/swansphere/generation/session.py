@@ -48,7 +48,7 @@ from swansphere.models.generator import (
     steer_intensity,
 )
 from swansphere.models.svac import SVAC, SVAC_PRESETS
-from swansphere.models.text import CaptionEncoder
+from swansphere.models.text import CaptionEncoder, pooled_caption
 from swansphere.models.vae import FOAVAE, VAE_PRESETS, StreamingDecoder
 
 from .accel import accelerate
@@ -166,6 +166,19 @@ class GeneratorRuntime:
                 f"text encoder {self.text_encoder.name_or_path} gives {self.text_encoder.dim}-d "
                 f"tokens; the generator was built for {gcfg.text_dim}"
             )
+        if (
+            self.direction is not None
+            and self.direction.config.text_dim
+            and not (
+                gcfg.text_encoder == "minilm" and self.direction.config.text_dim == gcfg.text_dim
+            )
+        ):
+            # The cue learnt MiniLM's sentence space; another encoder's means nothing to it.
+            log.warning(
+                "the video direction cue reads %d-d MiniLM captions but this generator's text "
+                "encoder is %s (%d-d): the cue runs without captions",
+                self.direction.config.text_dim, gcfg.text_encoder, gcfg.text_dim,
+            )  # fmt: skip
         self.accel = accelerate(self, accel)
         self._captions: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
         self._lock = threading.Lock()
@@ -251,6 +264,18 @@ class GeneratorRuntime:
         """Whether the sampler's direction lock aims at the video direction cue."""
         cfg = self.generator.config
         return cfg.direction_source == "video" and bool(cfg.direction_lock)
+
+    @property
+    def cue_reads_captions(self) -> bool:
+        """Whether the video direction cue reads the caption (a cue with ``text_dim``
+        trained on the MiniLM captions this generator's LM reads)."""
+        cue, cfg = self.direction, self.generator.config
+        return (
+            self.uses_direction_cue
+            and bool(cue.config.text_dim)
+            and cfg.text_encoder == "minilm"
+            and cue.config.text_dim == cfg.text_dim
+        )
 
     @property
     def canvas_size(self) -> tuple[int, int]:
@@ -445,7 +470,8 @@ class PatchSampler:
         self.lm_history = cfg.lm_history
         self.lm_direction = torch.zeros(3, device=runtime.device)
         # With direction_source "video", the cue's running direction is the lock's target
-        # for patches with a frame and no caption; the LM's estimate is still traced.
+        # for patches with a frame (and no caption, unless the cue reads captions); the
+        # LM's estimate is still traced.
         self.tracker = DirectionTracker(runtime.direction) if runtime.uses_direction_cue else None
         self._lm_estimate: torch.Tensor | None = None  # the pending patch's
         self._estimate: torch.Tensor | None = None  # where the lock turns the pending patch
@@ -517,11 +543,13 @@ class PatchSampler:
             estimate = g.direction(h[0]).float()
             self._lm_estimate = self._estimate = estimate / estimate.norm().clamp_min(1e-8)
         if self.tracker is not None and video is not None:
-            # Every frame joins the cue's window; a captioned patch keeps the LM's estimate,
-            # which reads the caption (the cue does not).
-            self.tracker.push(video.canvases[0])
+            # Every frame joins the cue's window. A cue that reads captions gets the
+            # patch's; otherwise a captioned patch keeps the LM's estimate, which reads it.
+            reads = self.runtime.cue_reads_captions
+            caption = pooled_caption(text, text_mask)[0] if reads and has_text else None
+            self.tracker.push(video.canvases[0], caption)
             cue = self.tracker.direction
-            if not has_text and bool(cue.norm() > 0):
+            if (reads or not has_text) and bool(cue.norm() > 0):
                 self._estimate = cue / cue.norm()
         lm_done = time.perf_counter()
         context, valid = self._context()

@@ -11,10 +11,21 @@ on the AmbiX axes (x front, y left, z up) whose length is the predicted loudness
 to the clip, as the reference's mean of W (X, Y, Z) over the patch divided by the clip's
 mean W^2 (:func:`patch_intensity_targets`), which is what training fits.
 
+With ``text_dim`` > 0 the cue also reads the patch's caption as one sentence embedding
+(:func:`swansphere.models.text.pooled_caption`, unit length; a zero row means no caption
+and is replaced by a learnt null embedding). The caption scales and shifts the hidden
+units of every cell's power head (FiLM) and adds a caption-predicted direction's dot
+product with the cell's direction to its power logit. The procedural corpus draws silent
+look-alike objects of other classes than the sources, so the caption's class names tell
+the cue which visible object sounds, and its region words where. Both caption layers
+start at zero, so a cue trained without captions can start one that reads them (the
+direction stage's ``init_from``) and behaves exactly as it did.
+
 The generator's sampler can aim ``direction_lock`` at this cue instead of its LM's
 direction head (``GeneratorConfig.direction_source = "video"``): the sum of the cue's
-estimates over the last ``smoothing`` patches gives the direction each patch without a
-caption is turned to (a caption reaches the LM, not the cue).
+estimates over the last ``smoothing`` patches gives the direction each patch with a
+frame is turned to. A cue without ``text_dim`` does not read captions, so a captioned
+patch then keeps the LM's estimate (the LM reads the caption).
 :class:`DirectionTracker` computes it patch by patch, as a stream and offline generation
 both do; :meth:`VideoDirectionCue.forward` computes the same for whole sequences at once
 (training), equal up to float rounding.
@@ -53,13 +64,17 @@ class VideoDirectionConfig:
     taps: int = 11  # causal filter length over patches (2 s), per cell
     smoothing: int = 5  # patches (0.93 s) whose estimates the lock direction sums
     patch_seconds: float = 4 * 1024 / 22050  # the tiny generator's patch (4 latent frames)
+    text_dim: int = 0  # width of the caption embedding the cue reads (0: it reads none)
 
     def __post_init__(self) -> None:
         ints = ("frame_height", "frame_width", "dim", "window", "taps", "smoothing")
         bad = [n for n in ints if not isinstance(getattr(self, n), int) or getattr(self, n) < 1]
+        if not isinstance(self.text_dim, int) or self.text_dim < 0:
+            bad.append("text_dim")
         if bad:
             raise InputError(
-                f"VideoDirectionConfig fields must be positive integers: {', '.join(bad)}"
+                "VideoDirectionConfig fields must be positive integers (text_dim may be 0): "
+                + ", ".join(bad)
             )
         if self.frame_height % CELL_STRIDE or self.frame_width % CELL_STRIDE:
             raise InputError(
@@ -88,7 +103,12 @@ class VideoDirectionConfig:
         return cls(**dict(data))
 
 
-DIRECTION_PRESETS: dict[str, VideoDirectionConfig] = {"tiny": VideoDirectionConfig()}
+#: MiniLM's sentence embedding width: the tiny cue reads the captions the LM reads.
+_MINILM_DIM = 384
+
+DIRECTION_PRESETS: dict[str, VideoDirectionConfig] = {
+    "tiny": VideoDirectionConfig(text_dim=_MINILM_DIM)
+}
 
 
 def patch_intensity_targets(foa: np.ndarray, patch_samples: int, n_patches: int) -> np.ndarray:
@@ -129,6 +149,37 @@ class VideoDirectionCue(nn.Module):
         self.power = nn.Sequential(nn.GELU(), nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
         directions = torch.from_numpy(grid_directions(*config.grid))  # (G, 3) x, y, z
         self.register_buffer("directions", directions, persistent=False)
+        if config.text_dim:
+            # Per caption: a scale and a shift of the power head's d hidden units, and a
+            # direction (x, y, z) whose dot product with a cell's direction joins its logit.
+            self.caption = nn.Linear(config.text_dim, 2 * d + 3)
+            nn.init.zeros_(self.caption.weight)
+            nn.init.zeros_(self.caption.bias)
+            self.null_caption = nn.Parameter(torch.zeros(config.text_dim))
+
+    def caption_terms(
+        self, text: torch.Tensor | None, lead: tuple[int, ...]
+    ) -> torch.Tensor | None:
+        """Caption embeddings (*lead, text_dim), or (text_dim,) / (B, text_dim) broadcast
+        over ``lead``; zero rows (or None) mean no caption -> the power head's caption
+        terms (*lead, 2 dim + 3); None for a cue without ``text_dim`` (it reads no caption)."""
+        dim = self.config.text_dim
+        if not dim:
+            return None
+        if text is None:
+            text = self.null_caption.expand(*lead, dim)
+        else:
+            if text.shape[-1] != dim:
+                raise InputError(
+                    f"the cue reads {dim}-d caption embeddings, got {tuple(text.shape)}"
+                )
+            text = text.to(self.null_caption)
+            while text.ndim < len(lead) + 1:
+                text = text.unsqueeze(-2)
+            text = text.expand(*lead, dim)
+            absent = text.abs().sum(-1, keepdim=True) == 0
+            text = torch.where(absent, self.null_caption.expand_as(text), text)
+        return self.caption(text)
 
     def frames(self, video: torch.Tensor) -> torch.Tensor:
         """(..., 3, h, w) uint8 RGB (or float in [0, 1]) -> float (..., 3, H, W) in [0, 1] at
@@ -149,12 +200,25 @@ class VideoDirectionCue(nn.Module):
         """(N, 9, H, W) network inputs -> (N, dim, G) per-cell features, raster order."""
         return self.cells(inputs).flatten(2)
 
-    def cell_power(self, features: torch.Tensor, filtered: torch.Tensor) -> torch.Tensor:
-        """Per-cell features and their causal filtering (..., G, dim) -> powers (..., G) >= 0."""
-        return F.softplus(self.power(torch.cat([features, filtered], dim=-1)).squeeze(-1))
+    def cell_power(
+        self, features: torch.Tensor, filtered: torch.Tensor, caption: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-cell features and their causal filtering (..., G, dim) and the caption terms
+        (..., 2 dim + 3) of :meth:`caption_terms` (None: no caption layers) -> powers
+        (..., G) >= 0."""
+        hidden = self.power[1](self.power[0](torch.cat([features, filtered], dim=-1)))
+        if caption is None:
+            return F.softplus(self.power[3](self.power[2](hidden)).squeeze(-1))
+        d = self.config.dim
+        scale, shift = caption[..., None, :d], caption[..., None, d : 2 * d]
+        toward = caption[..., 2 * d :] @ self.directions.T  # (..., G)
+        hidden = hidden * (1 + scale) + shift
+        return F.softplus(self.power[3](self.power[2](hidden)).squeeze(-1) + toward)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Intensity estimates (B, P, 3) of the patch frames (B, P, 3, h, w), patch order."""
+    def forward(self, video: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Intensity estimates (B, P, 3) of the patch frames (B, P, 3, h, w), patch order;
+        ``text``: the caption embedding of each clip (B, text_dim) or patch (B, P, text_dim),
+        zero rows (or None) for none (:meth:`caption_terms`)."""
         if video.ndim != 5:
             raise InputError(f"patch frames must be (B, P, 3, H, W), got {tuple(video.shape)}")
         x = self.frames(video)
@@ -176,13 +240,15 @@ class VideoDirectionCue(nn.Module):
         def per_cell(t: torch.Tensor) -> torch.Tensor:  # (B G, d, P) -> (B, P, G, d)
             return t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)
 
-        power = self.cell_power(per_cell(seq), per_cell(filtered))  # (B, P, G)
+        caption = self.caption_terms(text, (batch, patches))
+        power = self.cell_power(per_cell(seq), per_cell(filtered), caption)  # (B, P, G)
         return power @ self.directions
 
 
 class DirectionTracker:
     """The cue patch by patch: :meth:`push` takes the frame conditioning the next patch
-    (3, h, w) and returns that patch's intensity estimate (3,); :attr:`direction` is the
+    (3, h, w) and that patch's caption embedding (text_dim,) (None or zeros: none) and
+    returns the patch's intensity estimate (3,); :attr:`direction` is the
     sum of the last ``smoothing`` estimates (where the lock turns the patch). A stream and
     offline generation both push every patch's frame, so they agree exactly."""
 
@@ -194,7 +260,7 @@ class DirectionTracker:
         self.estimates: deque[torch.Tensor] = deque(maxlen=c.smoothing)
 
     @torch.inference_mode()
-    def push(self, frame: torch.Tensor) -> torch.Tensor:
+    def push(self, frame: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         if frame.ndim != 3:
             raise InputError(f"the tracker takes one frame (3, H, W), got {tuple(frame.shape)}")
         x = self.cue.frames(frame)
@@ -208,7 +274,7 @@ class DirectionTracker:
         taps = self.cue.config.taps
         seq = F.pad(seq, (taps - seq.shape[-1], 0)).permute(1, 0, 2)  # (G, d, taps)
         filtered = self.cue.temporal(seq)[..., -1]  # (G, d)
-        power = self.cue.cell_power(feats.T, filtered)  # (G,)
+        power = self.cue.cell_power(feats.T, filtered, self.cue.caption_terms(text, ()))  # (G,)
         estimate = power @ self.cue.directions
         self.estimates.append(estimate)
         return estimate

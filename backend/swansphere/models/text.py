@@ -79,6 +79,15 @@ def _load(path_str: str) -> tuple[Any, torch.nn.Module, int]:
     return tokenizer, model, _max_tokens(path, tokenizer)
 
 
+def pooled_caption(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Token states (N, L, dim) and mask (N, L) (:meth:`CaptionEncoder.encode_tokens`) ->
+    one sentence embedding per caption (N, dim): the mean over its real tokens, unit
+    length, as :meth:`CaptionEncoder.encode` pools; zero rows for captions without tokens."""
+    weight = mask.to(tokens.dtype)[..., None]
+    mean = (tokens * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+    return torch.nn.functional.normalize(mean.float(), dim=-1)
+
+
 class CaptionEncoder:
     """Sentence embeddings (N, dim), L2-normalised; zero rows for null captions.
 
@@ -126,9 +135,7 @@ class CaptionEncoder:
         # Pass only what the encoder takes (T5 encoders have no token_type_ids).
         inputs = {k: v for k, v in batch.items() if k in self._accepted}
         hidden = self._model(**inputs).last_hidden_state  # (n, tokens, dim)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return pooled_caption(hidden, batch["attention_mask"])
 
     @torch.inference_mode()
     def encode_with_mask(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

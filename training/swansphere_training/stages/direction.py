@@ -4,6 +4,7 @@ sees, so that ``direction_lock`` can aim where the picture says the sound is."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class DirectionStageConfig:
     warmup_steps: int = 50
     lr_decay_steps: int = 0  # cosine decay to 0 after warm-up over this many steps (0: none)
     crop_patches: int = 40  # patches per training crop (7.4 s at the tiny patch)
+    # Share of training crops shown without their caption (a cue with text_dim), so that
+    # it stays a video-only cue as well.
+    caption_dropout: float = 0.5
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
     # e.g. annealing the shipped cue. Its network must equal this run's.
@@ -57,19 +61,29 @@ def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
 
 def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
     """Load the direction cue of bundle ``source`` into ``model``; InputError when the
-    bundle has none or its network differs from ``model``'s."""
+    bundle has none or its network differs from ``model``'s. A cue that reads no captions
+    may start one that does (the caption layers keep their zero start)."""
     from swansphere.models.bundle import load_bundle
 
     bundle = load_bundle(source)
     if "direction" not in bundle.components:
         raise InputError(f"init_from {source!r}: the bundle has no direction cue")
     config, state = bundle.component("direction")
-    if VideoDirectionConfig.from_dict(config) != model.config:
+    theirs = VideoDirectionConfig.from_dict(config)
+    adds_captions = theirs.text_dim == 0 and model.config.text_dim > 0
+    expected = (
+        dataclasses.replace(theirs, text_dim=model.config.text_dim) if adds_captions else theirs
+    )
+    if expected != model.config:
         raise InputError(
             f"init_from {source!r}: its cue network {config} differs from this run's "
             f"{model.config.to_dict()}"
         )
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    missing, unexpected = model.load_state_dict(
+        {k: v.float() for k, v in state.items()}, strict=not adds_captions
+    )
+    if unexpected or any(not k.startswith(("caption.", "null_caption")) for k in missing):
+        raise InputError(f"init_from {source!r}: weights {missing + unexpected} do not fit")
 
 
 def clip_patches(
@@ -88,17 +102,60 @@ def clip_patches(
     return canvases, torch.from_numpy(index), targets.astype(np.float32)
 
 
+#: Caption tokens pooled into the cue's sentence embedding (the tiny LM's max_text_tokens).
+CUE_CAPTION_TOKENS = 64
+
+
+def caption_embeddings(clips: list[ClipRecord], text_dim: int) -> torch.Tensor:
+    """Each clip's caption (:meth:`ClipRecord.caption_text`) as the cue reads it: (N,
+    text_dim) unit rows (:func:`pooled_caption` of MiniLM's tokens, as serving pools the
+    LM's caption tokens), zero rows for clips without one. MiniLM loads only when some clip
+    has a caption; InputError when its width is not ``text_dim``."""
+    texts = [record.caption_text() or "" for record in clips]
+    out = torch.zeros(len(clips), text_dim)
+    if not any(texts):
+        return out
+    from swansphere.models.text import CaptionEncoder, pooled_caption
+
+    encoder = CaptionEncoder()
+    if encoder.dim != text_dim:
+        raise InputError(f"the cue reads {text_dim}-d captions; MiniLM gives {encoder.dim}-d")
+    for start in range(0, len(texts), 256):
+        tokens, mask = encoder.encode_tokens(texts[start : start + 256], CUE_CAPTION_TOKENS)
+        out[start : start + 256] = pooled_caption(tokens, mask)
+    return out
+
+
 class PatchFrameDataset(torch.utils.data.Dataset):
     """Crops of ``crop_patches`` patches: {"frames": (C, 3, H, W) uint8, "targets": (C, 3),
-    "valid": (C,) bool}; clips shorter than a crop are padded (last frame, zero target,
-    invalid). Decoded clips are kept in memory; crop offsets use torch's global RNG."""
+    "valid": (C,) bool, "text": (text_dim,)}; clips shorter than a crop are padded (last
+    frame, zero target, invalid). ``captions`` (N, text_dim): each clip's caption embedding
+    (:func:`caption_embeddings`; omitted: none), zeroed (no caption) in a share
+    ``caption_dropout`` of the crops. Decoded clips are kept in memory; crop offsets and
+    caption dropout use torch's global RNG."""
 
-    def __init__(self, clips: list[ClipRecord], config: VideoDirectionConfig, crop: int) -> None:
+    def __init__(
+        self,
+        clips: list[ClipRecord],
+        config: VideoDirectionConfig,
+        crop: int,
+        captions: torch.Tensor | None = None,
+        caption_dropout: float = 0.0,
+    ) -> None:
         if not clips:
             raise InputError("the direction stage needs clips with video")
         if crop < 1:
             raise InputError(f"crop_patches must be positive, got {crop}")
+        if not 0.0 <= caption_dropout <= 1.0:
+            raise InputError(f"caption_dropout must lie in [0, 1], got {caption_dropout}")
+        if captions is None:
+            captions = torch.zeros(len(clips), config.text_dim)
+        if tuple(captions.shape) != (len(clips), config.text_dim):
+            raise InputError(
+                f"captions must be ({len(clips)}, {config.text_dim}), got {tuple(captions.shape)}"
+            )
         self.clips, self.config, self.crop = clips, config, int(crop)
+        self.captions, self.caption_dropout = captions.float(), float(caption_dropout)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -113,7 +170,9 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         take = torch.arange(start, start + self.crop).clamp_max(n - 1)
         valid = torch.arange(start, start + self.crop) < n
         target = torch.from_numpy(targets)[take] * valid[:, None]
-        return {"frames": canvases[index[take]], "targets": target, "valid": valid}
+        keep = float(torch.rand(()).item()) >= self.caption_dropout
+        text = self.captions[i] * keep
+        return {"frames": canvases[index[take]], "targets": target, "valid": valid, "text": text}
 
 
 def cue_loss(
@@ -143,22 +202,32 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate_cue(
-    cue: VideoDirectionCue, root: Path, split: str = "test", max_clips: int = 64
+    cue: VideoDirectionCue,
+    root: Path,
+    split: str = "test",
+    max_clips: int = 64,
+    captions: bool = False,
 ) -> dict[str, Any]:
     """The cue on whole clips of ``root/split`` (with video): ``angular_error_deg`` (mean),
     ``median_error_deg`` of the clip-level direction (the sum of its patch estimates) from
     the reference's (the sum of the targets), and ``patch_error_deg``, the patches' error
-    weighted by the target's length. Per-clip errors in ``clips``."""
+    weighted by the target's length. Per-clip errors in ``clips``. With ``captions`` a
+    cue with ``text_dim`` reads each clip's caption (clips without one: none);
+    ``captioned_clips`` counts the clips it read one for."""
     clips = ClipDataset(Path(root), split=split, require_video=True)
     records = [clips[i] for i in range(min(len(clips), max_clips))]
     if not records:
         raise InputError(f"no clips with video in {Path(root) / split}")
     cue.eval()
     device = next(cue.parameters()).device
+    text = None
+    if captions and cue.config.text_dim:
+        text = caption_embeddings(records, cue.config.text_dim).to(device)
     errors, patch_num, patch_den, ids = [], 0.0, 0.0, []
-    for record in records:
+    for n, record in enumerate(records):
         canvases, index, targets = clip_patches(record, cue.config)
-        estimate = cue(canvases[index][None].to(device))[0].cpu().double().numpy()
+        caption = None if text is None else text[n : n + 1]
+        estimate = cue(canvases[index][None].to(device), caption)[0].cpu().double().numpy()
         errors.append(float(angle_deg(estimate.sum(0), targets.sum(0).astype(np.float64))))
         weight = np.linalg.norm(targets, axis=-1)
         patch_num += float((angle_deg(estimate, targets) * weight).sum())
@@ -168,6 +237,7 @@ def evaluate_cue(
         "angular_error_deg": float(np.mean(errors)),
         "median_error_deg": float(np.median(errors)),
         "patch_error_deg": patch_num / max(patch_den, 1e-30),
+        "captioned_clips": 0 if text is None else int((text.abs().sum(-1) > 0).sum()),
         "clips": dict(zip(ids, errors, strict=True)),
     }
 
@@ -184,8 +254,11 @@ class DirectionStage(Stage):
 
     def build_data(self):
         config = network_config(self.config)
-        clips = ClipDataset(Path(self.config.data), split="train", require_video=True)
-        return PatchFrameDataset(list(clips), config, self.config.crop_patches)
+        clips = list(ClipDataset(Path(self.config.data), split="train", require_video=True))
+        captions = caption_embeddings(clips, config.text_dim) if config.text_dim else None
+        return PatchFrameDataset(
+            clips, config, self.config.crop_patches, captions, self.config.caption_dropout
+        )
 
     def build_schedulers(self):
         return {
@@ -195,7 +268,7 @@ class DirectionStage(Stage):
         }
 
     def step(self, batch: dict) -> dict[str, float]:
-        estimate = self.wrapped(batch["frames"])
+        estimate = self.wrapped(batch["frames"], batch["text"])
         loss, metrics = cue_loss(estimate, batch["targets"], batch["valid"])
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
@@ -204,7 +277,12 @@ class DirectionStage(Stage):
         return metrics | {"total_loss": float(loss.detach())}
 
     def evaluate(self) -> dict[str, float]:
-        result = evaluate_cue(self.model, Path(self.config.data), "test", self.config.eval_clips)
+        root, clips = Path(self.config.data), self.config.eval_clips
+        result = evaluate_cue(self.model, root, "test", clips)
+        if self.model.config.text_dim:
+            captioned = evaluate_cue(self.model, root, "test", clips, captions=True)
+            if captioned["captioned_clips"]:  # else the same figures again
+                result |= {f"caption_{k}": v for k, v in captioned.items()}
         self.log_dict(result, f"eval/direction_step{self.global_step}.json")
         errors = np.array(list(result["clips"].values()))
         figure, ax = plt.subplots(figsize=(5, 3))
@@ -221,6 +299,7 @@ __all__ = [
     "DirectionStage",
     "DirectionStageConfig",
     "PatchFrameDataset",
+    "caption_embeddings",
     "clip_patches",
     "cue_loss",
     "evaluate_cue",
