@@ -166,18 +166,11 @@ class GeneratorRuntime:
                 f"text encoder {self.text_encoder.name_or_path} gives {self.text_encoder.dim}-d "
                 f"tokens; the generator was built for {gcfg.text_dim}"
             )
-        if (
-            self.direction is not None
-            and self.direction.config.text_dim
-            and not (
-                gcfg.text_encoder == "minilm" and self.direction.config.text_dim == gcfg.text_dim
-            )
-        ):
-            # The cue learnt MiniLM's sentence space; another encoder's means nothing to it.
+        if self.uses_direction_cue and direction.config.text_dim and not self.cue_reads_captions:
             log.warning(
                 "the video direction cue reads %d-d MiniLM captions but this generator's text "
                 "encoder is %s (%d-d): the cue runs without captions",
-                self.direction.config.text_dim, gcfg.text_encoder, gcfg.text_dim,
+                direction.config.text_dim, gcfg.text_encoder, gcfg.text_dim,
             )  # fmt: skip
         self.accel = accelerate(self, accel)
         self._captions: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
@@ -267,8 +260,9 @@ class GeneratorRuntime:
 
     @property
     def cue_reads_captions(self) -> bool:
-        """Whether the video direction cue reads the caption (a cue with ``text_dim``
-        trained on the MiniLM captions this generator's LM reads)."""
+        """Whether the video direction cue reads the caption: a cue with ``text_dim``, which
+        learnt MiniLM's sentence space, and an LM that reads MiniLM captions too (another
+        encoder's embeddings would mean nothing to the cue)."""
         cue, cfg = self.direction, self.generator.config
         return (
             self.uses_direction_cue

@@ -47,7 +47,8 @@ class DirectionStageConfig:
     caption_dropout: float = 0.5
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
-    # e.g. annealing the shipped cue. Its network must equal this run's.
+    # e.g. annealing the shipped cue. Its network must equal this run's, or lack only its
+    # caption layers (they start at zero).
     init_from: str | None = None
     # VideoDirectionConfig fields that differ from the preset's.
     model: dict = field(default_factory=dict)
