@@ -203,44 +203,51 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate_cue(
-    cue: VideoDirectionCue,
-    root: Path,
-    split: str = "test",
-    max_clips: int = 64,
-    captions: bool = False,
+    cue: VideoDirectionCue, root: Path, split: str = "test", max_clips: int = 64
 ) -> dict[str, Any]:
     """The cue on whole clips of ``root/split`` (with video): ``angular_error_deg`` (mean),
     ``median_error_deg`` of the clip-level direction (the sum of its patch estimates) from
     the reference's (the sum of the targets), and ``patch_error_deg``, the patches' error
-    weighted by the target's length. Per-clip errors in ``clips``. With ``captions`` a
-    cue with ``text_dim`` reads each clip's caption (clips without one: none);
-    ``captioned_clips`` counts the clips it read one for."""
+    weighted by the target's length. Per-clip errors in ``clips``. These read no caption;
+    a cue with ``text_dim`` is also scored reading each clip's caption, in the same pass
+    (each clip decoded once), as ``caption_*`` figures beside ``captioned_clips`` (the clips
+    that have one), when any has one."""
     clips = ClipDataset(Path(root), split=split, require_video=True)
     records = [clips[i] for i in range(min(len(clips), max_clips))]
     if not records:
         raise InputError(f"no clips with video in {Path(root) / split}")
     cue.eval()
     device = next(cue.parameters()).device
-    text = None
-    if captions and cue.config.text_dim:
+    readings: dict[str, torch.Tensor | None] = {"": None}
+    if cue.config.text_dim:
         text = caption_embeddings(records, cue.config.text_dim).to(device)
-    errors, patch_num, patch_den, ids = [], 0.0, 0.0, []
+        if text.any():
+            readings["caption_"] = text
+    errors: dict[str, list[float]] = {prefix: [] for prefix in readings}
+    patch_num = dict.fromkeys(readings, 0.0)
+    patch_den, ids = 0.0, []
     for n, record in enumerate(records):
         canvases, index, targets = clip_patches(record, cue.config)
-        caption = None if text is None else text[n : n + 1]
-        estimate = cue(canvases[index][None].to(device), caption)[0].cpu().double().numpy()
-        errors.append(float(angle_deg(estimate.sum(0), targets.sum(0).astype(np.float64))))
-        weight = np.linalg.norm(targets, axis=-1)
-        patch_num += float((angle_deg(estimate, targets) * weight).sum())
+        frames = canvases[index][None].to(device)
+        weight, total = np.linalg.norm(targets, axis=-1), targets.sum(0).astype(np.float64)
         patch_den += float(weight.sum())
         ids.append(record.id)
-    return {
-        "angular_error_deg": float(np.mean(errors)),
-        "median_error_deg": float(np.median(errors)),
-        "patch_error_deg": patch_num / max(patch_den, 1e-30),
-        "captioned_clips": 0 if text is None else int((text.abs().sum(-1) > 0).sum()),
-        "clips": dict(zip(ids, errors, strict=True)),
-    }
+        for prefix, text in readings.items():
+            caption = None if text is None else text[n : n + 1]
+            estimate = cue(frames, caption)[0].cpu().double().numpy()
+            errors[prefix].append(float(angle_deg(estimate.sum(0), total)))
+            patch_num[prefix] += float((angle_deg(estimate, targets) * weight).sum())
+    result: dict[str, Any] = {}
+    for prefix in readings:
+        result |= {
+            f"{prefix}angular_error_deg": float(np.mean(errors[prefix])),
+            f"{prefix}median_error_deg": float(np.median(errors[prefix])),
+            f"{prefix}patch_error_deg": patch_num[prefix] / max(patch_den, 1e-30),
+            f"{prefix}clips": dict(zip(ids, errors[prefix], strict=True)),
+        }
+    if "caption_" in readings:
+        result["captioned_clips"] = int((readings["caption_"].abs().sum(-1) > 0).sum())
+    return result
 
 
 class DirectionStage(Stage):
@@ -278,12 +285,7 @@ class DirectionStage(Stage):
         return metrics | {"total_loss": float(loss.detach())}
 
     def evaluate(self) -> dict[str, float]:
-        root, clips = Path(self.config.data), self.config.eval_clips
-        result = evaluate_cue(self.model, root, "test", clips)
-        if self.model.config.text_dim:
-            captioned = evaluate_cue(self.model, root, "test", clips, captions=True)
-            if captioned["captioned_clips"]:  # else the same figures again
-                result |= {f"caption_{k}": v for k, v in captioned.items()}
+        result = evaluate_cue(self.model, Path(self.config.data), "test", self.config.eval_clips)
         self.log_dict(result, f"eval/direction_step{self.global_step}.json")
         errors = np.array(list(result["clips"].values()))
         figure, ax = plt.subplots(figsize=(5, 3))
