@@ -1,11 +1,15 @@
 """Fuzz: >= 1,000 malformed messages, 0 server crashes; the server still serves after."""
 
+import re
+
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from swansphere.serve._generated import swansphere_pb2 as pb
 from swansphere.serve.client import chunk_array, encode_jpeg, frame_message
+from swansphere.serve.live import MAX_PENDING_NOTICES, LiveSession
+from swansphere.serve.types import FrameUpdate, SessionSpec
 
 MODEL = "tiny-random"
 N_FRAMES = 1000
@@ -65,7 +69,10 @@ def test_fuzz_thousand_malformed_messages(server, client, make_panorama):
     warnings = audio = 0
     for m in stream:
         if m.WhichOneof("message") == "event" and m.event.level == pb.Event.LEVEL_WARNING:
-            warnings += 1
+            # A client that floods faster than the server writes gets the oldest notices
+            # summarised: count the ones the summary stands for.
+            dropped = re.match(r"(\d+) earlier notice", m.event.message)
+            warnings += int(dropped.group(1)) if dropped else 1
         elif m.WhichOneof("message") == "audio":
             audio += chunk_array(m.audio).shape[1]
     assert warnings >= 0.9 * N_FRAMES  # nearly every message was refused with an event
@@ -89,3 +96,24 @@ def test_fuzz_thousand_malformed_messages(server, client, make_panorama):
     status = health.Check(health_pb2.HealthCheckRequest(service="")).status
     assert status == health_pb2.HealthCheckResponse.SERVING
     assert server.servicer.active_sessions == 0 or server.servicer.active_sessions <= 1
+
+
+def test_flooded_notices_are_counted_in_one_summary(runtime):
+    """More refusals than the pending-notice bound, none sent yet: the oldest are evicted
+    (memory stays bounded) and the client is told how many, ahead of the newest ones."""
+    session = LiveSession(runtime, SessionSpec(realtime=False, duration_s=0.5))
+    try:
+        extra = 37
+        for seq in range(MAX_PENDING_NOTICES + extra):
+            assert not session.submit(FrameUpdate(seq, float("nan")))
+        notices = list(session._drain())
+        assert len(notices) == MAX_PENDING_NOTICES + 1
+        summary = notices[0]
+        assert (summary.level, summary.code) == ("warning", "RESOURCE_EXHAUSTED")
+        assert summary.message.startswith(f"{extra} earlier notice(s) dropped")
+        assert [n.sequence for n in notices[1:]] == list(range(extra, MAX_PENDING_NOTICES + extra))
+        assert session.counts["frames_rejected"] == MAX_PENDING_NOTICES + extra
+        session.notify(notices[1])
+        assert list(session._drain()) == [notices[1]]  # the count starts again from zero
+    finally:
+        session.close()

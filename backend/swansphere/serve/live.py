@@ -120,7 +120,11 @@ class LiveSession:
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_patches))
+        # Bounded so a flooding client cannot grow server memory; what falls off the
+        # front is counted and reported in one summary notice (nothing vanishes silently).
         self._notices: deque[Notice] = deque(maxlen=MAX_PENDING_NOTICES)
+        self._notices_lock = threading.Lock()
+        self._notices_evicted = 0
         # Newest inputs, consumed by the generation thread.
         self._frame: FrameUpdate | None = None
         self._caption: str | None = None
@@ -179,8 +183,15 @@ class LiveSession:
     # --- input (edge reader thread) ----------------------------------------------------
 
     def notify(self, notice: Notice) -> None:
-        """Queue a notice for the client (it goes out with the audio stream)."""
-        self._notices.append(notice)
+        """Queue a notice for the client (it goes out with the audio stream).
+
+        With ``MAX_PENDING_NOTICES`` already waiting, the oldest is evicted and counted;
+        the client then gets a ``RESOURCE_EXHAUSTED`` notice saying how many it missed.
+        """
+        with self._notices_lock:
+            if len(self._notices) == self._notices.maxlen:
+                self._notices_evicted += 1
+            self._notices.append(notice)
         if notice.level != "info":
             log.info("session %s: %s %s", self.session_id, notice.code, notice.message)
 
@@ -406,8 +417,18 @@ class LiveSession:
         return item
 
     def _drain(self) -> Iterator[Notice]:
-        while self._notices:
-            yield self._notices.popleft()
+        with self._notices_lock:
+            pending, evicted = list(self._notices), self._notices_evicted
+            self._notices.clear()
+            self._notices_evicted = 0
+        if evicted:
+            yield Notice(
+                "warning",
+                "RESOURCE_EXHAUSTED",
+                f"{evicted} earlier notice(s) dropped: more than {MAX_PENDING_NOTICES} "
+                "were waiting to be sent",
+            )
+        yield from pending
 
     def _sleep_until(self, deadline: float) -> Iterator[Notice]:
         while not self._stop.is_set():
