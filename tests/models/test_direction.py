@@ -27,7 +27,11 @@ def test_whole_sequences_equal_the_tracker_patch_by_patch(cue):
     video = torch.randint(0, 256, (2, 13, 3, 64, 128), dtype=torch.uint8)
     with torch.no_grad():
         whole = cue(video)
-    assert whole.shape == (2, 13, 3)
+        same, power = cue(video, with_cells=True)  # what training's source maps fit
+    assert whole.shape == (2, 13, 3) and power.shape == (2, 13, 128)
+    assert (power >= 0).all()
+    torch.testing.assert_close(same, whole)
+    torch.testing.assert_close(power @ cue.directions, whole)
     for b in range(2):
         tracker = DirectionTracker(cue)
         pushed = torch.stack([tracker.push(video[b, p]) for p in range(13)])

@@ -20,8 +20,10 @@ from swansphere_training.data.dataset import ClipDataset
 from swansphere_training.stages.direction import (
     PatchFrameDataset,
     caption_embeddings,
+    cell_loss,
     clip_patches,
     cue_loss,
+    source_cell_targets,
 )
 
 TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=1)
@@ -49,6 +51,65 @@ def test_the_loss_is_zero_on_target_and_largest_opposite():
     assert float(cue_loss(noisy, target, valid)[0]) == pytest.approx(0.0, abs=1e-6)
 
 
+def _source(azimuth_deg: float, level_db: float, activity: list[float]) -> dict:
+    return {
+        "class": "siren",
+        "level_db": level_db,
+        "power_db": -20.0,
+        "activity": activity,
+        "trajectory": {
+            "t": [0.0, 2.0],
+            "azimuth_deg": [azimuth_deg, azimuth_deg],
+            "elevation_deg": [0.0, 0.0],
+            "distance_m": [2.0, 2.0],
+        },
+    }
+
+
+def test_source_maps_put_each_patch_on_its_sounding_sources():
+    from swansphere.foa.panorama import grid_directions
+
+    directions = grid_directions(8, 16).astype(np.float64)
+    left, right = 90.0, -90.0
+    # Left sounds throughout, 10 dB louder; right only in the second second.
+    meta = {
+        "duration_s": 2.0,
+        "video": {"fps": 4.0},
+        "sources": [_source(left, 10.0, [1.0] * 8), _source(right, 0.0, [0.0] * 4 + [1.0] * 4)],
+        "distractors": [{"class": "dog_bark", "azimuth_deg": 0.0, "elevation_deg": 0.0}],
+    }
+    cells = source_cell_targets(meta, 12, 0.2, directions)  # the last 2 patches are past 2 s
+    assert cells.shape == (12, 128) and cells.dtype == np.float32
+    np.testing.assert_allclose(cells[:10].sum(1), 1.0, atol=1e-6)
+    assert not cells[10:].any()
+    y = directions[:, 1]  # the left (+y) half of the sphere
+    # Early: the right source is 30 dB down (a pulse at rest), so almost all is left.
+    assert cells[0][y > 0].sum() > 0.99
+    # Late: both pulse at full power, the left 10 dB louder (pulses relative to their mean).
+    late = cells[8]
+    share = late[y > 0].sum() / late[y < 0].sum()
+    assert 3.0 < share < 30.0
+    assert abs(directions[np.argmax(cells[0])] @ np.array([0.0, 1.0, 0.0])) > 0.95
+    front = directions[:, 0] > 0.9  # the silent distractor's cells get (nearly) nothing
+    assert cells[:10, front].sum(1).max() < 1e-3
+    # Another corpus (no pulses in clip.json): no map.
+    del meta["sources"][1]["activity"]
+    assert not source_cell_targets(meta, 12, 0.2, directions).any()
+
+
+def test_the_cell_loss_is_zero_on_the_map_and_skips_patches_without_one():
+    cells = torch.softmax(torch.randn(2, 5, 128), dim=-1)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    assert float(cell_loss(7 * cells, cells, valid)) == pytest.approx(0.0, abs=1e-5)
+    flat = torch.ones(2, 5, 128)
+    assert float(cell_loss(flat, cells, valid)) > 0.1
+    cells[:, 3:] = 0  # patches without a map
+    valid[:, 2] = False  # a padded patch
+    wrong = 7 * cells.clone()
+    wrong[:, 2:] = flat[:, 2:]
+    assert float(cell_loss(wrong, cells, valid)) == pytest.approx(0.0, abs=1e-5)
+
+
 def test_crops_follow_the_patches_and_pad_short_clips(corpus):
     from swansphere.models.direction import VideoDirectionConfig
 
@@ -63,6 +124,10 @@ def test_crops_follow_the_patches_and_pad_short_clips(corpus):
     assert item["valid"].tolist() == [True] * n + [False] * 3
     torch.testing.assert_close(item["targets"][:n], torch.from_numpy(targets))
     assert not item["targets"][n:].any()
+    assert item["cells"].shape == (n + 3, 128) and not item["cells"].any()  # maps off
+    mapped = PatchFrameDataset(clips, config, crop=n + 3, source_maps=True)[0]
+    torch.testing.assert_close(mapped["cells"][:n].sum(1), torch.ones(n))
+    assert not mapped["cells"][n:].any()
     torch.manual_seed(0)
     short = PatchFrameDataset(clips, config, crop=4)[0]
     assert short["frames"].shape[0] == 4 and short["valid"].all()
@@ -91,9 +156,11 @@ def test_crops_carry_their_clips_caption_unless_dropped(corpus):
 def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     run = tmp_path / "direction"
     args = ["train", "direction", "--data", str(corpus), "--steps", "2", "--no-track",
-            "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6"]  # fmt: skip
+            "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6",
+            "--set", "cell_weight=0.5"]  # fmt: skip
     assert main(args) == 0
     trained = json.loads(capsys.readouterr().out)
+    assert trained["metrics"]["cell_loss"] > 0  # the source-map term trains too
     # The tiny cue reads captions: the test clips are scored without and with theirs.
     figures = {"angular_error_deg", "median_error_deg", "patch_error_deg"}
     assert set(trained["eval"]) == figures | {f"caption_{k}" for k in figures}

@@ -215,10 +215,20 @@ class VideoDirectionCue(nn.Module):
         hidden = hidden * (1 + scale) + shift
         return F.softplus(self.power[3](self.power[2](hidden)).squeeze(-1) + toward)
 
-    def forward(self, video: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, video: torch.Tensor, text: torch.Tensor | None = None, with_cells: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Intensity estimates (B, P, 3) of the patch frames (B, P, 3, h, w), patch order;
         ``text``: the caption embedding of each clip (B, text_dim) or patch (B, P, text_dim),
-        zero rows (or None) for none (:meth:`caption_terms`)."""
+        zero rows (or None) for none (:meth:`caption_terms`). ``with_cells``: also the
+        per-cell powers (B, P, G) they sum (:meth:`cell_powers`; training's source maps)."""
+        power = self.cell_powers(video, text)
+        estimate = power @ self.directions
+        return (estimate, power) if with_cells else estimate
+
+    def cell_powers(self, video: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-cell powers (B, P, G) >= 0, cells in raster order (:attr:`directions`), of
+        the patch frames (B, P, 3, h, w): what :meth:`forward` sums into intensities."""
         if video.ndim != 5:
             raise InputError(f"patch frames must be (B, P, 3, H, W), got {tuple(video.shape)}")
         x = self.frames(video)
@@ -241,8 +251,7 @@ class VideoDirectionCue(nn.Module):
             return t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)
 
         caption = self.caption_terms(text, (batch, patches))
-        power = self.cell_power(per_cell(seq), per_cell(filtered), caption)  # (B, P, G)
-        return power @ self.directions
+        return self.cell_power(per_cell(seq), per_cell(filtered), caption)
 
 
 class DirectionTracker:

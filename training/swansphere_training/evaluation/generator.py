@@ -161,7 +161,7 @@ SCENE_ORACLES = {
 }
 
 
-def _frame_positions(track: dict[str, Any], times: np.ndarray) -> np.ndarray:
+def trajectory_positions(track: dict[str, Any], times: np.ndarray) -> np.ndarray:
     """Positions (frames, 3) in metres of a clip.json trajectory at ``times`` (seconds),
     linearly interpolated between its keyframes (AmbiX axes: x front, y left, z up)."""
     keys = direction_to_vector(
@@ -204,7 +204,7 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
             power_db = float(source["level_db"]) + float(source["power_db"])
         else:
             power_db = typical_power_db(source["class"], float(seconds), int(rate))
-        objects.append((pulse, _frame_positions(track, times), power_db))
+        objects.append((pulse, trajectory_positions(track, times), power_db))
     if knowledge == "visible":
         for distractor in meta.get("distractors") or []:
             pulse = distractor.get("activity")

@@ -1,6 +1,11 @@
 """The video direction cue's training stage (:mod:`swansphere.models.direction`): a
 supervised fit of each patch's reference intensity from the patch frames the generator
-sees, so that ``direction_lock`` can aim where the picture says the sound is."""
+sees, so that ``direction_lock`` can aim where the picture says the sound is.
+
+With ``cell_weight`` > 0 a second term fits the cue's per-cell powers, as shares, to a map
+of where the sounding sources are (:func:`source_cell_targets`, from a procedural clip's
+clip.json): the intensity says only where the sum points, the map says which object
+sounds and which look-alike is silent, which is what the caption layers must learn."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swansphere.errors import InputError
+from swansphere.foa.panorama import grid_directions
 from swansphere.generation.conditioning import panorama_canvases, patch_frame_index
 from swansphere.models.direction import (
     DIRECTION_PRESETS,
@@ -45,6 +51,9 @@ class DirectionStageConfig:
     # Share of training crops shown without their caption (a cue with text_dim), so that
     # it stays a video-only cue as well.
     caption_dropout: float = 0.5
+    # Weight of the source-map term (cell_loss): the cue's cell powers, as shares, against
+    # where the sounding sources are (source_cell_targets, from clip.json; 0: off).
+    cell_weight: float = 0.0
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
     # e.g. annealing the shipped cue. Its network must equal this run's, or lack only its
@@ -103,6 +112,66 @@ def clip_patches(
     return canvases, torch.from_numpy(index), targets.astype(np.float32)
 
 
+#: Concentration of the von Mises kernel that spreads a source over the cells near it
+#: (about 11 degrees of angular spread, half a tiny-grid cell).
+CELL_KAPPA = 25.0
+
+
+def source_cell_targets(
+    meta: dict[str, Any], n_patches: int, patch_seconds: float, directions: np.ndarray
+) -> np.ndarray:
+    """Where the sounding sources of a procedural clip are, patch by patch: (P, G) rows
+    that sum to 1 over the cells (``directions`` (G, 3), unit, raster order), zero rows
+    for patches past the clip or when clip.json lacks what it needs (another corpus).
+
+    Each source delivers, at the centre of patch p, 10^((level_db + power_db) / 10) times
+    its pulse as a relative power (``activity``, as the video shows it) over distance^2
+    (what :func:`~swansphere_training.evaluation.generator.scene_oracle_direction` calls
+    the signal oracle), spread over the cells by a von Mises kernel (``CELL_KAPPA``) around
+    its direction. The silent distractors get nothing: this is what the cue should learn to
+    tell from a look-alike, by the caption when there is one."""
+    from ..corpus.synth import ACTIVITY_RANGE_DB
+    from ..evaluation.generator import trajectory_positions
+
+    out = np.zeros((n_patches, len(directions)), dtype=np.float32)
+    fps, seconds = (meta.get("video") or {}).get("fps"), meta.get("duration_s")
+    sources = meta.get("sources") or []
+    if not fps or not seconds or not sources:
+        return out
+    times = (np.arange(n_patches) + 0.5) * patch_seconds
+    inside = times < float(seconds)
+    total = np.zeros((n_patches, len(directions)))
+    for source in sources:
+        track, pulse = source.get("trajectory") or {}, source.get("activity")
+        if pulse is None or "distance_m" not in track or "power_db" not in source:
+            return out
+        frame = np.clip(np.round(times * float(fps)).astype(int), 0, len(pulse) - 1)
+        relative = 10.0 ** (
+            (np.asarray(pulse, dtype=np.float64)[frame] - 1.0) * ACTIVITY_RANGE_DB / 10
+        )
+        positions = trajectory_positions(track, times)
+        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
+        power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
+        kernel = np.exp(CELL_KAPPA * ((positions / distance[:, None]) @ directions.T - 1.0))
+        kernel /= kernel.sum(axis=1, keepdims=True)
+        total += (power * relative / distance**2)[:, None] * kernel
+    mass = total.sum(axis=1, keepdims=True)
+    keep = inside & (mass[:, 0] > 0)
+    out[keep] = (total[keep] / mass[keep]).astype(np.float32)
+    return out
+
+
+def cell_loss(power: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the source map ``cells`` (B, P, G) (:func:`source_cell_targets`)
+    under the cue's cell powers (B, P, G) normalised to sum to 1 over the cells, minus the
+    map's own entropy (a KL divergence: 0 at a perfect fit), averaged over the valid patches
+    (B, P) that have a map."""
+    share = power / power.sum(-1, keepdim=True).clamp_min(1e-8)
+    kl = (cells * (torch.log(cells.clamp_min(1e-12)) - torch.log(share.clamp_min(1e-12)))).sum(-1)
+    rows = (cells.sum(-1) > 0) & valid
+    return (kl * rows).sum() / rows.sum().clamp_min(1)
+
+
 #: Caption tokens pooled into the cue's sentence embedding (the tiny LM's max_text_tokens).
 CUE_CAPTION_TOKENS = 64
 
@@ -129,11 +198,12 @@ def caption_embeddings(clips: list[ClipRecord], text_dim: int) -> torch.Tensor:
 
 class PatchFrameDataset(torch.utils.data.Dataset):
     """Crops of ``crop_patches`` patches: {"frames": (C, 3, H, W) uint8, "targets": (C, 3),
-    "valid": (C,) bool, "text": (text_dim,)}; clips shorter than a crop are padded (last
-    frame, zero target, invalid). ``captions`` (N, text_dim): each clip's caption embedding
-    (:func:`caption_embeddings`; omitted: none), zeroed (no caption) in a share
-    ``caption_dropout`` of the crops. Decoded clips are kept in memory; crop offsets and
-    caption dropout use torch's global RNG."""
+    "valid": (C,) bool, "text": (text_dim,), "cells": (C, G)}; clips shorter than a crop are
+    padded (last frame, zero target, invalid). ``captions`` (N, text_dim): each clip's
+    caption embedding (:func:`caption_embeddings`; omitted: none), zeroed (no caption) in a
+    share ``caption_dropout`` of the crops. ``source_maps``: "cells" holds each patch's
+    :func:`source_cell_targets` (otherwise zeros). Decoded clips are kept in memory; crop
+    offsets and caption dropout use torch's global RNG."""
 
     def __init__(
         self,
@@ -142,6 +212,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         crop: int,
         captions: torch.Tensor | None = None,
         caption_dropout: float = 0.0,
+        source_maps: bool = False,
     ) -> None:
         if not clips:
             raise InputError("the direction stage needs clips with video")
@@ -157,15 +228,24 @@ class PatchFrameDataset(torch.utils.data.Dataset):
             )
         self.clips, self.config, self.crop = clips, config, int(crop)
         self.captions, self.caption_dropout = captions.float(), float(caption_dropout)
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
+        self.source_maps = bool(source_maps)
+        self._directions = grid_directions(*config.grid).astype(np.float64)
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if i not in self._cache:
-            self._cache[i] = clip_patches(self.clips[i], self.config)
-        canvases, index, targets = self._cache[i]
+            record = self.clips[i]
+            canvases, index, targets = clip_patches(record, self.config)
+            cells = torch.zeros(len(index), len(self._directions))
+            if self.source_maps:
+                patch_s = round(self.config.patch_seconds * record.sample_rate) / record.sample_rate
+                maps = source_cell_targets(record.meta, len(index), patch_s, self._directions)
+                cells = torch.from_numpy(maps)
+            self._cache[i] = canvases, index, targets, cells
+        canvases, index, targets, cells = self._cache[i]
         n = len(index)
         start = int(torch.randint(n - self.crop + 1, (1,)).item()) if n > self.crop else 0
         take = torch.arange(start, start + self.crop).clamp_max(n - 1)
@@ -173,7 +253,13 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         target = torch.from_numpy(targets)[take] * valid[:, None]
         keep = float(torch.rand(()).item()) >= self.caption_dropout
         text = self.captions[i] * keep
-        return {"frames": canvases[index[take]], "targets": target, "valid": valid, "text": text}
+        return {
+            "frames": canvases[index[take]],
+            "targets": target,
+            "valid": valid,
+            "text": text,
+            "cells": cells[take] * valid[:, None],
+        }
 
 
 def cue_loss(
@@ -265,7 +351,12 @@ class DirectionStage(Stage):
         clips = list(ClipDataset(Path(self.config.data), split="train", require_video=True))
         captions = caption_embeddings(clips, config.text_dim) if config.text_dim else None
         return PatchFrameDataset(
-            clips, config, self.config.crop_patches, captions, self.config.caption_dropout
+            clips,
+            config,
+            self.config.crop_patches,
+            captions,
+            self.config.caption_dropout,
+            source_maps=self.config.cell_weight > 0,
         )
 
     def build_schedulers(self):
@@ -276,8 +367,12 @@ class DirectionStage(Stage):
         }
 
     def step(self, batch: dict) -> dict[str, float]:
-        estimate = self.wrapped(batch["frames"], batch["text"])
+        estimate, power = self.wrapped(batch["frames"], batch["text"], with_cells=True)
         loss, metrics = cue_loss(estimate, batch["targets"], batch["valid"])
+        if self.config.cell_weight > 0:
+            cells = cell_loss(power, batch["cells"], batch["valid"])
+            loss = loss + self.config.cell_weight * cells
+            metrics["cell_loss"] = float(cells.detach())
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -303,7 +398,9 @@ __all__ = [
     "DirectionStageConfig",
     "PatchFrameDataset",
     "caption_embeddings",
+    "cell_loss",
     "clip_patches",
     "cue_loss",
     "evaluate_cue",
+    "source_cell_targets",
 ]
