@@ -33,7 +33,6 @@ both do; :meth:`VideoDirectionCue.forward` computes the same for whole sequences
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -46,6 +45,7 @@ from torch import nn
 
 from swansphere.errors import InputError
 from swansphere.foa.panorama import grid_directions
+from swansphere.models.config import config_from_dict
 
 #: Input channels per frame: the frame, its departure from the window mean, |change|.
 CUE_INPUT_CHANNELS = 9
@@ -96,11 +96,7 @@ class VideoDirectionConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VideoDirectionConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown VideoDirectionConfig field(s): {', '.join(unknown)}")
-        return cls(**dict(data))
+        return config_from_dict(cls, data)
 
 
 #: MiniLM's sentence embedding width: the tiny cue reads the captions the LM reads.

@@ -27,7 +27,6 @@ Conventions
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -39,6 +38,7 @@ from torch import Tensor, nn
 
 from swansphere.errors import InputError
 from swansphere.foa.panorama import grid_directions
+from swansphere.models.config import config_from_dict
 
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
@@ -138,11 +138,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GeneratorConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown GeneratorConfig field(s): {', '.join(unknown)}")
-        return cls(**dict(data))
+        return config_from_dict(cls, data)
 
 
 def _preset(

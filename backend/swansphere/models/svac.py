@@ -56,6 +56,7 @@ from swansphere.foa.harmonics import (
     real_spherical_harmonics,
 )
 from swansphere.foa.panorama import grid_directions
+from swansphere.models.config import config_from_dict
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
     INTENSITY_CHANNELS,
@@ -231,11 +232,7 @@ class SVACConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SVACConfig:
         """Inverse of :meth:`to_dict`; InputError names unknown fields."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown SVACConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 SVAC_PRESETS: dict[str, SVACConfig] = {

@@ -46,6 +46,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from swansphere.errors import InputError
+from swansphere.models.config import config_from_dict
 
 # Smallest posterior standard deviation, as in Stable Audio Open's VAE bottleneck.
 _MIN_STD = 1e-4
@@ -148,14 +149,7 @@ class VAEConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VAEConfig:
         """Inverse of :meth:`to_dict`; unknown or missing keys raise :class:`InputError`."""
-        names = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown VAEConfig field(s): {', '.join(unknown)}")
-        try:
-            return cls(**dict(data))
-        except TypeError as err:
-            raise InputError(f"incomplete VAEConfig: {err}") from err
+        return config_from_dict(cls, data)
 
 
 # Presets are data. Both give 21.53 latent frames per second (44100 / 2048 = 22050 / 1024).
