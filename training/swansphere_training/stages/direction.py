@@ -124,12 +124,16 @@ def source_cell_targets(
     that sum to 1 over the cells (``directions`` (G, 3), unit, raster order), zero rows
     for patches past the clip or when clip.json lacks what it needs (another corpus).
 
-    Each source delivers, at the centre of patch p, 10^((level_db + power_db) / 10) times
-    its pulse as a relative power (``activity``, as the video shows it) over distance^2
-    (what :func:`~swansphere_training.evaluation.generator.scene_oracle_direction` calls
-    the signal oracle), spread over the cells by a von Mises kernel (``CELL_KAPPA``) around
-    its direction. The silent distractors get nothing: this is what the cue should learn to
-    tell from a look-alike, by the caption when there is one."""
+    Each source is given, at the centre of patch p, 10^((level_db + power_db) / 10) times
+    its pulse (``activity`` at the nearest video frame, as the video shows it) as a power
+    relative to its loudest frame, over distance^2, spread over the cells by a von Mises
+    kernel (``CELL_KAPPA``) around its direction. The silent distractors get nothing: this
+    is what the cue should learn to tell from a look-alike, by the caption when there is
+    one. These are the weights of the signal oracle
+    (:func:`~swansphere_training.evaluation.generator.scene_oracle_direction`) but for one
+    thing: the oracle scales each pulse to its clip mean, which is what the delivered power
+    is, so these maps give a bursty source (a bark, a clap) less than its share against a
+    steady one (rain). The shipped cue was trained with them as they are."""
     from ..corpus.synth import ACTIVITY_RANGE_DB
     from ..evaluation.generator import trajectory_positions
 
