@@ -234,7 +234,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         self.captions, self.caption_dropout = captions.float(), float(caption_dropout)
         self.source_maps = bool(source_maps)
         self._directions = grid_directions(*config.grid).astype(np.float64)
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]] = {}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -243,7 +243,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         if i not in self._cache:
             record = self.clips[i]
             canvases, index, targets = clip_patches(record, self.config)
-            cells = torch.zeros(len(index), len(self._directions))
+            cells = None  # maps off: no (P, G) zeros kept per clip
             if self.source_maps:
                 patch_s = round(self.config.patch_seconds * record.sample_rate) / record.sample_rate
                 maps = source_cell_targets(record.meta, len(index), patch_s, self._directions)
@@ -262,7 +262,11 @@ class PatchFrameDataset(torch.utils.data.Dataset):
             "targets": target,
             "valid": valid,
             "text": text,
-            "cells": cells[take] * valid[:, None],
+            "cells": (
+                torch.zeros(self.crop, len(self._directions))
+                if cells is None
+                else cells[take] * valid[:, None]
+            ),
         }
 
 
