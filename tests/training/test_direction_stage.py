@@ -92,6 +92,15 @@ def test_source_maps_put_each_patch_on_its_sounding_sources():
     assert abs(directions[np.argmax(cells[0])] @ np.array([0.0, 1.0, 0.0])) > 0.95
     front = directions[:, 0] > 0.9  # the silent distractor's cells get (nearly) nothing
     assert cells[:10, front].sum(1).max() < 1e-3
+    # Pulses measured against their clip mean (as the signal oracle does): the right source
+    # sounds half the time, so at its loudest it counts 1 / (0.5 + 0.5e-3) ~ 2x, the
+    # steady left 1x: 10 dB louder is now a 5x share.
+    mean = source_cell_targets(meta, 12, 0.2, directions, pulse_reference="mean")
+    late = mean[8]
+    assert 4.5 < late[y > 0].sum() / late[y < 0].sum() < 5.5
+    np.testing.assert_allclose(mean[:10].sum(1), 1.0, atol=1e-6)
+    with pytest.raises(InputError, match="pulse_reference"):
+        source_cell_targets(meta, 12, 0.2, directions, pulse_reference="median")
     # Another corpus (no pulses in clip.json): no map.
     del meta["sources"][1]["activity"]
     assert not source_cell_targets(meta, 12, 0.2, directions).any()

@@ -54,6 +54,9 @@ class DirectionStageConfig:
     # Weight of the source-map term (cell_loss): the cue's cell powers, as shares, against
     # where the sounding sources are (source_cell_targets, from clip.json; 0: off).
     cell_weight: float = 0.0
+    # What each source's pulse is scaled to in those maps: "peak" (its loudest frame, as
+    # the 15794d5 cue was trained) or "mean" (its clip mean, as the signal oracle does).
+    cell_pulse: str = "peak"
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
     # e.g. annealing the shipped cue. Its network must equal this run's, or lack only its
@@ -112,13 +115,20 @@ def clip_patches(
     return canvases, torch.from_numpy(index), targets.astype(np.float32)
 
 
+#: What a source's pulse is measured against in :func:`source_cell_targets`.
+CELL_PULSE_REFERENCES = ("peak", "mean")
+
 #: Concentration of the von Mises kernel that spreads a source over the cells near it
 #: (about 11 degrees of angular spread, half a tiny-grid cell).
 CELL_KAPPA = 25.0
 
 
 def source_cell_targets(
-    meta: dict[str, Any], n_patches: int, patch_seconds: float, directions: np.ndarray
+    meta: dict[str, Any],
+    n_patches: int,
+    patch_seconds: float,
+    directions: np.ndarray,
+    pulse_reference: str = "peak",
 ) -> np.ndarray:
     """Where the sounding sources of a procedural clip are, patch by patch: (P, G) rows
     that sum to 1 over the cells (``directions`` (G, 3), unit, raster order), zero rows
@@ -126,14 +136,20 @@ def source_cell_targets(
 
     Each source is given, at the centre of patch p, 10^((level_db + power_db) / 10) times
     its pulse (``activity`` at the nearest video frame, as the video shows it) as a power
-    relative to its loudest frame, over distance^2, spread over the cells by a von Mises
-    kernel (``CELL_KAPPA``) around its direction. The silent distractors get nothing: this
-    is what the cue should learn to tell from a look-alike, by the caption when there is
-    one. These are the weights of the signal oracle
-    (:func:`~swansphere_training.evaluation.generator.scene_oracle_direction`) but for one
-    thing: the oracle scales each pulse to its clip mean, which is what the delivered power
-    is, so these maps give a bursty source (a bark, a clap) less than its share against a
-    steady one (rain). The shipped cue was trained with them as they are."""
+    relative to a reference, over distance^2, spread over the cells by a von Mises kernel
+    (``CELL_KAPPA``) around its direction. The silent distractors get nothing: this is
+    what the cue should learn to tell from a look-alike, by the caption when there is one.
+
+    ``pulse_reference`` "mean" scales each pulse to its clip mean, which is what the
+    delivered power is and what the signal oracle does
+    (:func:`~swansphere_training.evaluation.generator.scene_oracle_direction`); "peak"
+    scales it to the source's loudest frame, which gives a bursty source (a bark, a clap)
+    less than its share against a steady one (rain): the cue of the 15794d5 bundle was
+    trained with "peak"."""
+    if pulse_reference not in CELL_PULSE_REFERENCES:
+        raise InputError(
+            f"pulse_reference must be one of {CELL_PULSE_REFERENCES}, got {pulse_reference!r}"
+        )
     from ..corpus.synth import ACTIVITY_RANGE_DB
     from ..evaluation.generator import trajectory_positions
 
@@ -150,9 +166,10 @@ def source_cell_targets(
         if pulse is None or "distance_m" not in track or "power_db" not in source:
             return out
         frame = np.clip(np.round(times * float(fps)).astype(int), 0, len(pulse) - 1)
-        relative = 10.0 ** (
-            (np.asarray(pulse, dtype=np.float64)[frame] - 1.0) * ACTIVITY_RANGE_DB / 10
-        )
+        power_track = 10.0 ** ((np.asarray(pulse, dtype=np.float64) - 1.0) * ACTIVITY_RANGE_DB / 10)
+        if pulse_reference == "mean":
+            power_track = power_track / max(float(power_track.mean()), 1e-30)
+        relative = power_track[frame]
         positions = trajectory_positions(track, times)
         distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
         power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
@@ -206,8 +223,8 @@ class PatchFrameDataset(torch.utils.data.Dataset):
     padded (last frame, zero target, invalid). ``captions`` (N, text_dim): each clip's
     caption embedding (:func:`caption_embeddings`; omitted: none), zeroed (no caption) in a
     share ``caption_dropout`` of the crops. ``source_maps``: "cells" holds each patch's
-    :func:`source_cell_targets` (otherwise zeros). Decoded clips are kept in memory; crop
-    offsets and caption dropout use torch's global RNG."""
+    :func:`source_cell_targets` with ``pulse_reference`` (otherwise zeros). Decoded clips
+    are kept in memory; crop offsets and caption dropout use torch's global RNG."""
 
     def __init__(
         self,
@@ -217,6 +234,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         captions: torch.Tensor | None = None,
         caption_dropout: float = 0.0,
         source_maps: bool = False,
+        pulse_reference: str = "peak",
     ) -> None:
         if not clips:
             raise InputError("the direction stage needs clips with video")
@@ -233,6 +251,11 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         self.clips, self.config, self.crop = clips, config, int(crop)
         self.captions, self.caption_dropout = captions.float(), float(caption_dropout)
         self.source_maps = bool(source_maps)
+        if pulse_reference not in CELL_PULSE_REFERENCES:
+            raise InputError(
+                f"cell_pulse must be one of {CELL_PULSE_REFERENCES}, got {pulse_reference!r}"
+            )
+        self.pulse_reference = pulse_reference
         self._directions = grid_directions(*config.grid).astype(np.float64)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]] = {}
 
@@ -246,7 +269,9 @@ class PatchFrameDataset(torch.utils.data.Dataset):
             cells = None  # maps off: no (P, G) zeros kept per clip
             if self.source_maps:
                 patch_s = round(self.config.patch_seconds * record.sample_rate) / record.sample_rate
-                maps = source_cell_targets(record.meta, len(index), patch_s, self._directions)
+                maps = source_cell_targets(
+                    record.meta, len(index), patch_s, self._directions, self.pulse_reference
+                )
                 cells = torch.from_numpy(maps)
             self._cache[i] = canvases, index, targets, cells
         canvases, index, targets, cells = self._cache[i]
@@ -365,6 +390,7 @@ class DirectionStage(Stage):
             captions,
             self.config.caption_dropout,
             source_maps=self.config.cell_weight > 0,
+            pulse_reference=self.config.cell_pulse,
         )
 
     def build_schedulers(self):
