@@ -118,6 +118,7 @@ def bench_serve(
     torch_threads: int = 1,
     batch: bool = True,
     batch_window_ms: float | None = None,
+    accel: str = "eager",
 ) -> dict:
     import torch
 
@@ -136,7 +137,9 @@ def bench_serve(
     else:
         spec = model
     window_s = None if batch_window_ms is None else batch_window_ms / 1e3
-    registry = ModelRegistry({"bench": spec}, batch_sessions=batch, batch_window_s=window_s)
+    registry = ModelRegistry(
+        {"bench": spec}, accel=accel, batch_sessions=batch, batch_window_s=window_s
+    )
     warm_s = registry.warm_up()
     build_decoder("binaural", 48000)
     server = start_server(
@@ -204,6 +207,7 @@ def bench_serve(
         "model": spec,
         "steps": steps if steps is not None else runtime.generator.config.steps,
         "torch_threads": torch_threads,
+        "accel": runtime.accel.mode,
         "cpu_cores": __import__("os").cpu_count(),
         "cpu": platform.processor() or platform.machine(),
         "warmup_s": round(warm_s, 2),

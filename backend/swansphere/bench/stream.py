@@ -58,6 +58,7 @@ def bench_stream(
     sync = torch.cuda.synchronize if runtime.device.type == "cuda" else (lambda: None)
 
     # Warm-up (first-call allocations, compiled graphs) outside the measurements.
+    runtime.warm_up()
     warm = runtime.session(config)
     warm.set_caption("warm-up caption")
     warm.set_panorama(frames[0], 0.0)

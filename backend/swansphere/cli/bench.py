@@ -62,6 +62,7 @@ def _register_serve(what: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--no-batch", action="store_true", help="every session samples alone")
     p.add_argument("--batch-window-ms", type=float, help="LocDiT batch window (default 50)")
+    p.add_argument("--accel", choices=["eager", "compile", "tensorrt"], default="eager")
     p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     p.set_defaults(run=run_serve_bench)
 
@@ -79,6 +80,7 @@ def run_serve_bench(args: argparse.Namespace) -> int:
         args.torch_threads,
         batch=not args.no_batch,
         batch_window_ms=args.batch_window_ms,
+        accel=args.accel,
     )
     print_json(result)
     return 0

@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default="127.0.0.1:9464", help="Prometheus HOST:PORT ('off')")
     p.add_argument("--max-sessions", type=int, default=8, help="concurrent gRPC sessions")
     p.add_argument("--torch-threads", type=int, default=1, help="torch threads per call")
+    p.add_argument("--device", default="cpu", help="torch device of the models (cpu, cuda, cuda:1)")
+    p.add_argument(
+        "--accel",
+        choices=["eager", "compile", "tensorrt"],
+        default="eager",
+        help="LM/LocDiT acceleration; compile and tensorrt compile at start-up (see README)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="skip loading the model at start")
     p.set_defaults(run=run_serve)
 
@@ -133,7 +140,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise InputError(f"--hrtf must be NAME=EXISTING_SOFA_FILE, got {item!r}")
         hrtfs[name] = path
     torch.set_num_threads(max(1, args.torch_threads))
-    registry = ModelRegistry(models, default)
+    registry = ModelRegistry(models, default, device=args.device, accel=args.accel)
     metrics = Metrics()
     if not args.no_warmup:
         seconds = registry.warm_up()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
+from swansphere.device import torch_device
 from swansphere.errors import InputError
 from swansphere.models.bundle import Bundle, load_bundle, resolve_bundle_spec
 from swansphere.models.direction import DirectionTracker, VideoDirectionCue
@@ -154,7 +155,7 @@ class GeneratorRuntime:
                 f"{patch_seconds:.4f} s"
             )
         self.name = name
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.vae = vae.to(self.device).eval()
         self.svac = svac.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
@@ -338,6 +339,37 @@ class GeneratorRuntime:
         """A new stream; with ``batcher`` (a :class:`SessionBatcher` of this runtime) its
         patches are sampled in batches with the other sessions of that batcher."""
         return GeneratorSession(self, config or SessionConfig(), batcher)
+
+    def warm_up(self) -> float:
+        """Run once what a live stream runs, so that no session pays for lazy set-up
+        (first-call kernels and allocations, the caption cache): one patch of a session
+        with a blank frame. Under ``accel compile`` (and ``tensorrt``, whose LM step is
+        compiled too) it also runs each graph torch.compile specialises, which would
+        otherwise compile (seconds) in the middle of a live stream: the LM step with no
+        caption and with one, on an empty, a growing and a full KV cache (``lm_window``
+        patches, then the trim), and the LocDiT for one session's rows and, where sessions
+        are batched, for two. Returns the seconds taken."""
+        started = time.perf_counter()
+        blank = np.zeros((*self.canvas_size, 3), dtype=np.uint8)
+        session = self.session(SessionConfig(steps=1))
+        try:
+            session.set_panorama(blank, 0.0)
+            session.next_chunk()
+        finally:
+            session.close()
+        if self.accel.mode in ("compile", "tensorrt"):
+            cues = self.frame_cues(self.frame_to_canvas(blank)[None])
+            captions = [self.caption_tokens(None), self.caption_tokens("warm-up caption")]
+            samplers = [PatchSampler(self, SessionConfig(steps=1)) for _ in range(2)]
+            for i in range(self.generator.config.lm_window + 2):
+                text, mask, _ = captions[i % 2]
+                samplers[0].step(cues, text, mask)
+            if batchable(self):
+                text, mask, _ = captions[1]
+                requests = [s.prepare(cues, text, mask) for s in samplers]
+                for sampler, x in zip(samplers, sample_patches(self, requests), strict=True):
+                    sampler.finish(x)
+        return time.perf_counter() - started
 
     def generate(
         self,

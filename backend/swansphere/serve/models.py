@@ -34,15 +34,18 @@ def parse_model_option(text: str) -> tuple[str, str]:
     return name, spec
 
 
-def load_runtime(spec: str, device: str = "cpu"):
-    """Load the runtime of ``spec`` (see the module docstring)."""
+def load_runtime(spec: str, device: str = "cpu", accel: str = "eager"):
+    """Load the runtime of ``spec`` (see the module docstring) on ``device`` with
+    ``accel`` (:mod:`swansphere.generation.accel`)."""
     from swansphere.generation import GeneratorRuntime
 
     if spec.startswith("random:"):
         parts = spec.split(":")
-        seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
-        return GeneratorRuntime.random(parts[1], seed=seed)
-    return GeneratorRuntime.load(spec, device=device)
+        if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()):
+            raise InputError(f"a random model is random:PRESET[:SEED], got {spec!r}")
+        seed = int(parts[2]) if len(parts) == 3 else 0
+        return GeneratorRuntime.random(parts[1], seed=seed, device=device, accel=accel)
+    return GeneratorRuntime.load(spec, device=device, accel=accel)
 
 
 class ModelRegistry:
@@ -59,6 +62,7 @@ class ModelRegistry:
         models: dict[str, str],
         default: str | None = None,
         device: str = "cpu",
+        accel: str = "eager",
         batch_sessions: bool = True,
         batch_window_s: float | None = None,
     ):
@@ -68,7 +72,7 @@ class ModelRegistry:
         self.default = default or next(iter(self.models))
         if self.default not in self.models:
             raise InputError(f"default model {self.default!r} is not among {sorted(self.models)}")
-        self.device = device
+        self.device, self.accel = device, accel
         self.batch_sessions = batch_sessions
         self.batch_window_s = batch_window_s
         self._runtimes: dict[str, object] = {}
@@ -90,7 +94,7 @@ class ModelRegistry:
         with self._lock:
             if name not in self._runtimes:
                 try:
-                    self._runtimes[name] = load_runtime(self.models[name], self.device)
+                    self._runtimes[name] = load_runtime(self.models[name], self.device, self.accel)
                 except InputError as exc:
                     raise ModelNotFoundError(f"model {name!r} cannot be loaded: {exc}") from exc
             return self._runtimes[name]
@@ -118,21 +122,12 @@ class ModelRegistry:
             b.close()
 
     def warm_up(self, name: str = "") -> float:
-        """Load model ``name`` and generate one patch, so the first session does not pay
-        for lazy initialisation (first-call kernels, caption cache). Returns seconds."""
+        """Load model ``name`` and warm it up (:meth:`GeneratorRuntime.warm_up`), so the
+        first session does not pay for lazy initialisation or compilation. Returns seconds."""
         import time
 
-        import numpy as np
-
         started = time.perf_counter()
-        runtime = self.runtime(name)
-        h, w = runtime.canvas_size
-        session = runtime.session()
-        try:
-            session.set_panorama(np.zeros((h, w, 3), dtype=np.uint8), 0.0)
-            session.next_chunk()
-        finally:
-            session.close()
+        self.runtime(name).warm_up()
         return time.perf_counter() - started
 
     def list(self) -> list[ModelInfo]:
