@@ -79,6 +79,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from swansphere.device import torch_device
 from swansphere.errors import InputError
 from swansphere_training import tracking
 from swansphere_training.checkpoint import (
@@ -326,7 +327,7 @@ class DistInfo:
 def select_device(local_rank: int = 0, override: str | None = None) -> torch.device:
     """``override`` when given, else CUDA device ``local_rank`` if CUDA is available, else CPU."""
     if override:
-        return torch.device(override)
+        return torch_device(override)
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
