@@ -80,3 +80,4 @@ def test_bench_stream_reports_latency_and_rtf(capsys):
         p.numel() for p in GeneratorRuntime.random("tiny").generator.parameters()
     )
     assert result["ttfc_ms"] > 0 and 0 < result["rtf"] < 100
+    assert result["accel"] == "eager" and result["warmup_s"] > 0

@@ -58,7 +58,7 @@ def bench_stream(
     sync = torch.cuda.synchronize if runtime.device.type == "cuda" else (lambda: None)
 
     # Warm-up (first-call allocations, compiled graphs) outside the measurements.
-    runtime.warm_up()
+    warmup_s = runtime.warm_up()
     warm = runtime.session(config)
     warm.set_caption("warm-up caption")
     warm.set_panorama(frames[0], 0.0)
@@ -115,6 +115,7 @@ def bench_stream(
         "steps": config.steps or gen.config.steps,
         "guidance": "three-way (3 rows per step)",
         "accel": runtime.accel.mode,
+        "warmup_s": round(warmup_s, 2),  # GeneratorRuntime.warm_up: compiles under accel
         "device": _device_name(runtime.device),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
