@@ -84,3 +84,21 @@ def test_after_warm_up_a_live_stream_compiles_nothing(compiled):
         for sampler, x in zip(samplers, sample_patches(compiled, requests), strict=False):
             sampler.finish(x)
     assert graphs() == before
+
+
+def test_a_machine_that_cannot_compile_falls_back_to_eager(monkeypatch, caplog):
+    from swansphere.generation import accel
+
+    def broken_compile(module, **options):
+        def call(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler found")
+
+        return call
+
+    monkeypatch.setattr(accel.torch, "compile", broken_compile)
+    with caplog.at_level("WARNING"):
+        runtime = small_runtime("compile")
+    assert runtime.accel.mode == "eager"
+    assert any("torch.compile unavailable" in r.message for r in caplog.records)
+    out = runtime.generate(None, None, "rain", 0.4, SessionConfig(steps=2))
+    assert np.isfinite(out).all() and np.abs(out).max() > 0

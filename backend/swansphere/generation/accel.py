@@ -60,18 +60,24 @@ def _weights_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _dit_example(runtime: Any) -> tuple[torch.Tensor, ...]:
+def _dit_example(runtime: Any, expanded: bool = False) -> tuple[torch.Tensor, ...]:
+    """LocDiT velocity inputs of one session's patch: x, tau, h, context keys, values.
+    ``expanded``: the context as the single-session sampler passes it, one row broadcast
+    to the three (a stride-0 view, which torch.compile specialises on)."""
     cfg, dev = runtime.generator.config, runtime.device
     rows, f, d = 3, cfg.patch_frames, cfg.latent_dim  # three guidance rows
     ctx = cfg.context_patches * f
     head_dim = cfg.dit_dim // cfg.dit_heads
-    kv_shape = (cfg.dit_layers, rows, cfg.dit_heads, ctx, head_dim)
+    kv_shape = (cfg.dit_layers, 1 if expanded else rows, cfg.dit_heads, ctx, head_dim)
+    k, v = torch.zeros(kv_shape, device=dev), torch.zeros(kv_shape, device=dev)
+    if expanded:
+        k, v = k.expand(-1, rows, -1, -1, -1), v.expand(-1, rows, -1, -1, -1)
     return (
         torch.zeros(rows, f, d, device=dev),
         torch.zeros(rows, device=dev),
         torch.zeros(rows, cfg.lm_dim, device=dev),
-        torch.zeros(kv_shape, device=dev),
-        torch.zeros(kv_shape, device=dev),
+        k,
+        v,
     )
 
 
@@ -118,12 +124,16 @@ def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
         return Accelerated(torch.compile(lm, dynamic=True), trt_dit, "tensorrt")
     try:
         options = {"mode": "reduce-overhead"} if cuda else {}
-        return Accelerated(
-            torch.compile(lm, dynamic=True), torch.compile(dit, **options), "compile"
-        )
+        compiled_dit = torch.compile(dit, **options)
+        # torch.compile compiles on the first call: make that call here, so that a machine
+        # that cannot compile (no C++ compiler for Inductor's CPU code, no Triton) falls
+        # back now instead of failing inside a session's first patch.
+        with torch.inference_mode():
+            compiled_dit(*_dit_example(runtime, expanded=True))
     except Exception as exc:
-        log.warning("torch.compile unavailable (%s): using eager", exc)
+        log.warning("torch.compile unavailable (%s: %s): using eager", type(exc).__name__, exc)
         return Accelerated(lm, dit, "eager")
+    return Accelerated(torch.compile(lm, dynamic=True), compiled_dit, "compile")
 
 
 __all__ = ["ACCEL_MODES", "Accelerated", "accelerate", "cache_dir"]
