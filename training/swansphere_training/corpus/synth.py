@@ -15,11 +15,12 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+from swansphere.errors import InputError
 from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.io import write_foa
 
@@ -102,6 +103,18 @@ def activity_envelope(
         return rms
     db = 20 * np.log10(np.maximum(rms / peak, 1e-6))
     return np.clip(1.0 + db / ACTIVITY_RANGE_DB, 0.0, 1.0)
+
+
+def activity_power(activity: Any, reference: str = "peak") -> np.ndarray:
+    """The pulse of :func:`activity_envelope` (values in [0, 1]) back as a power per frame
+    (float64): relative to the source's loudest frame ("peak": 1 there, 10^-3 at rest),
+    or to its mean over the clip ("mean": what each frame delivers against the average)."""
+    power = 10.0 ** ((np.asarray(activity, dtype=np.float64) - 1.0) * ACTIVITY_RANGE_DB / 10.0)
+    if reference == "mean":
+        return power / max(float(power.mean()), 1e-30)
+    if reference != "peak":
+        raise InputError(f"a pulse's power is relative to 'peak' or 'mean', got {reference!r}")
+    return power
 
 
 def decoy_activity(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:

@@ -178,14 +178,15 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
 
     Every object o delivers, at video frame i, p_o * r_o(i) / d_o(i)^2 from its direction
     u_o(i); the oracle is the direction of the sum of those vectors. r_o is its pulse as a
-    relative power, 10^((a_o(i) - 1) * ACTIVITY_RANGE_DB / 10), divided by its mean over the
-    clip. p_o by ``knowledge``: "signal", the sounding sources with 10^((level_db +
-    power_db) / 10); "video", the sounding sources with their class's typical power
+    power relative to its mean over the clip
+    (:func:`~swansphere_training.corpus.synth.activity_power`, "mean"). p_o by
+    ``knowledge``: "signal", the sounding sources with 10^((level_db + power_db) / 10);
+    "video", the sounding sources with their class's typical power
     (:func:`~swansphere_training.corpus.sources.typical_power_db`); "visible", that for the
     distractors as well, static where they stand.
     """
     from ..corpus.sources import typical_power_db
-    from ..corpus.synth import ACTIVITY_RANGE_DB
+    from ..corpus.synth import activity_power
 
     if knowledge not in ("signal", "video", "visible"):
         raise InputError(f"unknown oracle knowledge {knowledge!r}: signal, video or visible")
@@ -219,8 +220,7 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
             objects.append((pulse, positions, power_db))
     total = np.zeros(3)
     for pulse, positions, power_db in objects:
-        relative = 10.0 ** ((np.asarray(pulse, dtype=np.float64) - 1.0) * ACTIVITY_RANGE_DB / 10.0)
-        relative = relative / max(float(relative.mean()), 1e-30)
+        relative = activity_power(pulse, "mean")
         distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
         weights = 10.0 ** (power_db / 10.0) * relative / distance**2
         total += (weights[:, None] * positions / distance[:, None]).sum(axis=0)

@@ -150,7 +150,7 @@ def source_cell_targets(
         raise InputError(
             f"pulse_reference must be one of {CELL_PULSE_REFERENCES}, got {pulse_reference!r}"
         )
-    from ..corpus.synth import ACTIVITY_RANGE_DB
+    from ..corpus.synth import activity_power
     from ..evaluation.generator import trajectory_positions
 
     out = np.zeros((n_patches, len(directions)), dtype=np.float32)
@@ -166,10 +166,7 @@ def source_cell_targets(
         if pulse is None or "distance_m" not in track or "power_db" not in source:
             return out
         frame = np.clip(np.round(times * float(fps)).astype(int), 0, len(pulse) - 1)
-        power_track = 10.0 ** ((np.asarray(pulse, dtype=np.float64) - 1.0) * ACTIVITY_RANGE_DB / 10)
-        if pulse_reference == "mean":
-            power_track = power_track / max(float(power_track.mean()), 1e-30)
-        relative = power_track[frame]
+        relative = activity_power(pulse, pulse_reference)[frame]
         positions = trajectory_positions(track, times)
         distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
         power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
