@@ -14,6 +14,7 @@ from swansphere.foa.doa import clip_direction
 from swansphere.foa.rotation import ypr_to_quat
 from swansphere.serve._generated import swansphere_pb2 as pb
 from swansphere.serve.client import Client, chunk_array, encode_jpeg, frame_message, quaternion
+from swansphere.serve.live import TTFC_STAGES
 
 MODEL = "tiny-random"
 SEED = 2
@@ -121,6 +122,13 @@ def test_audio_metadata_and_stats(client, make_panorama):
     assert seqs == list(range(len(seqs))) and offsets == [512 * s for s in seqs]
     assert len(seqs) * 512 >= 44100  # one second of audio
     assert stats.ttfc_ms > 0 and stats.rtf > 0 and stats.frames_received == 1
+    # Where the first chunk's time went: the stages sum to ttfc_ms, in order, none
+    # negative, and the first patch holds its own parts (LM, LocDiT, VAE decode).
+    split = dict(stats.ttfc_split_ms)
+    assert sum(split[s] for s in TTFC_STAGES) == pytest.approx(stats.ttfc_ms, abs=1e-6)
+    assert all(split[s] >= 0 for s in TTFC_STAGES)
+    parts = [split[f"generate_{k}"] for k in ("lm", "dit", "decode")]
+    assert all(p > 0 for p in parts) and sum(parts) <= split["generate"]
 
 
 def _status(stream):

@@ -15,6 +15,9 @@ def test_text_format_and_http_endpoint():
     assert 'swansphere_ttfc_seconds_bucket{le="0.15"} 1' in text
     assert 'swansphere_ttfc_seconds_bucket{le="+Inf"} 2' in text
     assert "swansphere_ttfc_seconds_count 2" in text
+    count, total = m.histogram("swansphere_ttfc_seconds")
+    assert count == 2 and abs(total - 0.42) < 1e-12
+    assert m.histogram("swansphere_never_observed_seconds") == (0, 0.0)
     http = serve_metrics(m, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{http.server_address[1]}/metrics"

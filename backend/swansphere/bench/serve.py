@@ -4,6 +4,10 @@
   ``trials`` fresh sessions; real-time pacing, binaural 48 kHz, 1024-sample chunks). Each
   trial starts on an idle server: TRIAL_GAP_S after the previous trial's client left, so
   the patch that session still had in flight (about 0.1 s) is not measured as load.
+- ttfc_split_ms: where those trials' time went, means over the trials (ms): the server's
+  stages from the frame's arrival (:attr:`LiveSession.ttfc_split_ms`: wait,
+  conditioning, generate, handoff, render) and ``client``, the rest of the client's time
+  (stream and session set-up, transport both ways, protobuf).
 - rtf: generation time / audio time of one session (server-side, as-fast pacing).
 - ingest_p50_ms / ingest_p99_ms: server-side per-frame handling (protobuf already
   parsed by gRPC -> decoded, header-probed, stored) of ~100 KB equirectangular JPEGs sent
@@ -75,6 +79,19 @@ def _first_chunk_ms(client, config, jpeg: bytes) -> float:
     raise RuntimeError("session ended without audio")
 
 
+def _mean_stages(metrics, before: dict[str, tuple[int, float]]) -> dict[str, float]:
+    """Mean ms per session of each first-chunk stage observed since ``before`` (the
+    histograms' (count, sum) then)."""
+    from swansphere.serve.live import TTFC_STAGES, ttfc_stage_metric
+
+    out = {}
+    for stage in TTFC_STAGES:
+        count, total = metrics.histogram(ttfc_stage_metric(stage))
+        n = count - before[stage][0]
+        out[stage] = 1e3 * (total - before[stage][1]) / n if n else 0.0
+    return out
+
+
 def _live_session(client, config, jpeg: bytes, seconds: float, fps: float = 60.0) -> dict:
     """Stream frames at ``fps`` until the server finishes ``seconds`` of audio; returns the
     final stats event as a dict (plus the chunk count)."""
@@ -126,6 +143,8 @@ def bench_serve(
     from swansphere.serve._generated import swansphere_pb2 as pb
     from swansphere.serve.client import Client
     from swansphere.serve.grpc_service import ServeOptions, start_server
+    from swansphere.serve.live import TTFC_STAGES, ttfc_stage_metric
+    from swansphere.serve.metrics import Metrics
     from swansphere.serve.models import ModelRegistry
 
     torch.set_num_threads(torch_threads)
@@ -142,8 +161,12 @@ def bench_serve(
     )
     warm_s = registry.warm_up()
     build_decoder("binaural", 48000)
+    metrics = Metrics()
     server = start_server(
-        registry, "127.0.0.1:0", options=ServeOptions(max_sessions=max_sessions + 2)
+        registry,
+        "127.0.0.1:0",
+        metrics=metrics,
+        options=ServeOptions(max_sessions=max_sessions + 2),
     )
     client = Client(f"127.0.0.1:{server.port}")
     jpeg = _jpeg_100kb()
@@ -154,10 +177,14 @@ def bench_serve(
     try:
         # Warm the whole path once (first decode of a 100 KB JPEG, gRPC channel).
         _first_chunk_ms(client, realtime, jpeg)
+        before = {stage: metrics.histogram(ttfc_stage_metric(stage)) for stage in TTFC_STAGES}
         ttfc = []
         for _ in range(trials):
             time.sleep(TRIAL_GAP_S)
             ttfc.append(_first_chunk_ms(client, realtime, jpeg))
+        # A trial's server side is observed before its client gets the block.
+        split = _mean_stages(metrics, before)
+        split["client"] = statistics.fmean(ttfc) - sum(split.values())
 
         fast = pb.SessionConfig(**base, duration_s=seconds, pacing=pb.PACING_AS_FAST_AS_POSSIBLE)
         rtf_stats = _live_session(client, fast, jpeg, seconds)
@@ -213,6 +240,7 @@ def bench_serve(
         "warmup_s": round(warm_s, 2),
         "ttfc_ms": round(statistics.median(ttfc), 1),
         "ttfc_ms_trials": [round(t, 1) for t in ttfc],
+        "ttfc_split_ms": {k: round(v, 1) for k, v in split.items()},
         "rtf": round(float(rtf_stats.get("rtf", 0.0)), 3),
         "ingest_p50_ms": round(float(one.get("ingest_p50_ms", 0.0)), 3),
         "ingest_p99_ms": round(float(one.get("ingest_p99_ms", 0.0)), 3),

@@ -63,6 +63,13 @@ log = logging.getLogger(__name__)
 _FINISHED = object()
 MAX_PENDING_NOTICES = 256
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
+#: The first chunk's stages, in order (Stats.ttfc_split_ms, which they sum to ttfc_ms).
+TTFC_STAGES = ("wait", "conditioning", "generate", "handoff", "render")
+
+
+def ttfc_stage_metric(stage: str) -> str:
+    """The histogram (seconds) of one :data:`TTFC_STAGES` stage."""
+    return f"swansphere_ttfc_{stage}_seconds"
 
 
 class _Failure:
@@ -140,6 +147,11 @@ class LiveSession:
         self._created = clock()
         self._first_input: float | None = clock() if spec.caption else None
         self.ttfc_s: float | None = None
+        # Where the first chunk's time went (Stats.ttfc_split_ms): the clock() marks the
+        # generation thread leaves for the writer, then the split the writer computes.
+        self._first_patch: dict[str, float] | None = None
+        self._first_taken: float | None = None
+        self.ttfc_split_ms: dict[str, float] = {}
         self.generated_s = 0.0
         self.generation_time_s = 0.0
         self.counts = dict.fromkeys(
@@ -346,7 +358,9 @@ class LiveSession:
                         self._wake.wait(0.1)
                 if self._stop.is_set():
                     break
+                woke = self.clock()
                 self._apply_inputs()
+                applied = self.clock()
                 if self.gen.finished or (self._end and not self._has_input):
                     self._put(_FINISHED)
                     break
@@ -367,6 +381,17 @@ class LiveSession:
                 if chunk is None:
                     self._put(_FINISHED)
                     break
+                if self._first_patch is None:
+                    parts = self.gen.stats
+                    self._first_patch = {
+                        "woke": woke,
+                        "applied": applied,
+                        "generated": self.clock(),
+                        **{
+                            f"generate_{k}": parts.get(f"{k}_ms", 0.0)
+                            for k in ("video", "lm", "dit", "decode")
+                        },
+                    }
                 if self.spec.duration_s is not None:
                     left = round((self.spec.duration_s - self.generated_s) * self.gen.sample_rate)
                     chunk = chunk[:, : max(0, left)]
@@ -462,6 +487,8 @@ class LiveSession:
                 elif isinstance(item, _Failure):
                     raise item.exc
                 else:
+                    if self._first_taken is None:
+                        self._first_taken = self.clock()
                     self.renderer.push(item)
                 continue
             if realtime:
@@ -486,8 +513,11 @@ class LiveSession:
                 self.renderer.set_head(head)
             pcm = self.renderer.render()
             if self.ttfc_s is None:
-                self.ttfc_s = self.clock() - (self._first_input or self._created)
+                rendered = self.clock()
+                start = self._first_input or self._created
+                self.ttfc_s = rendered - start
                 self.metrics.observe("swansphere_ttfc_seconds", self.ttfc_s, "first frame to audio")
+                self._split_first_chunk(start, rendered)
             handed = self.clock()
             self.blocked_since = handed
             yield AudioBlock(sequence, offset, pcm)
@@ -518,11 +548,28 @@ class LiveSession:
                 )
         yield from self._drain()
 
+    def _split_first_chunk(self, start: float, rendered: float) -> None:
+        """Fill :attr:`ttfc_split_ms` (Stats.ttfc_split_ms: stages that sum to ttfc_ms, and
+        the parts of "generate") and observe each stage in a ``swansphere_ttfc_*_seconds``
+        histogram. ``start``: the first input's clock(); ``rendered``: the first block's."""
+        marks, taken = self._first_patch, self._first_taken
+        if marks is None or taken is None:  # e.g. a chunk cut to nothing: nothing to split
+            return
+        edges = (start, marks["woke"], marks["applied"], marks["generated"], taken, rendered)
+        stages = {name: edges[i + 1] - edges[i] for i, name in enumerate(TTFC_STAGES)}
+        for name, seconds in stages.items():
+            self.metrics.observe(ttfc_stage_metric(name), seconds, f"first chunk: {name} stage")
+        self.ttfc_split_ms = {
+            **{name: 1e3 * seconds for name, seconds in stages.items()},
+            **{k: v for k, v in marks.items() if k.startswith("generate_")},
+        }
+
     # --- stats and teardown ---------------------------------------------------------------
 
     def stats(self) -> dict:
         return {
             "ttfc_ms": 1e3 * self.ttfc_s if self.ttfc_s is not None else 0.0,
+            "ttfc_split_ms": dict(self.ttfc_split_ms),
             "rtf": self.rtf,
             "queue_depth": self._queue.qsize(),
             **self.counts,

@@ -57,6 +57,14 @@ class Metrics:
                 return self._hist[name][2][1]
             return self._values.get(name, 0.0)
 
+    def histogram(self, name: str) -> tuple[int, float]:
+        """(count, sum) of histogram ``name`` so far; (0, 0.0) before its first value."""
+        with self._lock:
+            if name not in self._hist:
+                return 0, 0.0
+            total, count = self._hist[name][2]
+            return int(count), total
+
     def render(self) -> str:
         lines = []
         with self._lock:

@@ -240,7 +240,14 @@ class AudioChunk(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., sample_offset: _Optional[int] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., layout: _Optional[_Iterable[str]] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., sample_format: _Optional[_Union[SampleFormat, str]] = ..., frames: _Optional[int] = ..., pcm: _Optional[bytes] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("ttfc_ms", "rtf", "queue_depth", "frames_received", "frames_superseded", "frames_rejected", "underruns", "chunks_sent", "chunks_dropped", "audio_s", "ingest_p50_ms", "ingest_p99_ms")
+    __slots__ = ("ttfc_ms", "rtf", "queue_depth", "frames_received", "frames_superseded", "frames_rejected", "underruns", "chunks_sent", "chunks_dropped", "audio_s", "ingest_p50_ms", "ingest_p99_ms", "ttfc_split_ms")
+    class TtfcSplitMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     TTFC_MS_FIELD_NUMBER: _ClassVar[int]
     RTF_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +260,7 @@ class Stats(_message.Message):
     AUDIO_S_FIELD_NUMBER: _ClassVar[int]
     INGEST_P50_MS_FIELD_NUMBER: _ClassVar[int]
     INGEST_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    TTFC_SPLIT_MS_FIELD_NUMBER: _ClassVar[int]
     ttfc_ms: float
     rtf: float
     queue_depth: int
@@ -265,7 +273,8 @@ class Stats(_message.Message):
     audio_s: float
     ingest_p50_ms: float
     ingest_p99_ms: float
-    def __init__(self, ttfc_ms: _Optional[float] = ..., rtf: _Optional[float] = ..., queue_depth: _Optional[int] = ..., frames_received: _Optional[int] = ..., frames_superseded: _Optional[int] = ..., frames_rejected: _Optional[int] = ..., underruns: _Optional[int] = ..., chunks_sent: _Optional[int] = ..., chunks_dropped: _Optional[int] = ..., audio_s: _Optional[float] = ..., ingest_p50_ms: _Optional[float] = ..., ingest_p99_ms: _Optional[float] = ...) -> None: ...
+    ttfc_split_ms: _containers.ScalarMap[str, float]
+    def __init__(self, ttfc_ms: _Optional[float] = ..., rtf: _Optional[float] = ..., queue_depth: _Optional[int] = ..., frames_received: _Optional[int] = ..., frames_superseded: _Optional[int] = ..., frames_rejected: _Optional[int] = ..., underruns: _Optional[int] = ..., chunks_sent: _Optional[int] = ..., chunks_dropped: _Optional[int] = ..., audio_s: _Optional[float] = ..., ingest_p50_ms: _Optional[float] = ..., ingest_p99_ms: _Optional[float] = ..., ttfc_split_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("level", "code", "message", "sequence", "stats")
