@@ -20,4 +20,5 @@ def test_bench_serve_reports_where_the_first_chunk_went():
     assert split["generate"] > 0
     mean_trial = sum(result["ttfc_ms_trials"]) / 2
     assert sum(split.values()) == pytest.approx(mean_trial, abs=0.5)
+    assert 0 < result["session_open_ms"] < mean_trial
     assert result["sessions_left_open"] == 0 and result["rtf"] > 0

@@ -8,6 +8,9 @@
   stages from the frame's arrival (:attr:`LiveSession.ttfc_split_ms`: wait,
   conditioning, generate, handoff, render) and ``client``, the rest of the client's time
   (stream and session set-up, transport both ways, protobuf).
+- session_open_ms: the mean over those trials of the time from opening the stream to the
+  server's SessionStarted (config checked, session created, one trip back); the frame
+  sent right after the config waits for it at the server, so it is part of ``client``.
 - rtf: generation time / audio time of one session (server-side, as-fast pacing).
 - ingest_p50_ms / ingest_p99_ms: server-side per-frame handling (protobuf already
   parsed by gRPC -> decoded, header-probed, stored) of ~100 KB equirectangular JPEGs sent
@@ -64,7 +67,9 @@ def _jpeg_100kb() -> bytes:
 TRIAL_GAP_S = 0.5  # between TTFC trials: longer than a closed session's last patch
 
 
-def _first_chunk_ms(client, config, jpeg: bytes) -> float:
+def _first_chunk_ms(client, config, jpeg: bytes, opened: list[float] | None = None) -> float:
+    """ms from opening a session (and sending one frame) to its first audio chunk;
+    ``opened`` gets the ms until its SessionStarted arrived."""
     from swansphere.serve.client import frame_message
 
     started = time.perf_counter()
@@ -72,7 +77,10 @@ def _first_chunk_ms(client, config, jpeg: bytes) -> float:
     stream.send(frame_message(0, 0.0, jpeg))
     try:
         for m in stream:
-            if m.WhichOneof("message") == "audio":
+            kind = m.WhichOneof("message")
+            if kind == "started" and opened is not None:
+                opened.append(1e3 * (time.perf_counter() - started))
+            if kind == "audio":
                 return 1e3 * (time.perf_counter() - started)
     finally:
         stream.close()
@@ -178,10 +186,10 @@ def bench_serve(
         # Warm the whole path once (first decode of a 100 KB JPEG, gRPC channel).
         _first_chunk_ms(client, realtime, jpeg)
         before = {stage: metrics.histogram(ttfc_stage_metric(stage)) for stage in TTFC_STAGES}
-        ttfc = []
+        ttfc, opened = [], []
         for _ in range(trials):
             time.sleep(TRIAL_GAP_S)
-            ttfc.append(_first_chunk_ms(client, realtime, jpeg))
+            ttfc.append(_first_chunk_ms(client, realtime, jpeg, opened))
         # A trial's server side is observed before its client gets the block.
         split = _mean_stages(metrics, before)
         split["client"] = statistics.fmean(ttfc) - sum(split.values())
@@ -241,6 +249,7 @@ def bench_serve(
         "ttfc_ms": round(statistics.median(ttfc), 1),
         "ttfc_ms_trials": [round(t, 1) for t in ttfc],
         "ttfc_split_ms": {k: round(v, 1) for k, v in split.items()},
+        "session_open_ms": round(statistics.fmean(opened), 1),
         "rtf": round(float(rtf_stats.get("rtf", 0.0)), 3),
         "ingest_p50_ms": round(float(one.get("ingest_p50_ms", 0.0)), 3),
         "ingest_p99_ms": round(float(one.get("ingest_p99_ms", 0.0)), 3),
