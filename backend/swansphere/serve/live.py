@@ -65,10 +65,13 @@ MAX_PENDING_NOTICES = 256
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
 #: The first chunk's stages, in order (Stats.ttfc_split_ms, which they sum to ttfc_ms).
 TTFC_STAGES = ("wait", "conditioning", "generate", "handoff", "render")
+#: The parts of its "generate" stage (the rest of it is the session's own bookkeeping).
+TTFC_GENERATE_PARTS = ("generate_video", "generate_lm", "generate_dit", "generate_decode")
 
 
 def ttfc_stage_metric(stage: str) -> str:
-    """The histogram (seconds) of one :data:`TTFC_STAGES` stage."""
+    """The histogram (seconds) of one :data:`TTFC_STAGES` stage or
+    :data:`TTFC_GENERATE_PARTS` part."""
     return f"swansphere_ttfc_{stage}_seconds"
 
 
@@ -388,8 +391,8 @@ class LiveSession:
                         "applied": applied,
                         "generated": self.clock(),
                         **{
-                            f"generate_{k}": parts.get(f"{k}_ms", 0.0)
-                            for k in ("video", "lm", "dit", "decode")
+                            part: 1e-3 * parts.get(part.removeprefix("generate_") + "_ms", 0.0)
+                            for part in TTFC_GENERATE_PARTS
                         },
                     }
                 if self.spec.duration_s is not None:
@@ -556,13 +559,11 @@ class LiveSession:
         if marks is None or taken is None:  # e.g. a chunk cut to nothing: nothing to split
             return
         edges = (start, marks["woke"], marks["applied"], marks["generated"], taken, rendered)
-        stages = {name: edges[i + 1] - edges[i] for i, name in enumerate(TTFC_STAGES)}
-        for name, seconds in stages.items():
-            self.metrics.observe(ttfc_stage_metric(name), seconds, f"first chunk: {name} stage")
-        self.ttfc_split_ms = {
-            **{name: 1e3 * seconds for name, seconds in stages.items()},
-            **{k: v for k, v in marks.items() if k.startswith("generate_")},
-        }
+        split = {name: edges[i + 1] - edges[i] for i, name in enumerate(TTFC_STAGES)}
+        split.update({part: marks[part] for part in TTFC_GENERATE_PARTS})
+        for name, seconds in split.items():
+            self.metrics.observe(ttfc_stage_metric(name), seconds, f"first chunk: {name}")
+        self.ttfc_split_ms = {name: 1e3 * seconds for name, seconds in split.items()}
 
     # --- stats and teardown ---------------------------------------------------------------
 
