@@ -5,7 +5,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-APT_PACKAGES := libmysofa1 liblo-tools g++
+# Debian packages: the measured HRTF (libmysofa1), a real OSC peer for tests (liblo-tools),
+# g++ (torch.compile's Inductor), and what tests/bridges builds the bridges with: mono-mcs
+# (Unity's C# core), lua5.4 + lua-socket (REAPER), grpc++ and protoc (Unreal's C++ session).
+APT_PACKAGES := libmysofa1 liblo-tools g++ mono-mcs lua5.4 lua-socket \
+  pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -13,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
