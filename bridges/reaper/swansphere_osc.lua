@@ -143,6 +143,26 @@ function osc.reply_to(host, port)
   return osc.encode("/swansphere/return", "si", host, port)
 end
 
+-- REAPER settings -------------------------------------------------------------------
+
+--- Inside REAPER: the actions' settings from ExtState section "SwanSphere" (host, port,
+--- reply_port, and the last format and prompt), with the defaults filled in.
+function osc.reaper_settings()
+  local function get(key, default)
+    local value = reaper.GetExtState("SwanSphere", key)
+    return value ~= "" and value or default
+  end
+  local settings = { host = get("host", "127.0.0.1"), format = get("format", "binaural"), prompt = get("prompt", "") }
+  for key, default in pairs({ port = "9000", reply_port = "9001" }) do
+    local text = get(key, default)
+    settings[key] = math.tointeger(tonumber(text))
+    if not settings[key] or settings[key] < 1 or settings[key] > 65535 then
+      error("ExtState SwanSphere/" .. key .. " must be a port number 1..65535, got '" .. text .. "'", 2)
+    end
+  end
+  return settings
+end
+
 -- UDP link (LuaSocket) -----------------------------------------------------------------
 
 local Link = {}

@@ -36,7 +36,11 @@ reaper = {
     return true, os.getenv("USER_INPUT") or defaults
   end,
   ShowConsoleMsg = function(message) print("CONSOLE " .. escape(message)) end,
-  ShowMessageBox = function(message, _, _) print("MESSAGEBOX " .. message); return 1 end,
+  ShowMessageBox = function(message, title, kind)
+    assert(type(message) == "string" and title == "SwanSphere" and kind == 0, "bad ShowMessageBox call")
+    print("MESSAGEBOX " .. message)
+    return 1
+  end,
   InsertMedia = function(path, mode) print("INSERT " .. mode .. " " .. path); return 1 end,
   Undo_BeginBlock = function() end,
   Undo_EndBlock = function(_, _) end,

@@ -259,3 +259,8 @@ def test_reaper_action_reports_a_bad_format(controller):
     assert any("unknown format 9.1" in line for line in lines if line.startswith("MESSAGEBOX")), (
         lines
     )
+
+
+def test_reaper_action_reports_bad_settings(controller):
+    lines = _action(controller, "SwanSphere - Stop and import.lua", SWANSPHERE_PORT="abc")
+    assert "MESSAGEBOX ExtState SwanSphere/port must be a port number 1..65535, got 'abc'" in lines

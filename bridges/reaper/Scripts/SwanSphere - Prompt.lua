@@ -9,14 +9,12 @@
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])")
 local osc = dofile(dir .. "../swansphere_osc.lua")
 
-local function setting(key, default)
-  local value = reaper.GetExtState("SwanSphere", key)
-  return value ~= "" and value or default
+local loaded, settings = pcall(osc.reaper_settings)
+if not loaded then
+  reaper.ShowMessageBox((tostring(settings):gsub("^.-:%d+: ", "")), "SwanSphere", 0)
+  return
 end
-
-local host = setting("host", "127.0.0.1")
-local port = math.tointeger(tonumber(setting("port", "9000")))
-local reply_port = math.tointeger(tonumber(setting("reply_port", "9001")))
+local host, port, reply_port = settings.host, settings.port, settings.reply_port
 
 local default_prompt = ""
 local item = reaper.GetSelectedMediaItem(0, 0)
@@ -24,12 +22,12 @@ if item then
   local _, notes = reaper.GetSetMediaItemInfo_String(item, "P_NOTES", "", false)
   default_prompt = notes:gsub("[\r\n]+", " ")
 end
-if default_prompt == "" then default_prompt = reaper.GetExtState("SwanSphere", "prompt") end
+if default_prompt == "" then default_prompt = settings.prompt end
 
 local ok, values = reaper.GetUserInputs(
   "SwanSphere", 2,
   "Prompt:,Format (binaural foa stereo 5.1 7.1.4):,extrawidth=420,separator=\n",
-  default_prompt .. "\n" .. setting("format", "binaural"))
+  default_prompt .. "\n" .. settings.format)
 if not ok then return end
 local prompt, format = values:match("^(.-)\n(.*)$")
 
@@ -54,7 +52,7 @@ end
 
 local sent, result = pcall(run)
 if not sent then
-  reaper.ShowMessageBox(tostring(result):gsub("^.-:%d+: ", ""), "SwanSphere", 0)
+  reaper.ShowMessageBox((tostring(result):gsub("^.-:%d+: ", "")), "SwanSphere", 0)
   return
 end
 reaper.SetExtState("SwanSphere", "prompt", prompt, true)

@@ -6,14 +6,10 @@
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])")
 local osc = dofile(dir .. "../swansphere_osc.lua")
 
-local function setting(key, default)
-  local value = reaper.GetExtState("SwanSphere", key)
-  return value ~= "" and value or default
-end
-
 local function run()
-  local reply_port = math.tointeger(tonumber(setting("reply_port", "9001")))
-  local link = osc.connect(setting("host", "127.0.0.1"), math.tointeger(tonumber(setting("port", "9000"))), reply_port)
+  local settings = osc.reaper_settings()
+  local reply_port = settings.reply_port
+  local link = osc.connect(settings.host, settings.port, reply_port)
   link:send(osc.reply_to("127.0.0.1", reply_port))
   link:receive(1.0)
   link:send(osc.stop())
@@ -30,7 +26,7 @@ end
 
 local ok, path, status = pcall(run)
 if not ok then
-  reaper.ShowMessageBox(tostring(path):gsub("^.-:%d+: ", ""), "SwanSphere", 0)
+  reaper.ShowMessageBox((tostring(path):gsub("^.-:%d+: ", "")), "SwanSphere", 0)
   return
 end
 reaper.ShowConsoleMsg("SwanSphere: " .. tostring(status or "no reply") .. "\n")
