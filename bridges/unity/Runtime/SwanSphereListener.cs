@@ -58,6 +58,7 @@ namespace SwanSphere.Bridge.Unity
         private ulong _sequence;
         private float _startTime, _nextFrameTime;
         private string _sentCaption;
+        private WireQuaternionMessage _sentHead;
         private bool _readbackPending;
         private RenderTexture _cube, _image;
 
@@ -116,12 +117,14 @@ namespace SwanSphere.Bridge.Unity
         private void Update()
         {
             if (_call == null) return;
-            var frame = new Frame
+            var frame = new Frame { CaptureTimeS = Time.realtimeSinceStartup - _startTime };
+            WireQuaternionMessage head = HeadOrientation();
+            // about 0.1 degree: finer turns are inaudible and not worth a message per frame
+            if (_sentHead == null || Math.Abs(Dot(head, _sentHead)) < 0.999999)
             {
-                Sequence = ++_sequence,
-                CaptureTimeS = Time.realtimeSinceStartup - _startTime,
-                Head = HeadOrientation(),
-            };
+                frame.Head = head;
+                _sentHead = head;
+            }
             if ((caption ?? "") != _sentCaption)
             {
                 frame.Caption = new CaptionUpdate { Text = caption ?? "" };
@@ -129,10 +132,10 @@ namespace SwanSphere.Bridge.Unity
             }
             if (Time.realtimeSinceStartup >= _nextFrameTime && !_readbackPending)
             {
-                _nextFrameTime += 1f / framesPerSecond;
+                _nextFrameTime = Math.Max(_nextFrameTime + 1f / framesPerSecond, Time.realtimeSinceStartup);
                 CaptureFrame(); // sends its own Frame when the GPU readback lands
             }
-            Post(frame);
+            if (frame.Head != null || frame.Caption != null) Post(frame);
         }
 
         private void Post(ClientMessage message)
@@ -142,7 +145,13 @@ namespace SwanSphere.Bridge.Unity
 
         private void Post(Frame frame)
         {
+            frame.Sequence = ++_sequence; // strictly increasing in the order frames are queued
             Post(new ClientMessage { Frame = frame });
+        }
+
+        private static double Dot(WireQuaternionMessage a, WireQuaternionMessage b)
+        {
+            return a.W * b.W + a.X * b.X + a.Y * b.Y + a.Z * b.Z;
         }
 
         /// <summary>The listener's head on the wire axes (x front, y left, z up).</summary>
@@ -196,7 +205,7 @@ namespace SwanSphere.Bridge.Unity
                 _readbackPending = false;
                 if (request.hasError || _call == null) return;
                 camera.Image = new Image { Raw = new RawImage { Width = (uint)width, Height = (uint)height, Rgb = ByteString.CopyFrom(ToRgbTopDown(request.GetData<byte>(), width, height)) } };
-                Post(new Frame { Sequence = ++_sequence, CaptureTimeS = captured, Camera = camera });
+                Post(new Frame { CaptureTimeS = captured, Camera = camera });
             });
         }
 
