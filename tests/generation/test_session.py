@@ -197,12 +197,19 @@ def test_accel_fallbacks_are_logged_and_eager(runtime, caplog):
         accelerate(runtime, "turbo")
 
 
-def test_end_video_keeps_an_earlier_duration(runtime, frames):
-    s = runtime.session(SessionConfig(steps=2, duration_s=0.3))
+@pytest.mark.parametrize("duration_s", [0.3, 1.7])
+def test_a_requested_duration_outlasts_the_end_of_video(runtime, frames, duration_s):
+    """duration_s is the session's length either side of the video's end (1.25 s here),
+    the last frame holding after it, as offline generation does."""
+    config = SessionConfig(steps=2, duration_s=duration_s)
+    s = runtime.session(config)
     for i, frame in enumerate(frames):
         s.set_panorama(frame, i / 4.0)
-    s.end_video()  # the video runs to 1.25 s; the session asked for 0.3 s
-    assert stream(s).shape[1] == round(0.3 * runtime.sample_rate)
+    s.end_video()
+    streamed = stream(s)
+    assert streamed.shape[1] == round(duration_s * runtime.sample_rate)
+    offline = runtime.generate(frames, 4.0, None, config=config)
+    np.testing.assert_allclose(streamed, offline, atol=1e-5)
 
 
 @contextmanager

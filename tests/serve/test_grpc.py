@@ -109,6 +109,7 @@ def test_audio_metadata_and_stats(client, make_panorama):
     config.sample_format = pb.SAMPLE_FORMAT_INT16
     stream = client.open(config)
     stream.send(frame_message(0, 0.0, make_panorama(128)))
+    stream.end_video()  # a still: the frame holds for the requested second
     offsets, seqs = [], []
     for m in stream:
         if m.WhichOneof("message") == "audio":
@@ -135,6 +136,37 @@ def _status(stream):
     with pytest.raises(grpc.RpcError) as info:
         _drain(stream)
     return info.value.code(), info.value.details()
+
+
+@pytest.mark.parametrize(("fps", "n", "finish"), [(12.0, 18, "end"), (600.0, 200, "half-close")])
+def test_as_fast_as_possible_streams_what_generate_makes(client, make_panorama, fps, n, finish):
+    """As fast as possible, the client's frames are the clock: sent all at once (at 600
+    fps, more frames per patch than the server holds, so ingest waits), the stream equals
+    the Generate call for the same frames: images, a caption change and head turns at
+    their capture times; it ends one frame interval after the last frame."""
+    messages = [
+        frame_message(
+            i, i / fps, encode_jpeg(make_panorama(128, azimuth_deg=300.0 * i / n)),
+            head=ypr_to_quat(90.0 * i / n, 0, 0),
+            caption="rain on a tin roof" if i == n // 2 else None,
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    config = _config(seed=SEED, format=pb.OUTPUT_FORMAT_FOA)
+    config.ClearField("duration_s")
+    stream = client.open(config, timeout=120)
+    for m in messages:
+        stream.send(m)
+    stream.end_video() if finish == "end" else stream.half_close()
+    audio, events, _ = _drain(stream)
+    stats = next(e.stats for e in events if e.message == "finished")
+    request = pb.GenerateRequest(config=config, frames=[m.frame for m in messages])
+    request.duration_s = n / fps
+    expected = chunk_array(client.generate(request).audio)
+    assert expected.shape[1] == round(n / fps * 48000)
+    assert audio.shape[1] == -(-expected.shape[1] // 1024) * 1024  # the last chunk: filled out
+    np.testing.assert_allclose(audio[:, : expected.shape[1]], expected, atol=1e-5)
+    assert stats.frames_received == n and stats.frames_superseded > 0
 
 
 def test_frames_before_config_fail_precondition(server, client, make_panorama):
@@ -180,6 +212,7 @@ def test_bad_frames_get_events_and_the_session_survives(client, make_panorama):
         frame_message(11, 0.05, img),  # capture time goes back
     ]:
         stream.send(message)
+    stream.end_video()
     audio, events, started = _drain(stream)
     assert started.channels == 2 and audio.shape[1] >= 24000
     warned = {e.sequence: e for e in events if e.level == pb.Event.LEVEL_WARNING}
@@ -249,12 +282,14 @@ def test_client_that_stops_reading_is_cut_off_and_others_are_untouched(server, m
     img = make_panorama(128)
     stalled = slow.open(_config(duration_s=30.0, chunk_samples=4096), timeout=60)
     stalled.send(frame_message(0, 0.0, img))
+    stalled.end_video()
     it = iter(stalled)
     assert next(it).WhichOneof("message") == "started"
     before = server.metrics.value("swansphere_sessions_stalled_total")
     other = Client(f"127.0.0.1:{server.port}")
     s = other.open(_config(duration_s=0.5), timeout=60)
     s.send(frame_message(0, 0.0, img))
+    s.end_video()
     audio, _, _ = _drain(s)
     assert audio.shape[1] >= 24000  # the other session is served meanwhile
     deadline = time.monotonic() + 20

@@ -239,6 +239,17 @@ def patch_frame_index(n_patches: int, patch_seconds: float, frame_times: np.ndar
     return np.clip(np.searchsorted(times, mids, side="right") - 1, 0, times.size - 1)
 
 
+def video_end_s(frame_times: Sequence[float], single_frame_s: float) -> float | None:
+    """Where a video ends, in the frames' own time base (seconds): one frame interval, the
+    median of the intervals between ``frame_times`` (sorted capture times), after the last
+    frame; ``single_frame_s`` after it for a single frame; None without frames."""
+    times = np.asarray(frame_times, dtype=np.float64)
+    if times.size == 0:
+        return None
+    step = float(np.median(np.diff(times))) if times.size > 1 else float(single_frame_s)
+    return float(times[-1]) + step
+
+
 __all__ = [
     "FrameCues",
     "SaliencyWindow",
@@ -248,5 +259,6 @@ __all__ = [
     "panorama_canvases",
     "patch_frame_index",
     "patch_saliency",
+    "video_end_s",
     "view_to_panorama",
 ]

@@ -60,6 +60,7 @@ from .conditioning import (
     panorama_canvas,
     panorama_canvases,
     patch_frame_index,
+    video_end_s,
     view_to_panorama,
 )
 
@@ -824,20 +825,17 @@ class GeneratorSession:
         self._caption = (tokens, mask, truncated)
 
     def end_video(self, at_s: float | None = None) -> None:
-        """The video has ended (the stop condition): generation stops at ``at_s`` seconds,
-        by default one frame interval after the last frame (or now without frames), or at
-        the session's ``duration_s`` if that comes first."""
+        """The video has ended: no more frames. With the session's ``duration_s`` set, that
+        stays the end and the last frame holds until then (as in offline generation, where
+        a requested duration outlasts a shorter video); otherwise generation stops at
+        ``at_s`` seconds, by default one frame interval after the last frame (or now
+        without frames)."""
         self._check_open()
+        if self.config.duration_s is not None:
+            return
         if at_s is None:
-            if self._frames:
-                times = [t for t, _ in self._frames]
-                step = np.median(np.diff(times)) if len(times) > 1 else self.patch_seconds
-                at_s = times[-1] + float(step)
-            else:
-                at_s = self.time_s
-        end = self._time(at_s)
-        limit = self.config.duration_s
-        self._end_s = end if limit is None else min(end, limit)
+            at_s = video_end_s([t for t, _ in self._frames], self.patch_seconds)
+        self._end_s = self._time(at_s)
 
     # --- output --------------------------------------------------------------------
 

@@ -20,6 +20,13 @@ Threads and data flow (DESIGN.md section 2)::
 - Ingest only validates (image header, sequence and time order, quaternion) and keeps the
   newest frame; a frame replaced before the next patch used it is counted as superseded
   and never decoded. 30-120 fps in, one frame per patch used.
+- As fast as possible (offline rendering, ``realtime=False``): the client's capture times
+  are the clock, so the result depends only on what was sent, never on when. Frames wait
+  in order, merged to one per patch (at most ``MAX_PENDING_FRAMES``; then ingest blocks,
+  which pushes back on the client); before each patch, those captured by its midpoint
+  are applied, and the patch waits until a frame from its end on, or the end of the
+  video, makes it certain. Head poses apply to the blocks from their capture time on.
+  The stream equals :func:`generate_file` (the Generate call) for the same frames.
 - Generation runs ahead of playback by at most ``queue_patches`` patches; a full queue
   blocks it (backpressure): a client that stops reading stops generation, not the server.
 - Real-time pacing: block n leaves at ``t0 + n * block / rate`` (``lead_s`` before it
@@ -39,11 +46,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from swansphere.errors import InputError
 from swansphere.foa.rotation import normalize_quaternion
+from swansphere.generation.conditioning import video_end_s
 from swansphere.serve.images import decode_image, probe_image
 from swansphere.serve.memory import trim
 from swansphere.serve.metrics import Metrics
@@ -62,6 +71,8 @@ log = logging.getLogger(__name__)
 
 _FINISHED = object()
 MAX_PENDING_NOTICES = 256
+MAX_PENDING_FRAMES = 32  # frames an as-fast-as-possible session holds ahead of generation
+FRAME_WAIT_NOTICE_S = 1.0  # as fast as possible: say so once generation waits this long
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
 #: The first chunk's stages, in order (Stats.ttfc_split_ms, which they sum to ttfc_ms).
 TTFC_STAGES = ("wait", "conditioning", "generate", "handoff", "render")
@@ -82,6 +93,69 @@ class _Failure:
 
 def _percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
+
+
+def pop_due_frames(
+    pending: deque[FrameUpdate], until_s: float, need_image: bool = False
+) -> tuple[FrameUpdate | None, str | None, int]:
+    """Pop the frames captured at or before ``until_s`` (the next patch's midpoint, seconds
+    in the frames' time base) off the front of ``pending`` (capture order) and reduce them
+    to what that patch uses: the newest frame with an image (or None), the newest caption
+    (None: none was sent; "" clears it) and how many older images it superseded.
+
+    need_image: the generator has no image yet, so the patch takes the first image even
+    if it is later (as :func:`~swansphere.generation.conditioning.patch_frame_index` does
+    for patches before the first frame); without one, every pending frame is due."""
+    if need_image:
+        later = (f.capture_time_s for f in pending if f.image is not None)
+        until_s = max(until_s, next(later, math.inf))
+    image, caption, superseded = None, None, 0
+    while pending and pending[0].capture_time_s <= until_s:
+        frame = pending.popleft()
+        if frame.image is not None:
+            superseded += image is not None
+            image = frame
+        if frame.caption is not None:
+            caption = frame.caption
+    return image, caption, superseded
+
+
+def due_patch(capture_time_s: float, patch_s: float) -> int:
+    """The first patch whose midpoint is at or after a frame's capture time: the patch it
+    is applied before (patch p spans [p, p + 1) * patch_s; times in seconds)."""
+    p = max(0, math.ceil(capture_time_s / patch_s - 0.5))
+    while capture_time_s > p * patch_s + 0.5 * patch_s:  # the same sums the session does
+        p += 1
+    while p > 0 and capture_time_s <= (p - 1) * patch_s + 0.5 * patch_s:
+        p -= 1
+    return p
+
+
+def queue_frame(pending: deque[FrameUpdate], frame: FrameUpdate, patch_s: float) -> int:
+    """Append a frame to ``pending`` (capture order), merged into the last one when both
+    are due before the same patch: that patch uses only the newest image and caption, so
+    a queue holds one frame per patch whatever the frame rate. Returns the images this
+    superseded (0 or 1)."""
+    last = pending[-1] if pending else None
+    if last is None or due_patch(last.capture_time_s, patch_s) != due_patch(
+        frame.capture_time_s, patch_s
+    ):
+        pending.append(frame)
+        return 0
+    caption = frame.caption if frame.caption is not None else last.caption
+    pending[-1] = replace(frame if frame.image is not None else last, caption=caption)
+    return int(frame.image is not None and last.image is not None)
+
+
+def feed_image(gen, frame: FrameUpdate, canvas_width: int) -> None:
+    """Decode a frame's image and hand it to a generator session at its capture time
+    (equirectangular, or a field of view with its camera orientation). Raises
+    :class:`InputError` for an image that does not decode."""
+    rgb = decode_image(frame.image, max_width=canvas_width)
+    if frame.view is None:
+        gen.set_panorama(rgb, frame.capture_time_s)
+    else:
+        gen.set_view(rgb, frame.view.orientation, frame.view.hfov_deg, frame.capture_time_s)
 
 
 class LiveSession:
@@ -137,6 +211,14 @@ class LiveSession:
         self._notices_evicted = 0
         # Newest inputs, consumed by the generation thread.
         self._frame: FrameUpdate | None = None
+        # As fast as possible: frames not yet due (capture order, times from the first
+        # frame) and head poses not yet rendered ((time, quaternion)).
+        self._pending: deque[FrameUpdate] = deque()
+        self._heads: deque[tuple[float, np.ndarray]] = deque()
+        self._image_times: deque[float] = deque(maxlen=16)  # where the video ends
+        self._newest_time: float | None = None  # of the newest frame, from the first
+        self._told_waiting = False
+        self._image_fed = False  # the generator has had an image
         self._caption: str | None = None
         self._caption_set = False
         self._end = False
@@ -264,30 +346,49 @@ class LiveSession:
             self.reject(str(exc), seq)
             return False
         with self._wake:
+            if not self.spec.realtime:  # backpressure: wait for generation to catch up
+                while len(self._pending) >= MAX_PENDING_FRAMES and not self._stop.is_set():
+                    self._wake.wait(0.1)
             self._last_sequence = seq
             self._last_capture = t
             if self._first_capture is None:
                 self._first_capture = t
-            if head is not None:
-                self._head = head
+            rel = t - self._first_capture
+            self._newest_time = rel
+            frame = FrameUpdate(seq, rel, image, update.view, caption=caption)
             if image is not None:
-                if self._frame is not None:
-                    self.counts["frames_superseded"] += 1
-                    self.metrics.inc(
-                        "swansphere_frames_superseded_total", 1, "frames replaced before use"
-                    )
-                self._frame = FrameUpdate(seq, t - self._first_capture, image, update.view)
-            if caption is not None:
-                self._caption, self._caption_set = caption, True
+                self._image_times.append(rel)
+            if self.spec.realtime:
+                if head is not None:
+                    self._head = head
+                self._take(frame if image is not None else None, caption)
+            else:
+                if head is not None:
+                    self._heads.append((rel, head))
+                self._take(None, None, queue_frame(self._pending, frame, self.gen.patch_seconds))
             if image is not None or caption is not None:
                 if self._first_input is None:
                     self._first_input = self.clock()
                 self._has_input = True
-                self._wake.notify_all()
+            self._wake.notify_all()
         elapsed = time.perf_counter() - started
         self._ingest_ms.append(1e3 * elapsed)
         self.metrics.observe("swansphere_ingest_seconds", elapsed, "per-frame ingest time")
         return True
+
+    def _take(self, frame: FrameUpdate | None, caption: str | None, superseded: int = 0) -> None:
+        """Into the input slots (lock held): the newest image frame (one still waiting is
+        superseded: it is never decoded) and the newest caption (None: unchanged)."""
+        if frame is not None:
+            superseded += self._frame is not None
+            self._frame = frame
+        if superseded:
+            self.counts["frames_superseded"] += superseded
+            self.metrics.inc(
+                "swansphere_frames_superseded_total", superseded, "frames replaced before use"
+            )
+        if caption is not None:
+            self._caption, self._caption_set = caption, True
 
     def set_head(self, quat: np.ndarray) -> None:
         """The listener's newest head orientation (w, x, y, z); used from the next block."""
@@ -324,21 +425,47 @@ class LiveSession:
                 continue
         return False
 
+    def _await_due_frames(self) -> None:
+        """As fast as possible, before each patch: move the frames captured by the patch's
+        midpoint into the input slots, and wait until the patch is certain: a frame from
+        its end on has arrived (so neither a later image nor the end of the video can
+        fall inside it), or the video has ended."""
+        mid = self.gen.time_s + 0.5 * self.gen.patch_seconds
+        end = self.gen.time_s + self.gen.patch_seconds
+        since = self.clock()
+        with self._wake:
+            while not self._stop.is_set():
+                if self._pending:
+                    need_image = not self._image_fed and self._frame is None
+                    due = pop_due_frames(self._pending, mid, need_image)
+                    if due[0] is not None or due[1] is not None:
+                        self._take(*due)
+                    self._wake.notify_all()  # room for a blocked ingest
+                if self._end or (self._newest_time is not None and self._newest_time >= end):
+                    return
+                if not self._told_waiting and self.clock() - since > FRAME_WAIT_NOTICE_S:
+                    self._told_waiting = True  # once: a client that forgot EndOfVideo
+                    self.notify(
+                        Notice(
+                            "info",
+                            "OK",
+                            f"waiting for a frame captured at {end:.3f} s or later, or "
+                            "EndOfVideo: "
+                            "with as-fast-as-possible pacing the frames are the clock",
+                        )
+                    )
+                self._wake.wait(0.1)
+
     def _apply_inputs(self) -> None:
         with self._wake:
             frame, self._frame = self._frame, None
             caption, caption_set, self._caption_set = self._caption, self._caption_set, False
             end = self._end
+            end_at = video_end_s(self._image_times, self.gen.patch_seconds)
         if frame is not None:
             try:
-                rgb = decode_image(frame.image, max_width=self.canvas_width)
-                if frame.view is None:
-                    self.gen.set_panorama(rgb, frame.capture_time_s)
-                else:
-                    self.gen.set_view(
-                        rgb, frame.view.orientation, frame.view.hfov_deg, frame.capture_time_s
-                    )
-                self._fed = True
+                feed_image(self.gen, frame, self.canvas_width)
+                self._fed = self._image_fed = True
             except InputError as exc:
                 self.reject(str(exc), frame.sequence)
         if caption_set:
@@ -349,7 +476,7 @@ class LiveSession:
                 self.notify(Notice("warning", INVALID_ARGUMENT, f"caption refused: {exc}"))
         if end and not self.gen.finished:
             try:
-                self.gen.end_video()
+                self.gen.end_video(end_at)
             except InputError as exc:
                 self.notify(Notice("warning", FAILED_PRECONDITION, str(exc)))
 
@@ -361,6 +488,8 @@ class LiveSession:
                         self._wake.wait(0.1)
                 if self._stop.is_set():
                     break
+                if not self.spec.realtime:
+                    self._await_due_frames()
                 woke = self.clock()
                 self._apply_inputs()
                 applied = self.clock()
@@ -369,7 +498,7 @@ class LiveSession:
                     break
                 if not self._fed:  # every input so far was refused at decode time
                     with self._wake:
-                        if self._frame is None and not self._caption_set:
+                        if self._frame is None and not self._caption_set and not self._pending:
                             self._has_input = False
                     continue
                 started = time.perf_counter()
@@ -418,8 +547,6 @@ class LiveSession:
                     break
                 limit = self.spec.duration_s
                 if limit is not None and self.generated_s >= limit - 0.5 / self.gen.sample_rate:
-                    # end_video() moves the generator's end to the video's end; the client's
-                    # duration_s still bounds the session.
                     self._put(_FINISHED)
                     break
         except Exception as exc:
@@ -466,6 +593,19 @@ class LiveSession:
                 return
             self._stop.wait(min(left, 0.02))
 
+    def _await_heads(self, block_s: float) -> Iterator[Notice]:
+        """As fast as possible: wait until every head pose captured by ``block_s`` (the
+        block's start, seconds of audio) is known, and make the newest of them current."""
+        while not self._stop.is_set():
+            yield from self._drain()
+            with self._wake:
+                newest = self._newest_time
+                if self._end or (newest is not None and newest > block_s):
+                    while self._heads and self._heads[0][0] <= block_s:
+                        self._head = self._heads.popleft()[1]
+                    return
+                self._wake.wait(0.02)
+
     def output(self) -> Iterator[AudioBlock | Notice]:
         """Rendered blocks and notices until the session finishes or is closed.
 
@@ -510,6 +650,8 @@ class LiveSession:
                         )
                     )
                 yield from self._sleep_until(t0 + due)
+            else:
+                yield from self._await_heads(offset / self.sample_rate)
             with self._lock:
                 head = self._head
             if head is not None:
@@ -599,9 +741,10 @@ class LiveSession:
 def generate_file(
     runtime, spec: SessionSpec, frames: list[FrameUpdate], duration_s: float
 ) -> tuple[np.ndarray, list[Notice], dict]:
-    """Whole-file generation: every frame goes to the generator at its capture time
-    (relative to the first frame), audio is generated for ``duration_s`` seconds and
-    rendered with each frame's head orientation from its capture time on.
+    """Whole-file generation: audio for ``duration_s`` seconds, each patch conditioned on
+    the newest image and caption captured by its midpoint (times from the first frame;
+    the last frame holds to the end), rendered with each frame's head orientation from
+    its capture time on: what an as-fast-as-possible :class:`LiveSession` streams.
 
     Returns (pcm (channels, n) float32 at the output rate, notices about refused frames,
     stats). Pacing is ignored.
@@ -622,6 +765,7 @@ def generate_file(
             gen.set_caption(spec.caption)
         first = last_seq = last_t = None
         width = runtime.canvas_size[1]
+        pending: deque[FrameUpdate] = deque()  # checked, times from the first frame
         for f in frames:
             try:
                 if last_seq is not None and f.sequence <= last_seq:
@@ -632,26 +776,39 @@ def generate_file(
                 t = f.capture_time_s - first
                 if f.head is not None:
                     heads.append((t, normalize_quaternion(f.head)))
-                if f.image is not None:
-                    rgb = decode_image(probe_image(f.image, f.view is None), width)
-                    if f.view is None:
-                        gen.set_panorama(rgb, t)
-                    else:
-                        gen.set_view(rgb, f.view.orientation, f.view.hfov_deg, t)
+                image = None if f.image is None else probe_image(f.image, f.view is None)
+                caption = f.caption
                 if f.objects is not None:
                     from swansphere.captions import caption_scene_objects
 
-                    gen.set_caption(caption_scene_objects(list(f.objects), duration_s=f.horizon_s))
-                elif f.caption is not None:
-                    gen.set_caption(f.caption or None)
+                    caption = caption_scene_objects(list(f.objects), duration_s=f.horizon_s)
+                pending.append(FrameUpdate(f.sequence, t, image, f.view, caption=caption))
                 last_seq, last_t = f.sequence, f.capture_time_s
             except InputError as exc:
                 notices.append(Notice("warning", INVALID_ARGUMENT, str(exc), f.sequence))
         blocks = []
         rate, block = spec.output.sample_rate, renderer.block
         n_out = round(duration_s * rate)
-        head_index = 0
-        while (chunk := gen.next_chunk()) is not None:
+        head_index, has_image, fed = 0, False, bool(spec.caption and spec.caption.strip())
+        while True:
+            mid = gen.time_s + 0.5 * gen.patch_seconds
+            image, caption, _ = pop_due_frames(pending, mid, need_image=not has_image)
+            if image is not None:
+                try:
+                    feed_image(gen, image, width)
+                    has_image = fed = True
+                except InputError as exc:
+                    notices.append(Notice("warning", INVALID_ARGUMENT, str(exc), image.sequence))
+            if caption is not None:
+                try:
+                    gen.set_caption(caption or None)
+                    fed = fed or bool(caption.strip())
+                except InputError as exc:
+                    notices.append(Notice("warning", INVALID_ARGUMENT, f"caption refused: {exc}"))
+            if not fed and pending:
+                continue  # everything so far was refused: the next frames start the audio
+            if (chunk := gen.next_chunk()) is None:
+                break
             renderer.push(chunk)
             if gen.finished:
                 renderer.flush()
