@@ -32,8 +32,10 @@ struct SessionOptions {
   std::string caption;                // initial caption
   std::optional<uint32_t> steps;      // flow-matching steps; unset = the model's default
   std::optional<uint64_t> seed;
-  std::optional<float> duration_s;    // stop after this much audio; unset = end of video
-  bool realtime = true;               // false: as fast as possible (offline use, tests)
+  std::optional<float> duration_s;    // the audio's length; unset = end of video
+  bool realtime = true;               // false: as fast as possible (offline rendering): the
+                                      // frames' capture times are the clock: end_of_video()
+                                      // after the last frame, or the session waits for more
   int buffer_ms = 500;                // playback buffer between network and audio thread
   int connect_timeout_ms = 5000;
   std::string token;                  // server started with --token: "authorization: Bearer"
