@@ -3,6 +3,7 @@
 // nothing below the session core sees them.
 #include "SwanSphereComponent.h"
 
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -70,7 +71,13 @@ void USwanSphereComponent::TickComponent(float DeltaTime, ELevelTick TickType,
   const double Now = FPlatformTime::Seconds() - StartSeconds;
   if (const APlayerController* Player = GetWorld()->GetFirstPlayerController()) {
     if (Player->PlayerCameraManager) {
-      Live->set_head(ToWire(Player->PlayerCameraManager->GetCameraRotation().Quaternion()), Now);
+      const WireQuaternion Head = ToWire(Player->PlayerCameraManager->GetCameraRotation().Quaternion());
+      const double Dot = Head.w * SentHead[0] + Head.x * SentHead[1] + Head.y * SentHead[2] + Head.z * SentHead[3];
+      // about 0.1 degree: finer turns are inaudible and not worth a message per tick
+      if (std::fabs(Dot) < 0.999999) {
+        Live->set_head(Head, Now);
+        SentHead[0] = Head.w, SentHead[1] = Head.x, SentHead[2] = Head.y, SentHead[3] = Head.z;
+      }
     }
   }
   if (Caption != SentCaption) {
@@ -78,7 +85,8 @@ void USwanSphereComponent::TickComponent(float DeltaTime, ELevelTick TickType,
     SentCaption = Caption;
   }
   if (FPlatformTime::Seconds() >= NextFrameSeconds) {
-    NextFrameSeconds += 1.0 / FramesPerSecond;
+    // After a hitch, one frame and on from now: no burst of stale frames to catch up.
+    NextFrameSeconds = FMath::Max(NextFrameSeconds + 1.0 / FramesPerSecond, FPlatformTime::Seconds());
     SendFrame(*Live, Now);
   }
   for (const std::string& Event : Live->take_events()) {

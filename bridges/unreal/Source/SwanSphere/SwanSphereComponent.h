@@ -4,7 +4,7 @@
 // Add it to the player's pawn, point Capture at a USceneCaptureComponent2D with a small
 // render target (256 x 144 is plenty), and press play. Every 1 / FramesPerSecond seconds the
 // capture's pixels go out as a field-of-view frame with the capture's orientation and
-// horizontal FOV; every tick the camera manager's rotation goes out as the head.
+// horizontal FOV; the camera manager's rotation goes out as the head whenever it turns.
 // Not compiled in this repository (no Unreal here); its core (../SwanSphereCore) is, and
 // tests/bridges streams through a real server with it.
 #pragma once
@@ -67,4 +67,5 @@ class SWANSPHERE_API USwanSphereComponent : public USynthComponent {
   double StartSeconds = 0.0;
   double NextFrameSeconds = 0.0;
   FString SentCaption;
+  double SentHead[4] = {0.0, 0.0, 0.0, 0.0};  // w, x, y, z last sent; all zero: none yet
 };
