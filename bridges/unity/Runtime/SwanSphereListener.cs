@@ -4,8 +4,8 @@
 // Put it on the GameObject that holds the AudioListener (usually the main camera). Every
 // 1 / framesPerSecond seconds it sends either a 360-degree panorama rendered at the
 // listener's position (world-aligned, equirectangular) or the camera's own view with its
-// orientation and horizontal field of view; every frame it sends the listener's head
-// orientation; chunks come back on a reader thread into PcmRingBuffer, and
+// orientation and horizontal field of view; the listener's head orientation goes out
+// whenever it turns; chunks come back on a reader thread into PcmRingBuffer, and
 // OnAudioFilterRead adds them to Unity's output.
 //
 // Needs (not compiled in this repository, which has no Unity or NuGet): Grpc.Net.Client and
@@ -57,6 +57,7 @@ namespace SwanSphere.Bridge.Unity
         private float[] _block = new float[0];
         private ulong _sequence;
         private float _startTime, _nextFrameTime;
+        private double _lastCaptureTime; // of the last frame queued (main thread only)
         private string _sentCaption;
         private WireQuaternionMessage _sentHead;
         private bool _readbackPending;
@@ -105,8 +106,10 @@ namespace SwanSphere.Bridge.Unity
                 Pacing = Pacing.Realtime,
             };
             _sentCaption = caption ?? "";
+            _sentHead = config.Head; // the session starts from it
             _outbox.Add(new ClientMessage { Config = config });
             _startTime = _nextFrameTime = Time.realtimeSinceStartup;
+            _lastCaptureTime = 0;
             var call = _call;
             var outbox = _outbox;
             CancellationToken token = _stop.Token;
@@ -146,6 +149,10 @@ namespace SwanSphere.Bridge.Unity
         private void Post(Frame frame)
         {
             frame.Sequence = ++_sequence; // strictly increasing in the order frames are queued
+            // A readback lands a frame or two after its capture, behind head updates stamped
+            // later: the server refuses capture times that go back, so hold them level.
+            frame.CaptureTimeS = Math.Max(frame.CaptureTimeS, _lastCaptureTime);
+            _lastCaptureTime = frame.CaptureTimeS;
             Post(new ClientMessage { Frame = frame });
         }
 
