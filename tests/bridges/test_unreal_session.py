@@ -96,10 +96,12 @@ def test_session_streams_panoramas_and_gets_binaural_back(stream_client, server,
     assert np.abs(audio).max() > 0 and report["finite"]
 
 
-def test_session_in_foa(stream_client, server):
+def test_session_in_foa_lasts_as_long_as_the_video(stream_client, server):
+    """No duration: as fast as possible, the frames are the clock and the audio ends one
+    frame interval after the last frame (3 frames at 6 fps: 0.5 s)."""
     done = _stream(
         stream_client, f"127.0.0.1:{server.port}", "--steps", "2", "--frames", "3",
-        "--format", "foa", "--duration", "0.5",
+        "--fps", "6", "--format", "foa",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
