@@ -1,12 +1,19 @@
 """As-fast-as-possible pacing: the client's frames are the clock (serve/live.py)."""
 
+import threading
 import time
 from collections import deque
 
 import numpy as np
 import pytest
 
-from swansphere.serve.live import LiveSession, due_patch, pop_due_frames, queue_frame
+from swansphere.serve.live import (
+    MAX_PENDING_FRAMES,
+    LiveSession,
+    due_patch,
+    pop_due_frames,
+    queue_frame,
+)
 from swansphere.serve.types import AudioBlock, EncodedImage, FrameUpdate, OutputSpec, SessionSpec
 
 PATCH_S = 4 * 1024 / 22050  # the tiny preset's patch
@@ -81,3 +88,33 @@ def test_a_session_waits_for_the_video_and_a_still_holds_for_the_duration(runtim
         assert not [n for n in notices if n.level != "info"]
     finally:
         session.close()
+
+
+def test_ingest_waits_when_generation_is_far_behind_and_close_releases_it(runtime, make_panorama):
+    """A client that sends a long video at once and does not read: generation stops at
+    its bounded queue, frames stop at MAX_PENDING_FRAMES patches' worth (memory stays
+    bounded, gRPC flow control takes over), and closing the session frees the sender."""
+    session = LiveSession(runtime, SessionSpec(realtime=False, steps=2))
+    rgb = make_panorama(64)
+    image = EncodedImage("raw", rgb.tobytes(), rgb.shape[1], rgb.shape[0])
+    sent = []
+
+    def send() -> None:
+        for i in range(600):  # 60 s of video at 10 fps: about 320 patches
+            if not session.submit(FrameUpdate(i, i / 10, image)):
+                return
+            sent.append(i)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(session._pending) < MAX_PENDING_FRAMES and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert len(session._pending) == MAX_PENDING_FRAMES
+        assert sender.is_alive() and len(sent) < 600
+    finally:
+        session.close()
+    sender.join(5)
+    assert not sender.is_alive()
