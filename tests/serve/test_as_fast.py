@@ -2,17 +2,17 @@
 
 import threading
 import time
-from collections import deque
 
 import numpy as np
 import pytest
 
 from swansphere.serve.live import (
     MAX_PENDING_FRAMES,
+    DueFrames,
     LiveSession,
     due_patch,
-    pop_due_frames,
-    queue_frame,
+    first_block,
+    generate_file,
 )
 from swansphere.serve.types import AudioBlock, EncodedImage, FrameUpdate, OutputSpec, SessionSpec
 
@@ -30,32 +30,52 @@ def test_a_frame_is_due_before_the_first_patch_whose_midpoint_it_reaches(t, patc
     assert due_patch(t, PATCH_S) == patch
 
 
+@pytest.mark.parametrize(("t", "block"), [(0.0, 0), (1024 / 48000, 1), (1025 / 48000, 2)])
+def test_a_head_applies_from_the_first_block_starting_at_or_after_it(t, block):
+    assert first_block(t, 1024, 48000) == block
+
+
 def test_the_queue_holds_one_frame_per_patch_whatever_the_frame_rate():
-    pending: deque[FrameUpdate] = deque()
+    merged, whole = DueFrames(PATCH_S), DueFrames(PATCH_S)
     fps, n = 1000.0, 600  # 0.6 s: patches 0..3
     superseded = 0
     for i in range(n):
         caption = "rain" if i == 150 else None
         image = None if i % 7 == 3 else _image(i % 256)  # some frames carry only a head
-        superseded += queue_frame(pending, FrameUpdate(i, i / fps, image, caption=caption), PATCH_S)
-    assert [due_patch(f.capture_time_s, PATCH_S) for f in pending] == [0, 1, 2, 3]
-    with_images = sum(i % 7 != 3 for i in range(n))
-    assert superseded == with_images - len(pending)
-    # What each patch gets is what it would get from the frames one by one.
-    whole = deque(FrameUpdate(i, i / fps, _image(i % 256)) for i in range(n))
-    for p in range(4):
+        superseded += merged.add(FrameUpdate(i, i / fps, image, caption=caption))
+        whole.frames.append(FrameUpdate(i, i / fps, image, caption=caption))  # unmerged
+    assert [due_patch(f.capture_time_s, PATCH_S) for f in merged.frames] == [0, 1, 2, 3]
+    assert superseded == sum(i % 7 != 3 for i in range(n)) - len(merged)
+    for p in range(4):  # each patch gets what it would get from the frames one by one
         mid = (p + 0.5) * PATCH_S
-        merged, caption, _ = pop_due_frames(pending, mid)
-        alone, _, _ = pop_due_frames(whole, mid)
-        assert merged.sequence == alone.sequence - (alone.sequence % 7 == 3)
+        image, caption, _ = merged.take(mid)
+        alone, alone_caption, _ = whole.take(mid)
+        assert image.sequence == alone.sequence and caption == alone_caption
         assert caption == ("rain" if p == 1 else None)  # 0.150 s: before patch 1's midpoint
-    assert not pending
+    assert not merged.frames and not whole.frames
 
 
-def test_first_image_is_taken_early_when_the_generator_has_none():
-    pending = deque([FrameUpdate(0, 0.0, caption="wind"), FrameUpdate(1, 0.5, _image(1))])
-    image, caption, _ = pop_due_frames(pending, 0.09, need_image=True)
-    assert image.sequence == 1 and caption == "wind" and not pending
+def test_inputs_are_taken_early_only_while_there_is_nothing_to_generate_from():
+    """A caption at 0 feeds patch 0: the image at 2 patches waits for its own patch, and
+    the later caption merged with it does not come early. With nothing fed at all (the
+    first input is that image), its patch's inputs are taken early, captions included."""
+    frames = [
+        FrameUpdate(0, 0.0, caption="rain"),
+        FrameUpdate(1, 2.0 * PATCH_S, _image(1)),
+        FrameUpdate(2, 2.2 * PATCH_S, caption="bells"),
+    ]
+    queue = DueFrames(PATCH_S)
+    for f in frames:
+        queue.add(f)
+    assert queue.take(0.5 * PATCH_S, starting=True)[:2] == (None, "rain")
+    assert queue.take(1.5 * PATCH_S, starting=False)[:2] == (None, None)
+    image, caption, _ = queue.take(2.5 * PATCH_S)
+    assert image.sequence == 1 and caption == "bells"
+    late = DueFrames(PATCH_S)
+    for f in frames[1:]:
+        late.add(f)
+    image, caption, _ = late.take(0.5 * PATCH_S, starting=True)
+    assert image.sequence == 1 and caption == "bells" and not late.frames
 
 
 def _collect(session: LiveSession) -> tuple[np.ndarray, list]:
@@ -118,3 +138,91 @@ def test_ingest_waits_when_generation_is_far_behind_and_close_releases_it(runtim
         session.close()
     sender.join(5)
     assert not sender.is_alive()
+
+
+def _raw(rgb: np.ndarray) -> EncodedImage:
+    return EncodedImage("raw", rgb.tobytes(), rgb.shape[1], rgb.shape[0])
+
+
+def _turn(yaw_deg: float) -> np.ndarray:
+    half = np.deg2rad(yaw_deg) / 2
+    return np.array([np.cos(half), 0.0, 0.0, np.sin(half)])
+
+
+def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
+    """Frame sequences whose audio once depended on when they arrived (or deadlocked)."""
+    p = PATCH_S
+    img = [_raw(make_panorama(64, azimuth_deg=a)) for a in (90.0, -60.0)]
+    heads_first = [FrameUpdate(i, 0.5 * p * i, head=_turn(3.0 * i)) for i in range(70)]
+    return {
+        "captions only": (
+            [
+                FrameUpdate(0, 0.0, caption="rain on a tin roof"),
+                FrameUpdate(1, 1.2 * p, caption="a dog barks on the left"),
+                FrameUpdate(2, 2.2 * p, caption="church bells behind"),
+            ],
+            3 * p,
+        ),
+        "caption, then an image with a later caption": (
+            [
+                FrameUpdate(0, 0.0, caption="rain on a tin roof"),
+                FrameUpdate(1, 2.0 * p, img[0]),
+                FrameUpdate(2, 2.2 * p, caption="church bells behind"),
+            ],
+            4 * p,
+        ),
+        # more head-only patches than MAX_PENDING_FRAMES before the first image
+        "35 patches of head poses, then images": (
+            [*heads_first, FrameUpdate(70, 35 * p, img[0]), FrameUpdate(71, 36 * p, img[1])],
+            1.0,
+        ),
+        "a refused first frame": (
+            [
+                FrameUpdate(0, 0.0, EncodedImage("jpeg", b"not a jpeg")),
+                FrameUpdate(1, 1.0, img[0], head=_turn(40.0)),
+                FrameUpdate(2, 1.5, img[1], head=_turn(-40.0)),
+            ],
+            1.0,
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "captions only",
+        "caption, then an image with a later caption",
+        "35 patches of head poses, then images",
+        "a refused first frame",
+    ],
+)
+def test_the_stream_depends_on_what_was_sent_not_when(runtime, make_panorama, name):
+    """Sent at once or a frame every 30 ms, a session streams what generate_file (the
+    Generate call) makes of the same frames."""
+    frames, duration_s = _scenarios(make_panorama)[name]
+    spec = SessionSpec(
+        realtime=False,
+        duration_s=duration_s,
+        steps=2,
+        seed=4,
+        output=OutputSpec(format="foa", sample_rate=48000),
+    )
+    expected, _, _ = generate_file(runtime, spec, frames, duration_s)
+    for pause_s in (0.0, 0.03):
+        session = LiveSession(runtime, spec)
+
+        def send(session=session, pause_s=pause_s) -> None:
+            for frame in frames:
+                session.submit(frame)
+                time.sleep(pause_s)
+            session.end_video()
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            audio, _ = _collect(session)
+        finally:
+            session.close()
+        sender.join(10)
+        assert audio.shape[1] >= expected.shape[1] > 0
+        np.testing.assert_allclose(audio[:, : expected.shape[1]], expected, atol=1e-5)

@@ -22,11 +22,12 @@ Threads and data flow (DESIGN.md section 2)::
   and never decoded. 30-120 fps in, one frame per patch used.
 - As fast as possible (offline rendering, ``realtime=False``): the client's capture times
   are the clock, so the result depends only on what was sent, never on when. Frames wait
-  in order, merged to one per patch (at most ``MAX_PENDING_FRAMES``; then ingest blocks,
-  which pushes back on the client); before each patch, those captured by its midpoint
-  are applied, and the patch waits until a frame from its end on, or the end of the
-  video, makes it certain. Head poses apply to the blocks from their capture time on.
-  The stream equals :func:`generate_file` (the Generate call) for the same frames.
+  in order in a :class:`DueFrames`, merged to one per patch (with ``MAX_PENDING_FRAMES``
+  images waiting, ingest blocks, which pushes back on the client); before each patch,
+  those captured by its midpoint are applied, and the patch waits until a frame from its
+  end on, or the end of the video, makes it certain. Head poses apply to the blocks from
+  their capture time on. The stream equals :func:`generate_file` (the Generate call),
+  which conditions its patches through the same :class:`DueFrames`.
 - Generation runs ahead of playback by at most ``queue_patches`` patches; a full queue
   blocks it (backpressure): a client that stops reading stops generation, not the server.
 - Real-time pacing: block n leaves at ``t0 + n * block / rate`` (``lead_s`` before it
@@ -62,6 +63,7 @@ from swansphere.serve.types import (
     INTERNAL,
     INVALID_ARGUMENT,
     AudioBlock,
+    EncodedImage,
     FrameUpdate,
     Notice,
     SessionSpec,
@@ -71,7 +73,7 @@ log = logging.getLogger(__name__)
 
 _FINISHED = object()
 MAX_PENDING_NOTICES = 256
-MAX_PENDING_FRAMES = 32  # frames an as-fast-as-possible session holds ahead of generation
+MAX_PENDING_FRAMES = 32  # images an as-fast-as-possible session holds ahead of generation
 FRAME_WAIT_NOTICE_S = 1.0  # as fast as possible: say so once generation waits this long
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
 #: The first chunk's stages, in order (Stats.ttfc_split_ms, which they sum to ttfc_ms).
@@ -95,29 +97,9 @@ def _percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
 
 
-def pop_due_frames(
-    pending: deque[FrameUpdate], until_s: float, need_image: bool = False
-) -> tuple[FrameUpdate | None, str | None, int]:
-    """Pop the frames captured at or before ``until_s`` (the next patch's midpoint, seconds
-    in the frames' time base) off the front of ``pending`` (capture order) and reduce them
-    to what that patch uses: the newest frame with an image (or None), the newest caption
-    (None: none was sent; "" clears it) and how many older images it superseded.
-
-    need_image: the generator has no image yet, so the patch takes the first image even
-    if it is later (as :func:`~swansphere.generation.conditioning.patch_frame_index` does
-    for patches before the first frame); without one, every pending frame is due."""
-    if need_image:
-        later = (f.capture_time_s for f in pending if f.image is not None)
-        until_s = max(until_s, next(later, math.inf))
-    image, caption, superseded = None, None, 0
-    while pending and pending[0].capture_time_s <= until_s:
-        frame = pending.popleft()
-        if frame.image is not None:
-            superseded += image is not None
-            image = frame
-        if frame.caption is not None:
-            caption = frame.caption
-    return image, caption, superseded
+def _says(caption: str | None) -> bool:
+    """Whether a caption gives the generator something (not None, empty or blank)."""
+    return bool(caption and caption.strip())
 
 
 def due_patch(capture_time_s: float, patch_s: float) -> int:
@@ -131,20 +113,126 @@ def due_patch(capture_time_s: float, patch_s: float) -> int:
     return p
 
 
-def queue_frame(pending: deque[FrameUpdate], frame: FrameUpdate, patch_s: float) -> int:
-    """Append a frame to ``pending`` (capture order), merged into the last one when both
-    are due before the same patch: that patch uses only the newest image and caption, so
-    a queue holds one frame per patch whatever the frame rate. Returns the images this
-    superseded (0 or 1)."""
-    last = pending[-1] if pending else None
-    if last is None or due_patch(last.capture_time_s, patch_s) != due_patch(
-        frame.capture_time_s, patch_s
-    ):
-        pending.append(frame)
-        return 0
-    caption = frame.caption if frame.caption is not None else last.caption
-    pending[-1] = replace(frame if frame.image is not None else last, caption=caption)
-    return int(frame.image is not None and last.image is not None)
+def first_block(capture_time_s: float, block: int, rate: int) -> int:
+    """The first output block (``block`` samples at ``rate`` Hz) starting at or after a
+    head pose's capture time: the block it is applied from."""
+    k = max(0, math.ceil(capture_time_s * rate / block))
+    while capture_time_s > k * block / rate:  # the sums the output loop does
+        k += 1
+    while k > 0 and capture_time_s <= (k - 1) * block / rate:
+        k -= 1
+    return k
+
+
+class DueFrames:
+    """Frames waiting for the patch they condition, in capture order (times in seconds
+    from the first frame): what an as-fast-as-possible session and whole-file generation
+    share, so that both condition every patch alike.
+
+    A patch uses the newest image and the newest caption captured by its midpoint.
+    Patches before the first input (no image or caption yet, or every one so far
+    refused) use the first patch's that has one, as
+    :func:`~swansphere.generation.conditioning.patch_frame_index` gives patches before
+    the first frame the first frame.
+    """
+
+    def __init__(self, patch_s: float) -> None:
+        self.patch_s = patch_s
+        self.frames: deque[FrameUpdate] = deque()
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def images(self) -> int:
+        """Frames waiting with an image (what the memory bound counts)."""
+        return sum(f.image is not None for f in self.frames)
+
+    def add(self, frame: FrameUpdate) -> int:
+        """Queue a frame, merged into the last one when both are due before the same patch
+        (that patch uses only the newest image and caption), so one frame per patch waits
+        whatever the frame rate. Returns the images this superseded (0 or 1)."""
+        last = self.frames[-1] if self.frames else None
+        if last is None or due_patch(last.capture_time_s, self.patch_s) != due_patch(
+            frame.capture_time_s, self.patch_s
+        ):
+            self.frames.append(frame)
+            return 0
+        caption = frame.caption if frame.caption is not None else last.caption
+        self.frames[-1] = replace(frame if frame.image is not None else last, caption=caption)
+        return int(frame.image is not None and last.image is not None)
+
+    @property
+    def has_input(self) -> bool:
+        """Whether a waiting frame carries an image or a caption (a pose alone is not)."""
+        return any(f.image is not None or _says(f.caption) for f in self.frames)
+
+    def take(
+        self, mid_s: float, starting: bool = False
+    ) -> tuple[FrameUpdate | None, str | None, int]:
+        """The inputs of the patch whose midpoint is ``mid_s``: pop the frames captured by
+        then and return the newest image frame (or None), the newest caption (None: none
+        sent; "" clears it) and how many images were superseded. ``starting``: the
+        generator has nothing to generate from yet; if nothing due gives it something,
+        the inputs of the first patch that has any are taken early."""
+        image, caption, superseded = self._pop(mid_s)
+        if starting and image is None and not _says(caption):
+            first = next((f for f in self.frames if f.image is not None or _says(f.caption)), None)
+            if first is not None:
+                patch = due_patch(first.capture_time_s, self.patch_s)
+                image, later, more = self._pop(patch * self.patch_s + 0.5 * self.patch_s)
+                caption = later if later is not None else caption
+                superseded += more
+        return image, caption, superseded
+
+    def _pop(self, mid_s: float) -> tuple[FrameUpdate | None, str | None, int]:
+        image, caption, superseded = None, None, 0
+        while self.frames and self.frames[0].capture_time_s <= mid_s:
+            frame = self.frames.popleft()
+            if frame.image is not None:
+                superseded += image is not None
+                image = frame
+            if frame.caption is not None:
+                caption = frame.caption
+        return image, caption, superseded
+
+
+def check_frame(
+    update: FrameUpdate, last_sequence: int | None, last_capture_s: float | None
+) -> tuple[EncodedImage | None, np.ndarray | None, str | None]:
+    """Check a client frame against the last accepted one: its image header (probed, not
+    decoded), head and view quaternions, field of view, scene objects. Returns (image,
+    normalised head, caption: the frame's, or its scene objects captioned). Raises
+    :class:`InputError` naming the first problem; the whole frame is then refused."""
+    seq = update.sequence
+    if last_sequence is not None and seq <= last_sequence:
+        kind = "repeated" if seq == last_sequence else "out of order"
+        raise InputError(
+            f"frame sequence {seq} is {kind} (last accepted: {last_sequence}); "
+            "sequence numbers must increase"
+        )
+    t = update.capture_time_s
+    if not math.isfinite(t):
+        raise InputError(f"capture time must be finite, got {t}")
+    if last_capture_s is not None and t < last_capture_s:
+        raise InputError(
+            f"capture time {t:.6f} s is before the previous frame's {last_capture_s:.6f} s"
+        )
+    image = None
+    if update.image is not None:
+        image = probe_image(update.image, equirect=update.view is None)
+    head = None if update.head is None else normalize_quaternion(update.head)
+    if update.view is not None:
+        normalize_quaternion(update.view.orientation)
+        hfov = update.view.hfov_deg
+        if not (math.isfinite(hfov) and 0 < hfov < 180):
+            raise InputError(f"hfov_deg must be in (0, 180) degrees, got {hfov}")
+    caption = update.caption
+    if update.objects is not None:
+        from swansphere.captions import caption_scene_objects
+
+        caption = caption_scene_objects(list(update.objects), duration_s=update.horizon_s)
+    return image, head, caption
 
 
 def feed_image(gen, frame: FrameUpdate, canvas_width: int) -> None:
@@ -213,17 +301,16 @@ class LiveSession:
         self._frame: FrameUpdate | None = None
         # As fast as possible: frames not yet due (capture order, times from the first
         # frame) and head poses not yet rendered ((time, quaternion)).
-        self._pending: deque[FrameUpdate] = deque()
-        self._heads: deque[tuple[float, np.ndarray]] = deque()
+        self._pending = DueFrames(self.gen.patch_seconds)
+        self._heads: deque[tuple[float, np.ndarray]] = deque()  # one per output block
         self._image_times: deque[float] = deque(maxlen=16)  # where the video ends
         self._newest_time: float | None = None  # of the newest frame, from the first
         self._told_waiting = False
-        self._image_fed = False  # the generator has had an image
         self._caption: str | None = None
         self._caption_set = False
         self._end = False
         self._has_input = bool(spec.caption)
-        self._fed = bool(spec.caption and spec.caption.strip())  # the generator has input
+        self._fed = _says(spec.caption)  # the generator has input
         self._head = None if spec.head is None else normalize_quaternion(spec.head)
         self._last_sequence: int | None = None
         self._last_capture: float | None = None
@@ -314,41 +401,20 @@ class LiveSession:
         self.counts["frames_received"] += 1
         self.metrics.inc("swansphere_frames_received_total", 1, "frames received")
         try:
-            if self._last_sequence is not None and seq <= self._last_sequence:
-                kind = "repeated" if seq == self._last_sequence else "out of order"
-                raise InputError(
-                    f"frame sequence {seq} is {kind} (last accepted: {self._last_sequence}); "
-                    "sequence numbers must increase"
-                )
-            t = update.capture_time_s
-            if not math.isfinite(t):
-                raise InputError(f"capture time must be finite, got {t}")
-            if self._last_capture is not None and t < self._last_capture:
-                raise InputError(
-                    f"capture time {t:.6f} s is before the previous frame's "
-                    f"{self._last_capture:.6f} s"
-                )
-            image = None
-            if update.image is not None:
-                image = probe_image(update.image, equirect=update.view is None)
-            head = None if update.head is None else normalize_quaternion(update.head)
-            if update.view is not None:
-                normalize_quaternion(update.view.orientation)
-                hfov = update.view.hfov_deg
-                if not (math.isfinite(hfov) and 0 < hfov < 180):
-                    raise InputError(f"hfov_deg must be in (0, 180) degrees, got {hfov}")
-            caption = update.caption
-            if update.objects is not None:
-                from swansphere.captions import caption_scene_objects
-
-                caption = caption_scene_objects(list(update.objects), duration_s=update.horizon_s)
+            image, head, caption = check_frame(update, self._last_sequence, self._last_capture)
         except InputError as exc:
             self.reject(str(exc), seq)
             return False
+        t = update.capture_time_s
         with self._wake:
-            if not self.spec.realtime:  # backpressure: wait for generation to catch up
-                while len(self._pending) >= MAX_PENDING_FRAMES and not self._stop.is_set():
+            if not self.spec.realtime and image is not None:
+                # Backpressure: images wait for generation to catch up (frames without one
+                # are small, and one per patch at most; they never block, so a client's
+                # captions before its first image cannot stall the session).
+                while self._pending.images >= MAX_PENDING_FRAMES and not self._stop.is_set():
                     self._wake.wait(0.1)
+            if self._stop.is_set():
+                return False
             self._last_sequence = seq
             self._last_capture = t
             if self._first_capture is None:
@@ -364,8 +430,8 @@ class LiveSession:
                 self._take(frame if image is not None else None, caption)
             else:
                 if head is not None:
-                    self._heads.append((rel, head))
-                self._take(None, None, queue_frame(self._pending, frame, self.gen.patch_seconds))
+                    self._queue_head(rel, head)
+                self._take(None, None, self._pending.add(frame))
             if image is not None or caption is not None:
                 if self._first_input is None:
                     self._first_input = self.clock()
@@ -375,6 +441,16 @@ class LiveSession:
         self._ingest_ms.append(1e3 * elapsed)
         self.metrics.observe("swansphere_ingest_seconds", elapsed, "per-frame ingest time")
         return True
+
+    def _queue_head(self, time_s: float, head: np.ndarray) -> None:
+        """As fast as possible (lock held): a head pose for the blocks from its capture
+        time on; only the newest before each block counts, so one waits per block."""
+        block, rate = self.renderer.block, self.sample_rate
+        if self._heads and first_block(self._heads[-1][0], block, rate) == first_block(
+            time_s, block, rate
+        ):
+            self._heads.pop()
+        self._heads.append((time_s, head))
 
     def _take(self, frame: FrameUpdate | None, caption: str | None, superseded: int = 0) -> None:
         """Into the input slots (lock held): the newest image frame (one still waiting is
@@ -425,23 +501,31 @@ class LiveSession:
                 continue
         return False
 
+    def _starving(self) -> bool:
+        """Nothing to generate from (lock held): no input fed or waiting in the slots."""
+        return (
+            not self._fed
+            and self._frame is None
+            and not (self._caption_set and _says(self._caption))
+        )
+
     def _await_due_frames(self) -> None:
-        """As fast as possible, before each patch: move the frames captured by the patch's
-        midpoint into the input slots, and wait until the patch is certain: a frame from
-        its end on has arrived (so neither a later image nor the end of the video can
-        fall inside it), or the video has ended."""
+        """As fast as possible, before each patch: move the frames captured by its midpoint
+        into the input slots (:class:`DueFrames`), and wait until the patch is certain: a
+        frame from its end on has arrived, so no later image, caption or end of video can
+        fall inside it (and, with nothing to generate from yet, a frame with an input to
+        take early); or the video has ended."""
         mid = self.gen.time_s + 0.5 * self.gen.patch_seconds
         end = self.gen.time_s + self.gen.patch_seconds
         since = self.clock()
         with self._wake:
             while not self._stop.is_set():
                 if self._pending:
-                    need_image = not self._image_fed and self._frame is None
-                    due = pop_due_frames(self._pending, mid, need_image)
-                    if due[0] is not None or due[1] is not None:
-                        self._take(*due)
+                    image, caption, superseded = self._pending.take(mid, self._starving())
+                    self._take(image, caption, superseded)
                     self._wake.notify_all()  # room for a blocked ingest
-                if self._end or (self._newest_time is not None and self._newest_time >= end):
+                newest = self._newest_time
+                if self._end or (newest is not None and newest >= end and not self._starving()):
                     return
                 if not self._told_waiting and self.clock() - since > FRAME_WAIT_NOTICE_S:
                     self._told_waiting = True  # once: a client that forgot EndOfVideo
@@ -450,11 +534,17 @@ class LiveSession:
                             "info",
                             "OK",
                             f"waiting for a frame captured at {end:.3f} s or later, or "
-                            "EndOfVideo: "
-                            "with as-fast-as-possible pacing the frames are the clock",
+                            "EndOfVideo: with as-fast-as-possible pacing the frames are the "
+                            "clock",
                         )
                     )
                 self._wake.wait(0.1)
+
+    def _idle_unless_pending(self) -> None:
+        """Nothing could be generated: wait for new input, unless some is already queued."""
+        with self._wake:
+            if self._frame is None and not self._caption_set and not self._pending.has_input:
+                self._has_input = False
 
     def _apply_inputs(self) -> None:
         with self._wake:
@@ -465,13 +555,13 @@ class LiveSession:
         if frame is not None:
             try:
                 feed_image(self.gen, frame, self.canvas_width)
-                self._fed = self._image_fed = True
+                self._fed = True
             except InputError as exc:
                 self.reject(str(exc), frame.sequence)
         if caption_set:
             try:
                 self.gen.set_caption(caption or None)
-                self._fed = self._fed or bool(caption and caption.strip())
+                self._fed = self._fed or _says(caption)
             except InputError as exc:
                 self.notify(Notice("warning", INVALID_ARGUMENT, f"caption refused: {exc}"))
         if end and not self.gen.finished:
@@ -490,6 +580,8 @@ class LiveSession:
                     break
                 if not self.spec.realtime:
                     self._await_due_frames()
+                    if self._stop.is_set():
+                        break
                 woke = self.clock()
                 self._apply_inputs()
                 applied = self.clock()
@@ -497,17 +589,15 @@ class LiveSession:
                     self._put(_FINISHED)
                     break
                 if not self._fed:  # every input so far was refused at decode time
-                    with self._wake:
-                        if self._frame is None and not self._caption_set and not self._pending:
-                            self._has_input = False
+                    self._idle_unless_pending()
                     continue
                 started = time.perf_counter()
                 try:
                     chunk = self.gen.next_chunk()
                 except InputError as exc:  # e.g. the caption was removed and there is no frame
                     self.notify(Notice("warning", FAILED_PRECONDITION, str(exc)))
-                    with self._wake:
-                        self._fed = self._has_input = False
+                    self._fed = False
+                    self._idle_unless_pending()
                     continue
                 elapsed = time.perf_counter() - started
                 if chunk is None:
@@ -765,48 +855,40 @@ def generate_file(
             gen.set_caption(spec.caption)
         first = last_seq = last_t = None
         width = runtime.canvas_size[1]
-        pending: deque[FrameUpdate] = deque()  # checked, times from the first frame
-        for f in frames:
+        pending = DueFrames(gen.patch_seconds)
+        for f in frames:  # checked as a session checks them, times from the first accepted
             try:
-                if last_seq is not None and f.sequence <= last_seq:
-                    raise InputError(f"frame sequence {f.sequence} is not above {last_seq}")
-                if last_t is not None and not f.capture_time_s >= last_t:
-                    raise InputError(f"capture time {f.capture_time_s} is before {last_t}")
-                first = f.capture_time_s if first is None else first
-                t = f.capture_time_s - first
-                if f.head is not None:
-                    heads.append((t, normalize_quaternion(f.head)))
-                image = None if f.image is None else probe_image(f.image, f.view is None)
-                caption = f.caption
-                if f.objects is not None:
-                    from swansphere.captions import caption_scene_objects
-
-                    caption = caption_scene_objects(list(f.objects), duration_s=f.horizon_s)
-                pending.append(FrameUpdate(f.sequence, t, image, f.view, caption=caption))
-                last_seq, last_t = f.sequence, f.capture_time_s
+                image, head, caption = check_frame(f, last_seq, last_t)
             except InputError as exc:
                 notices.append(Notice("warning", INVALID_ARGUMENT, str(exc), f.sequence))
+                continue
+            first = f.capture_time_s if first is None else first
+            t = f.capture_time_s - first
+            if head is not None:
+                heads.append((t, head))
+            pending.add(FrameUpdate(f.sequence, t, image, f.view, caption=caption))
+            last_seq, last_t = f.sequence, f.capture_time_s
         blocks = []
         rate, block = spec.output.sample_rate, renderer.block
         n_out = round(duration_s * rate)
-        head_index, has_image, fed = 0, False, bool(spec.caption and spec.caption.strip())
+        head_index, fed = 0, _says(spec.caption)
         while True:
             mid = gen.time_s + 0.5 * gen.patch_seconds
-            image, caption, _ = pop_due_frames(pending, mid, need_image=not has_image)
+            image, caption, _ = pending.take(mid, starting=not fed)
             if image is not None:
                 try:
                     feed_image(gen, image, width)
-                    has_image = fed = True
+                    fed = True
                 except InputError as exc:
                     notices.append(Notice("warning", INVALID_ARGUMENT, str(exc), image.sequence))
             if caption is not None:
                 try:
                     gen.set_caption(caption or None)
-                    fed = fed or bool(caption.strip())
+                    fed = fed or _says(caption)
                 except InputError as exc:
                     notices.append(Notice("warning", INVALID_ARGUMENT, f"caption refused: {exc}"))
-            if not fed and pending:
-                continue  # everything so far was refused: the next frames start the audio
+            if not fed and pending.has_input:
+                continue  # everything so far was refused: the next input starts the audio
             if (chunk := gen.next_chunk()) is None:
                 break
             renderer.push(chunk)
