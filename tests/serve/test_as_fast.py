@@ -8,6 +8,7 @@ import pytest
 
 from swansphere.serve.live import (
     MAX_PENDING_FRAMES,
+    MAX_PENDING_HEADS,
     DueFrames,
     LiveSession,
     due_patch,
@@ -149,10 +150,12 @@ def _turn(yaw_deg: float) -> np.ndarray:
     return np.array([np.cos(half), 0.0, 0.0, np.sin(half)])
 
 
-def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
-    """Frame sequences whose audio once depended on when they arrived (or deadlocked)."""
+def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float, bool]]:
+    """Frame sequences whose audio once depended on when they arrived (or deadlocked):
+    frames, the audio's length, and whether the session is told it (else the frames end
+    it)."""
     p = PATCH_S
-    img = [_raw(make_panorama(64, azimuth_deg=a)) for a in (90.0, -60.0)]
+    img = [_raw(make_panorama(64, azimuth_deg=a)) for a in (90.0, -60.0, 0.0)]
     heads_first = [FrameUpdate(i, 0.5 * p * i, head=_turn(3.0 * i)) for i in range(70)]
     return {
         "captions only": (
@@ -162,6 +165,16 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
                 FrameUpdate(2, 2.2 * p, caption="church bells behind"),
             ],
             3 * p,
+            True,
+        ),
+        "captions only, no duration: the last frame ends it": (
+            [
+                FrameUpdate(0, 0.0, caption="rain on a tin roof"),
+                FrameUpdate(1, 3 * p, caption="a dog barks on the left"),
+                FrameUpdate(2, 6 * p, caption="church bells behind"),
+            ],
+            6 * p,
+            False,
         ),
         "caption, then an image with a later caption": (
             [
@@ -170,11 +183,32 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
                 FrameUpdate(2, 2.2 * p, caption="church bells behind"),
             ],
             4 * p,
+            True,
+        ),
+        "an early image superseded by one arriving late": (
+            [
+                FrameUpdate(0, 0.0, head=_turn(10.0)),
+                FrameUpdate(1, 1.0 * p, img[0]),
+                FrameUpdate(2, 1.4 * p, img[1]),
+                FrameUpdate(3, 3.0 * p, img[2]),
+            ],
+            4 * p,
+            True,
+        ),
+        "the caption cleared before the first image": (
+            [
+                FrameUpdate(0, 0.0, caption="rain on a tin roof"),
+                FrameUpdate(1, 2.0 * p, caption=""),
+                FrameUpdate(2, 3.0 * p, img[0]),
+            ],
+            5 * p,
+            True,
         ),
         # more head-only patches than MAX_PENDING_FRAMES before the first image
         "35 patches of head poses, then images": (
             [*heads_first, FrameUpdate(70, 35 * p, img[0]), FrameUpdate(71, 36 * p, img[1])],
             1.0,
+            True,
         ),
         "a refused first frame": (
             [
@@ -183,6 +217,7 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
                 FrameUpdate(2, 1.5, img[1], head=_turn(-40.0)),
             ],
             1.0,
+            True,
         ),
     }
 
@@ -191,7 +226,10 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
     "name",
     [
         "captions only",
+        "captions only, no duration: the last frame ends it",
         "caption, then an image with a later caption",
+        "an early image superseded by one arriving late",
+        "the caption cleared before the first image",
         "35 patches of head poses, then images",
         "a refused first frame",
     ],
@@ -199,10 +237,10 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float]]:
 def test_the_stream_depends_on_what_was_sent_not_when(runtime, make_panorama, name):
     """Sent at once or a frame every 30 ms, a session streams what generate_file (the
     Generate call) makes of the same frames."""
-    frames, duration_s = _scenarios(make_panorama)[name]
+    frames, duration_s, told = _scenarios(make_panorama)[name]
     spec = SessionSpec(
         realtime=False,
-        duration_s=duration_s,
+        duration_s=duration_s if told else None,
         steps=2,
         seed=4,
         output=OutputSpec(format="foa", sample_rate=48000),
@@ -226,3 +264,18 @@ def test_the_stream_depends_on_what_was_sent_not_when(runtime, make_panorama, na
         sender.join(10)
         assert audio.shape[1] >= expected.shape[1] > 0
         np.testing.assert_allclose(audio[:, : expected.shape[1]], expected, atol=1e-5)
+        assert session.generated_s == pytest.approx(duration_s)
+
+
+def test_poses_alone_never_queue_or_block_and_stay_bounded(runtime):
+    """A client that sends only head poses (no image or caption yet): nothing waits for
+    generation, ingest never blocks, and at most MAX_PENDING_HEADS poses are kept."""
+    session = LiveSession(runtime, SessionSpec(realtime=False, steps=2))
+    try:
+        n = MAX_PENDING_HEADS + 500
+        for i in range(n):  # one per 1024-sample block at 48 kHz: none merge
+            assert session.submit(FrameUpdate(i, i * 1024 / 48000, head=_turn(i % 360)))
+        assert len(session._pending) == 0 and len(session._heads) == MAX_PENDING_HEADS
+        assert session._heads[-1][0] == pytest.approx((n - 1) * 1024 / 48000)
+    finally:
+        session.close()

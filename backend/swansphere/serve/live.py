@@ -73,7 +73,11 @@ log = logging.getLogger(__name__)
 
 _FINISHED = object()
 MAX_PENDING_NOTICES = 256
-MAX_PENDING_FRAMES = 32  # images an as-fast-as-possible session holds ahead of generation
+MAX_PENDING_FRAMES = 32  # images/captions an as-fast session holds ahead of generation
+#: Head poses an as-fast session holds ahead of its output (one per output block: 87 s of
+#: 1024-sample blocks at 48 kHz); beyond it the oldest is dropped, never the client blocked
+#: (poses alone must not stall a session that waits for its first image).
+MAX_PENDING_HEADS = 4096
 FRAME_WAIT_NOTICE_S = 1.0  # as fast as possible: say so once generation waits this long
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
 #: The first chunk's stages, in order (Stats.ttfc_split_ms, which they sum to ttfc_ms).
@@ -139,19 +143,18 @@ class DueFrames:
     def __init__(self, patch_s: float) -> None:
         self.patch_s = patch_s
         self.frames: deque[FrameUpdate] = deque()
+        self.through_s = -math.inf  # the latest midpoint popped through (early takes too)
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    @property
-    def images(self) -> int:
-        """Frames waiting with an image (what the memory bound counts)."""
-        return sum(f.image is not None for f in self.frames)
-
     def add(self, frame: FrameUpdate) -> int:
-        """Queue a frame, merged into the last one when both are due before the same patch
-        (that patch uses only the newest image and caption), so one frame per patch waits
-        whatever the frame rate. Returns the images this superseded (0 or 1)."""
+        """Queue a frame's image and caption (a frame with neither carries nothing here),
+        merged into the last frame when both are due before the same patch (that patch
+        uses only the newest image and caption), so one frame per patch waits whatever
+        the frame rate. Returns the images this superseded (0 or 1)."""
+        if frame.image is None and frame.caption is None:
+            return 0
         last = self.frames[-1] if self.frames else None
         if last is None or due_patch(last.capture_time_s, self.patch_s) != due_patch(
             frame.capture_time_s, self.patch_s
@@ -174,16 +177,25 @@ class DueFrames:
         then and return the newest image frame (or None), the newest caption (None: none
         sent; "" clears it) and how many images were superseded. ``starting``: the
         generator has nothing to generate from yet; if nothing due gives it something,
-        the inputs of the first patch that has any are taken early."""
-        image, caption, superseded = self._pop(mid_s)
+        the inputs of the first patch that has any are taken early. Frames still due by
+        an earlier take's midpoint (arriving late) join the next take."""
+        image, caption, superseded = self._pop(max(mid_s, self.through_s))
+        self.through_s = max(self.through_s, mid_s)
         if starting and image is None and not _says(caption):
             first = next((f for f in self.frames if f.image is not None or _says(f.caption)), None)
             if first is not None:
                 patch = due_patch(first.capture_time_s, self.patch_s)
-                image, later, more = self._pop(patch * self.patch_s + 0.5 * self.patch_s)
+                self.through_s = patch * self.patch_s + 0.5 * self.patch_s
+                image, later, more = self._pop(self.through_s)
                 caption = later if later is not None else caption
                 superseded += more
         return image, caption, superseded
+
+    @property
+    def certain_from_s(self) -> float:
+        """The capture time from which a frame makes the inputs taken so far final: the
+        end of the latest patch popped through (an early take's included)."""
+        return self.through_s + 0.5 * self.patch_s
 
     def _pop(self, mid_s: float) -> tuple[FrameUpdate | None, str | None, int]:
         image, caption, superseded = None, None, 0
@@ -407,11 +419,11 @@ class LiveSession:
             return False
         t = update.capture_time_s
         with self._wake:
-            if not self.spec.realtime and image is not None:
-                # Backpressure: images wait for generation to catch up (frames without one
-                # are small, and one per patch at most; they never block, so a client's
-                # captions before its first image cannot stall the session).
-                while self._pending.images >= MAX_PENDING_FRAMES and not self._stop.is_set():
+            if not self.spec.realtime and (image is not None or caption is not None):
+                # Backpressure: images and captions wait for generation to catch up. Frames
+                # with neither never block (they do not queue), so poses sent before the
+                # first input cannot stall a session that has nothing to generate from.
+                while len(self._pending) >= MAX_PENDING_FRAMES and not self._stop.is_set():
                     self._wake.wait(0.1)
             if self._stop.is_set():
                 return False
@@ -450,6 +462,8 @@ class LiveSession:
             time_s, block, rate
         ):
             self._heads.pop()
+        elif len(self._heads) >= MAX_PENDING_HEADS:
+            self._heads.popleft()
         self._heads.append((time_s, head))
 
     def _take(self, frame: FrameUpdate | None, caption: str | None, superseded: int = 0) -> None:
@@ -520,12 +534,13 @@ class LiveSession:
         since = self.clock()
         with self._wake:
             while not self._stop.is_set():
-                if self._pending:
-                    image, caption, superseded = self._pending.take(mid, self._starving())
+                image, caption, superseded = self._pending.take(mid, self._starving())
+                if image is not None or caption is not None:
                     self._take(image, caption, superseded)
                     self._wake.notify_all()  # room for a blocked ingest
                 newest = self._newest_time
-                if self._end or (newest is not None and newest >= end and not self._starving()):
+                certain = max(end, self._pending.certain_from_s)
+                if self._end or (newest is not None and newest >= certain and not self._starving()):
                     return
                 if not self._told_waiting and self.clock() - since > FRAME_WAIT_NOTICE_S:
                     self._told_waiting = True  # once: a client that forgot EndOfVideo
@@ -551,7 +566,10 @@ class LiveSession:
             frame, self._frame = self._frame, None
             caption, caption_set, self._caption_set = self._caption, self._caption_set, False
             end = self._end
-            end_at = video_end_s(self._image_times, self.gen.patch_seconds)
+            # One frame interval after the last image, or the last frame of any kind if
+            # later: generation never runs past the newest frame before the end is known.
+            ends = [video_end_s(self._image_times, self.gen.patch_seconds), self._newest_time]
+            end_at = max((e for e in ends if e is not None), default=None)
         if frame is not None:
             try:
                 feed_image(self.gen, frame, self.canvas_width)
@@ -868,10 +886,20 @@ def generate_file(
                 heads.append((t, head))
             pending.add(FrameUpdate(f.sequence, t, image, f.view, caption=caption))
             last_seq, last_t = f.sequence, f.capture_time_s
-        blocks = []
+        blocks: list[np.ndarray] = []
         rate, block = spec.output.sample_rate, renderer.block
         n_out = round(duration_s * rate)
-        head_index, fed = 0, _says(spec.caption)
+        head_index, fed, generated = 0, _says(spec.caption), False
+
+        def render_ready() -> None:
+            nonlocal head_index
+            while renderer.ready():
+                t = len(blocks) * block / rate
+                while head_index < len(heads) and heads[head_index][0] <= t:
+                    renderer.set_head(heads[head_index][1])
+                    head_index += 1
+                blocks.append(renderer.render())
+
         while True:
             mid = gen.time_s + 0.5 * gen.patch_seconds
             image, caption, _ = pending.take(mid, starting=not fed)
@@ -889,17 +917,23 @@ def generate_file(
                     notices.append(Notice("warning", INVALID_ARGUMENT, f"caption refused: {exc}"))
             if not fed and pending.has_input:
                 continue  # everything so far was refused: the next input starts the audio
-            if (chunk := gen.next_chunk()) is None:
+            try:
+                chunk = gen.next_chunk()
+            except InputError as exc:  # e.g. the caption was cleared and there is no image
+                if not generated and not pending.has_input:
+                    raise  # nothing at all to generate from: the call fails, naming it
+                notices.append(Notice("warning", FAILED_PRECONDITION, str(exc)))
+                fed = False
+                if pending.has_input:
+                    continue
+                break  # as a session does: its audio ends here
+            if chunk is None:
                 break
+            generated = True
             renderer.push(chunk)
-            if gen.finished:
-                renderer.flush()
-            while renderer.ready():
-                t = len(blocks) * block / rate
-                while head_index < len(heads) and heads[head_index][0] <= t:
-                    renderer.set_head(heads[head_index][1])
-                    head_index += 1
-                blocks.append(renderer.render())
+            render_ready()
+        renderer.flush()  # the resampler's tail, zero-padded to a whole block
+        render_ready()
         pcm = (
             np.concatenate(blocks, axis=1)[:, :n_out]
             if blocks
