@@ -79,10 +79,18 @@ def test_inputs_are_taken_early_only_while_there_is_nothing_to_generate_from():
     assert image.sequence == 1 and caption == "bells" and not late.frames
 
 
-def _collect(session: LiveSession) -> tuple[np.ndarray, list]:
+def _collect(session: LiveSession, limit_s: float = 60.0) -> tuple[np.ndarray, list]:
+    """The session's audio and notices; a session still running after ``limit_s`` (a
+    deadlock) is closed and fails the test instead of hanging the suite."""
+    watchdog = threading.Timer(limit_s, session.close)
+    watchdog.start()
     blocks, notices = [], []
-    for item in session.output():
-        (blocks if isinstance(item, AudioBlock) else notices).append(item)
+    try:
+        for item in session.output():
+            (blocks if isinstance(item, AudioBlock) else notices).append(item)
+    finally:
+        watchdog.cancel()
+    assert not session.closed, f"the session was still running after {limit_s} s"
     return np.concatenate([b.pcm for b in blocks], axis=1), notices
 
 
@@ -210,6 +218,15 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float, bool]
             1.0,
             True,
         ),
+        "40 blank captions before the first image": (
+            [
+                *(FrameUpdate(i, i * p, caption="" if i % 2 else " ") for i in range(40)),
+                FrameUpdate(40, 40 * p, img[0]),
+                FrameUpdate(41, 41 * p, img[1]),
+            ],
+            1.0,
+            True,
+        ),
         "a refused first frame": (
             [
                 FrameUpdate(0, 0.0, EncodedImage("jpeg", b"not a jpeg")),
@@ -231,6 +248,7 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float, bool]
         "an early image superseded by one arriving late",
         "the caption cleared before the first image",
         "35 patches of head poses, then images",
+        "40 blank captions before the first image",
         "a refused first frame",
     ],
 )
@@ -279,3 +297,39 @@ def test_poses_alone_never_queue_or_block_and_stay_bounded(runtime):
         assert session._heads[-1][0] == pytest.approx((n - 1) * 1024 / 48000)
     finally:
         session.close()
+
+
+def test_more_poses_than_it_keeps_wait_for_the_output_and_change_nothing(runtime):
+    """With something to generate from, poses beyond MAX_PENDING_HEADS wait for the
+    output (64-sample chunks: 4500 poses, one per block, are 6 s) and the stream still
+    equals generate_file."""
+    block, rate = 64, 48000
+    frames = [
+        FrameUpdate(i, i * block / rate, head=_turn(0.05 * i))
+        for i in range(MAX_PENDING_HEADS + 404)
+    ]
+    duration_s = len(frames) * block / rate
+    spec = SessionSpec(
+        realtime=False,
+        duration_s=duration_s,
+        steps=2,
+        caption="rain on a tin roof",
+        output=OutputSpec(format="foa", sample_rate=rate, chunk_samples=block),
+    )
+    expected, _, _ = generate_file(runtime, spec, frames, duration_s)
+    session = LiveSession(runtime, spec)
+
+    def send() -> None:
+        for frame in frames:
+            session.submit(frame)
+        session.end_video()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        audio, notices = _collect(session)
+    finally:
+        session.close()
+    sender.join(10)
+    assert not [n for n in notices if n.level != "info"]
+    np.testing.assert_allclose(audio[:, : expected.shape[1]], expected, atol=1e-5)

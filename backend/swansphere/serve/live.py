@@ -74,9 +74,9 @@ log = logging.getLogger(__name__)
 _FINISHED = object()
 MAX_PENDING_NOTICES = 256
 MAX_PENDING_FRAMES = 32  # images/captions an as-fast session holds ahead of generation
-#: Head poses an as-fast session holds ahead of its output (one per output block: 87 s of
-#: 1024-sample blocks at 48 kHz); beyond it the oldest is dropped, never the client blocked
-#: (poses alone must not stall a session that waits for its first image).
+#: Head poses an as-fast session holds ahead of its output (one per output block). More
+#: block the client while audio can be generated; while there is nothing to generate
+#: from, the oldest is dropped instead (with a warning), so poses cannot stall a session.
 MAX_PENDING_HEADS = 4096
 FRAME_WAIT_NOTICE_S = 1.0  # as fast as possible: say so once generation waits this long
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)  # sessions per LocDiT batch
@@ -178,12 +178,17 @@ class DueFrames:
         sent; "" clears it) and how many images were superseded. ``starting``: the
         generator has nothing to generate from yet; if nothing due gives it something,
         the inputs of the first patch that has any are taken early. Frames still due by
-        an earlier take's midpoint (arriving late) join the next take."""
+        an earlier take's midpoint (arriving late) join the next take. Blank captions
+        waiting while starting with no input behind them are dropped (no-ops)."""
         image, caption, superseded = self._pop(max(mid_s, self.through_s))
         self.through_s = max(self.through_s, mid_s)
         if starting and image is None and not _says(caption):
             first = next((f for f in self.frames if f.image is not None or _says(f.caption)), None)
-            if first is not None:
+            if first is None:
+                # Only blank captions wait: clearing a caption while there is nothing to
+                # generate from changes nothing, so they go (and cannot fill the queue).
+                self.frames.clear()
+            else:
                 patch = due_patch(first.capture_time_s, self.patch_s)
                 self.through_s = patch * self.patch_s + 0.5 * self.patch_s
                 image, later, more = self._pop(self.through_s)
@@ -318,6 +323,7 @@ class LiveSession:
         self._image_times: deque[float] = deque(maxlen=16)  # where the video ends
         self._newest_time: float | None = None  # of the newest frame, from the first
         self._told_waiting = False
+        self._told_heads_dropped = False
         self._caption: str | None = None
         self._caption_set = False
         self._end = False
@@ -419,11 +425,9 @@ class LiveSession:
             return False
         t = update.capture_time_s
         with self._wake:
-            if not self.spec.realtime and (image is not None or caption is not None):
-                # Backpressure: images and captions wait for generation to catch up. Frames
-                # with neither never block (they do not queue), so poses sent before the
-                # first input cannot stall a session that has nothing to generate from.
-                while len(self._pending) >= MAX_PENDING_FRAMES and not self._stop.is_set():
+            if not self.spec.realtime:
+                carries = image is not None or caption is not None
+                while not self._stop.is_set() and self._ingest_waits(carries, head is not None):
                     self._wake.wait(0.1)
             if self._stop.is_set():
                 return False
@@ -454,6 +458,14 @@ class LiveSession:
         self.metrics.observe("swansphere_ingest_seconds", elapsed, "per-frame ingest time")
         return True
 
+    def _ingest_waits(self, carries_input: bool, carries_head: bool) -> bool:
+        """As fast as possible (lock held), backpressure: images and captions wait for
+        generation to catch up, poses for the output, but only while there is something
+        to generate from, so that poses sent before the first input cannot stall it."""
+        if carries_input and len(self._pending) >= MAX_PENDING_FRAMES:
+            return True
+        return carries_head and len(self._heads) >= MAX_PENDING_HEADS and not self._starving()
+
     def _queue_head(self, time_s: float, head: np.ndarray) -> None:
         """As fast as possible (lock held): a head pose for the blocks from its capture
         time on; only the newest before each block counts, so one waits per block."""
@@ -462,8 +474,18 @@ class LiveSession:
             time_s, block, rate
         ):
             self._heads.pop()
-        elif len(self._heads) >= MAX_PENDING_HEADS:
+        elif len(self._heads) >= MAX_PENDING_HEADS:  # only while nothing can be generated
             self._heads.popleft()
+            if not self._told_heads_dropped:
+                self._told_heads_dropped = True
+                self.notify(
+                    Notice(
+                        "warning",
+                        "RESOURCE_EXHAUSTED",
+                        f"more than {MAX_PENDING_HEADS} head poses ahead of the audio while "
+                        "there is no image or caption to generate from: the oldest dropped",
+                    )
+                )
         self._heads.append((time_s, head))
 
     def _take(self, frame: FrameUpdate | None, caption: str | None, superseded: int = 0) -> None:
@@ -711,6 +733,7 @@ class LiveSession:
                 if self._end or (newest is not None and newest > block_s):
                     while self._heads and self._heads[0][0] <= block_s:
                         self._head = self._heads.popleft()[1]
+                    self._wake.notify_all()  # room for a blocked ingest
                     return
                 self._wake.wait(0.02)
 
