@@ -149,6 +149,29 @@ def test_ingest_waits_when_generation_is_far_behind_and_close_releases_it(runtim
     assert not sender.is_alive()
 
 
+def _stream(
+    runtime, spec: SessionSpec, frames: list[FrameUpdate], pause_s: float = 0.0
+) -> tuple[LiveSession, np.ndarray, list]:
+    """A session fed the frames from another thread (``pause_s`` apart), then the end of
+    video: (the closed session, its audio, its notices)."""
+    session = LiveSession(runtime, spec)
+
+    def send() -> None:
+        for frame in frames:
+            session.submit(frame)
+            time.sleep(pause_s)
+        session.end_video()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        audio, notices = _collect(session)
+    finally:
+        session.close()
+    sender.join(10)
+    return session, audio, notices
+
+
 def _raw(rgb: np.ndarray) -> EncodedImage:
     return EncodedImage("raw", rgb.tobytes(), rgb.shape[1], rgb.shape[0])
 
@@ -265,21 +288,7 @@ def test_the_stream_depends_on_what_was_sent_not_when(runtime, make_panorama, na
     )
     expected, _, _ = generate_file(runtime, spec, frames, duration_s)
     for pause_s in (0.0, 0.03):
-        session = LiveSession(runtime, spec)
-
-        def send(session=session, pause_s=pause_s) -> None:
-            for frame in frames:
-                session.submit(frame)
-                time.sleep(pause_s)
-            session.end_video()
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        try:
-            audio, _ = _collect(session)
-        finally:
-            session.close()
-        sender.join(10)
+        session, audio, _ = _stream(runtime, spec, frames, pause_s)
         assert audio.shape[1] >= expected.shape[1] > 0
         np.testing.assert_allclose(audio[:, : expected.shape[1]], expected, atol=1e-5)
         assert session.generated_s == pytest.approx(duration_s)
@@ -317,19 +326,6 @@ def test_more_poses_than_it_keeps_wait_for_the_output_and_change_nothing(runtime
         output=OutputSpec(format="foa", sample_rate=rate, chunk_samples=block),
     )
     expected, _, _ = generate_file(runtime, spec, frames, duration_s)
-    session = LiveSession(runtime, spec)
-
-    def send() -> None:
-        for frame in frames:
-            session.submit(frame)
-        session.end_video()
-
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    try:
-        audio, notices = _collect(session)
-    finally:
-        session.close()
-    sender.join(10)
+    _, audio, notices = _stream(runtime, spec, frames)
     assert not [n for n in notices if n.level != "info"]
     np.testing.assert_allclose(audio[:, : expected.shape[1]], expected, atol=1e-5)
