@@ -23,7 +23,8 @@ Threads and data flow (DESIGN.md section 2)::
 - As fast as possible (offline rendering, ``realtime=False``): the client's capture times
   are the clock, so the result depends only on what was sent, never on when. Frames wait
   in order in a :class:`DueFrames`, merged to one per patch (with ``MAX_PENDING_FRAMES``
-  images waiting, ingest blocks, which pushes back on the client); before each patch,
+  images or captions, or ``MAX_PENDING_HEADS`` poses waiting, ingest blocks, which pushes
+  back on the client; never while there is nothing to generate from); before each patch,
   those captured by its midpoint are applied, and the patch waits until a frame from its
   end on, or the end of the video, makes it certain. Head poses apply to the blocks from
   their capture time on. The stream equals :func:`generate_file` (the Generate call),
