@@ -1,5 +1,6 @@
 """Build the bridges' engine-independent cores once per test session (C# with mono's mcs,
-C++ with g++); tests that need a missing toolchain are skipped with the reason."""
+C++ with g++). A missing toolchain fails the tests that need it, naming what to install
+(`make test` installs every one), so a bridge is never left untested unseen."""
 
 import shutil
 import subprocess
@@ -10,6 +11,17 @@ import pytest
 BRIDGES = Path(__file__).resolve().parents[2] / "bridges"
 
 
+def require_tools(*tools: str) -> None:
+    """Fail, naming them, unless every program is on PATH."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} missing: `make test` installs the bridges' toolchains "
+            "(Makefile APT_PACKAGES)",
+            pytrace=False,
+        )
+
+
 def _build(cmd: list[str], cwd: Path) -> None:
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
@@ -18,8 +30,7 @@ def _build(cmd: list[str], cwd: Path) -> None:
 @pytest.fixture(scope="session")
 def csharp_core(tmp_path_factory) -> list[str]:
     """Command that runs the C# conformance driver (bridges/unity)."""
-    if not (shutil.which("mcs") and shutil.which("mono")):
-        pytest.skip("mono-mcs missing (make test installs it)")
+    require_tools("mcs", "mono")
     exe = tmp_path_factory.mktemp("csharp") / "conformance.exe"
     unity = BRIDGES / "unity"
     sources = ["Runtime/SwanSphereAxes.cs", "Runtime/PcmRingBuffer.cs"]
@@ -33,8 +44,7 @@ def csharp_core(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="session")
 def cpp_core(tmp_path_factory) -> list[str]:
     """Command that runs the C++ conformance driver (bridges/unreal)."""
-    if not shutil.which("g++"):
-        pytest.skip("g++ missing (make test installs it)")
+    require_tools("g++")
     exe = tmp_path_factory.mktemp("cpp") / "conformance"
     unreal = BRIDGES / "unreal"
     flags = ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", "Source/SwanSphereCore"]

@@ -18,11 +18,16 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from swansphere.serve.models import ModelRegistry
 from swansphere.serve.osc import OscController
 
+from .conftest import require_tools
+
 REAPER = Path(__file__).resolve().parents[2] / "bridges" / "reaper"
 HARNESS = Path(__file__).resolve().parent / "fake_reaper.lua"
-LUA = shutil.which("lua5.4")
+LUA = shutil.which("lua5.4") or "lua5.4"
 
-pytestmark = pytest.mark.skipif(LUA is None, reason="lua5.4 missing (make test installs it)")
+
+@pytest.fixture(autouse=True, scope="module")
+def _lua_installed() -> None:
+    require_tools("lua5.4")
 
 
 def _lua(code: str) -> subprocess.CompletedProcess:

@@ -15,6 +15,8 @@ from swansphere.serve.grpc_service import ServeOptions, start_server
 from swansphere.serve.metrics import Metrics
 from swansphere.serve.models import ModelRegistry
 
+from .conftest import require_tools
+
 ROOT = Path(__file__).resolve().parents[2]
 UNREAL = ROOT / "bridges" / "unreal"
 
@@ -22,14 +24,14 @@ UNREAL = ROOT / "bridges" / "unreal"
 @pytest.fixture(scope="module")
 def stream_client(tmp_path_factory) -> Path:
     """bridges/unreal/Tests/stream_client built against protoc's classes for our proto."""
-    tools = ("g++", "protoc", "grpc_cpp_plugin", "pkg-config")
-    if not all(shutil.which(t) for t in tools):
-        pytest.skip("grpc++ toolchain missing (make test installs it)")
+    require_tools("g++", "protoc", "grpc_cpp_plugin", "pkg-config")
     flags = subprocess.run(
         ["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"], capture_output=True, text=True
     )
-    if flags.returncode != 0:
-        pytest.skip(f"grpc++/protobuf development files missing: {flags.stderr.strip()}")
+    assert flags.returncode == 0, (
+        f"grpc++/protobuf development files missing ({flags.stderr.strip()}): `make test` "
+        "installs libgrpc++-dev and libprotobuf-dev"
+    )
     out = tmp_path_factory.mktemp("unreal")
     subprocess.run(
         ["protoc", "-I", str(ROOT / "protos"), f"--cpp_out={out}", f"--grpc_out={out}",

@@ -188,25 +188,15 @@ def _scenarios(make_panorama) -> dict[str, tuple[list[FrameUpdate], float, bool]
     p = PATCH_S
     img = [_raw(make_panorama(64, azimuth_deg=a)) for a in (90.0, -60.0, 0.0)]
     heads_first = [FrameUpdate(i, 0.5 * p * i, head=_turn(3.0 * i)) for i in range(70)]
+    texts = ("rain on a tin roof", "a dog barks on the left", "church bells behind")
+
+    def captions_at(*patches: float) -> list[FrameUpdate]:
+        pairs = zip(patches, texts, strict=True)
+        return [FrameUpdate(i, t * p, caption=c) for i, (t, c) in enumerate(pairs)]
+
     return {
-        "captions only": (
-            [
-                FrameUpdate(0, 0.0, caption="rain on a tin roof"),
-                FrameUpdate(1, 1.2 * p, caption="a dog barks on the left"),
-                FrameUpdate(2, 2.2 * p, caption="church bells behind"),
-            ],
-            3 * p,
-            True,
-        ),
-        "captions only, no duration: the last frame ends it": (
-            [
-                FrameUpdate(0, 0.0, caption="rain on a tin roof"),
-                FrameUpdate(1, 3 * p, caption="a dog barks on the left"),
-                FrameUpdate(2, 6 * p, caption="church bells behind"),
-            ],
-            6 * p,
-            False,
-        ),
+        "captions only": (captions_at(0, 1.2, 2.2), 3 * p, True),
+        "captions only, no duration: the last frame ends it": (captions_at(0, 3, 6), 6 * p, False),
         "caption, then an image with a later caption": (
             [
                 FrameUpdate(0, 0.0, caption="rain on a tin roof"),
