@@ -212,3 +212,23 @@ def test_a_broken_bundle_is_never_registered(tmp_path: Path, client) -> None:
     with pytest.raises(BundleError, match=r"net\.config\.json"):
         tracking.register_model(bundle, "swansphere-broken", "default")
     assert not client.search_registered_models("name='swansphere-broken'")
+
+
+def _experiment_in_a_fresh_process(uri: str) -> str:
+    from swansphere_training import tracking as fresh
+
+    fresh.configure(uri)
+    return fresh.experiment_id("together")
+
+
+def test_two_processes_creating_one_store_at_once_both_get_the_experiment(
+    tmp_path: Path,
+) -> None:
+    """Two runs started together on a fresh SQLite store: MLflow alone let one fail with
+    "table experiments already exists"; the store lock serialises the creation."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        ids = pool.map(_experiment_in_a_fresh_process, [uri, uri])
+    assert len(set(ids)) == 1

@@ -20,6 +20,7 @@ MLflow is imported lazily (it takes about a second), so importing this module is
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -100,19 +101,39 @@ def _quiet_environment() -> None:
     warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite store's ``<db>.lock`` file (nothing for other
+    stores). MLflow creates a new database's tables, and an experiment, without guarding
+    against another process doing the same at once: two runs started together on a fresh
+    store failed with "table experiments already exists"."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _mlflow() -> ModuleType:
-    """The ``mlflow`` module, pointed at :func:`tracking_uri`."""
+    """The ``mlflow`` module, pointed at :func:`tracking_uri`; a SQLite store is created
+    (its tables) under :func:`_store_lock` the first time."""
     global _applied_uri
     _quiet_environment()
     import mlflow
 
     uri = tracking_uri()
     if uri != _applied_uri:
-        db = _sqlite_path(uri)
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
+        if _sqlite_path(uri) is not None:
+            with _store_lock(uri):
+                mlflow.MlflowClient(uri).search_experiments(max_results=1)
         _applied_uri = uri
     return mlflow
 
@@ -131,15 +152,16 @@ def experiment_id(name: str | None = None) -> str:
     created with :func:`artifact_root` as its artifact location when missing."""
     mlflow = _mlflow()
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    root = artifact_root()
-    location = None
-    if root is not None:
-        root.mkdir(parents=True, exist_ok=True)
-        location = (root / name).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    with _store_lock(tracking_uri()):  # another process may be creating it right now
+        found = mlflow.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        root = artifact_root()
+        location = None
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+            location = (root / name).as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
 
 
 # --------------------------------------------------------------------------------------
