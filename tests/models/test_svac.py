@@ -466,6 +466,24 @@ def test_a_still_video_has_no_activity(tiny: SVAC) -> None:
     assert float(maps.std(dim=1).min()) > 0
 
 
+def test_an_activity_map_reading_tokens_starts_as_the_one_without(tiny: SVAC) -> None:
+    """activity_tokens adds a layer that starts at zero: the same weights give the same
+    maps until it trains, and then the tokens (what each object is) move the pulses."""
+    reading = SVAC(dataclasses.replace(tiny.config, activity_tokens=True)).eval()
+    missing, unexpected = reading.load_state_dict(tiny.state_dict(), strict=False)
+    assert missing == ["activity.token_pulse.weight"] and not unexpected
+    assert all(k.startswith(SVAC.ZERO_START_WEIGHTS) for k in missing)
+    video = torch.randint(0, 256, (1, 8, 3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(reading.embed_video(video), tiny.embed_video(video))
+        before = reading.activity_video_map(video)
+        torch.nn.init.normal_(reading.activity.token_pulse.weight, std=0.1)
+        after = reading.activity_video_map(video)
+    assert before.shape == (1, 8, 16) and float((after - before).abs().max()) > 1e-3
+    with pytest.raises(InputError, match="reads the VideoMAE tokens"):
+        reading.activity.video_map(reading.video_encoder.pixels(video))
+
+
 def test_activity_weight_is_checked() -> None:
     with pytest.raises(InputError, match="activity_weight must be >= 0"):
         SVACConfig(spatial_weight=0.5, activity_weight=0.5)

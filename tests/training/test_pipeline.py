@@ -367,3 +367,69 @@ def test_every_stage_has_one_mlproject_entry_point_and_the_cli_trains_it():
     )
     stage = next(a for a in train._actions if a.dest == "stage")
     assert set(stage.choices) == set(STAGES)
+
+
+def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> None:
+    """init_all starts every weight from the bundle; source_activity_weight trains the
+    activity map's video side towards the sounding sources' map of each crop, and with
+    freeze_saliency nothing the generator reads moves."""
+    from pathlib import Path
+
+    from swansphere.errors import InputError
+    from swansphere.models.svac import SVAC
+    from swansphere_training.data.dataset import collate_clips
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.svac import SVACStage, SVACStageConfig
+
+    root, corpus = runs
+    options = FitOptions(out_dir=Path(root / "svac-src"), track=False)
+    config = SVACStageConfig(
+        data=str(corpus),
+        init_from="default",
+        init_all=True,
+        freeze_video_tokens=True,
+        freeze_saliency=True,
+        source_activity_weight=1.0,
+    )
+    stage = SVACStage(config, options)
+    model = stage.model = stage.build_model()
+    _, shipped = load_bundle("default").component("svac")
+    state = model.state_dict()
+    assert set(state) == set(shipped)
+    assert all(torch.equal(state[k], v.float()) for k, v in shipped.items())
+    data = stage.build_data()
+    batch = collate_clips([data[0], data[1]])
+    loss, corr = stage._source_activity_loss(batch)
+    assert 0.0 < float(loss.detach()) < 2.0 and -1.0 < float(corr) < 1.0
+    loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert grads["activity.pulse.0.weight"].abs().sum() > 0
+    assert grads["activity.patch_embed.weight"].abs().sum() > 0
+    frozen = [k for k in grads if k.startswith(("video_encoder.", *SVAC.SALIENCY_WEIGHTS))]
+    assert frozen and all(grads[k] is None for k in frozen)
+    # A network with the token-reading pulse starts from a bundle without it: that layer
+    # starts at zero; any other difference is refused.
+    reading = SVACStageConfig(
+        data=str(corpus), init_from="default", init_all=True, model={"activity_tokens": True}
+    )
+    widened = SVACStage(reading, options).build_model()
+    assert not widened.activity.token_pulse.weight.any()
+    assert torch.equal(
+        widened.state_dict()["activity.pulse.0.weight"], state["activity.pulse.0.weight"]
+    )
+    narrower = SVACStageConfig(
+        data=str(corpus), init_from="default", init_all=True, model={"activity_dim": 16}
+    )
+    with pytest.raises(InputError, match=r"init_all 'default'.*activity.patch_embed.weight"):
+        SVACStage(narrower, options).build_model()
+    bad = SVACStageConfig(data=str(corpus), init_all=True)
+    with pytest.raises(InputError, match="init_all need init_from"):
+        SVACStage(bad, options).build_model()
+    bad = SVACStageConfig(data=str(corpus), source_activity_weight=-1.0)
+    with pytest.raises(InputError, match="source_activity_weight must be >= 0"):
+        SVACStage(bad, options).build_model()
+    no_map = SVACStageConfig(
+        data=str(corpus), source_activity_weight=1.0, model={"activity_weight": 0.0}
+    )
+    with pytest.raises(InputError, match="needs a network with an activity map"):
+        SVACStage(no_map, options).build_model()

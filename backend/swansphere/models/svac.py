@@ -112,6 +112,9 @@ class SVACConfig:
     # --- activity map (see ActivityMap); 0 leaves it out
     activity_weight: float = 0.0  # share of the similarity given to the activity map
     activity_dim: int = 32  # width of the activity map's own per-frame patch embedding
+    # The activity map's pulse also reads its cell's VideoMAE token (what the object is,
+    # so how loud its kind tends to be), not only how the cell's pixels change.
+    activity_tokens: bool = False
     # Video frame f is the instant f / fps (True; see replicate_to_audio_rate), not the
     # interval [f, f + 1) / fps (False: the convention of bundles before this field).
     frame_timestamps: bool = False
@@ -730,6 +733,9 @@ class ActivityMap(nn.Module):
       orders with weight |I| <= 1 (a diffuse band has no direction to give).
     * Video (learned): every token-grid cell of every frame adds a learned pulse, an MLP
       of how the cell's own patch embedding departs from its clip mean, at the cell centre.
+      With ``activity_tokens`` the MLP's hidden layer also takes the cell's VideoMAE token
+      and its departure from the clip mean, through a layer that starts at zero (so a
+      bundle without it starts the same function).
 
     Each order gets a learned positive gain. The joint model standardises both sequences
     over the clip (:func:`standardise_over_time`) after bringing them to the audio frame
@@ -750,6 +756,11 @@ class ActivityMap(nn.Module):
             3, dim, kernel_size=config.video_patch, stride=config.video_patch
         )
         self.pulse = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.tubelet = config.video_tubelet
+        self.token_pulse = None
+        if config.activity_tokens:
+            self.token_pulse = nn.Linear(2 * config.video_dim, dim, bias=False)
+            nn.init.zeros_(self.token_pulse.weight)
         self.band_gain = nn.Parameter(torch.zeros(config.n_mels))
         # softplus(0.5413) = 1: every order starts with gain 1.
         self.order_gain = nn.Parameter(torch.full((self.order + 1,), math.log(math.e - 1.0)))
@@ -758,14 +769,29 @@ class ActivityMap(nn.Module):
     def _gains(self) -> torch.Tensor:
         return nn.functional.softplus(self.order_gain)[self.orders]
 
-    def video(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Raw maps (B, F, S) of normalised frames (B, F, 3, H, W) (:meth:`VideoEncoder.pixels`),
-        one per frame; S = (spatial_order + 1)^2."""
+    def video_map(self, pixels: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps (B, F, S) of normalised frames (B, F, 3, H, W) (:meth:`VideoEncoder.pixels`)
+        before the order gains: every cell's pulse at its centre, one map per frame;
+        S = (spatial_order + 1)^2. ``tokens``: the frames' VideoMAE tokens (B, t, cells, D),
+        one step per tubelet, needed with ``activity_tokens``."""
         batch, frames = pixels.shape[:2]
         x = self.patch_embed(pixels.flatten(0, 1))  # (B F, D, h, w)
         x = x.flatten(2).transpose(1, 2).reshape(batch, frames, -1, x.shape[1])
-        pulse = self.pulse(x - x.mean(dim=1, keepdim=True)).squeeze(-1)  # (B, F, cells)
-        return (pulse @ self.cell_harmonics) * self._gains()
+        hidden = self.pulse[0](x - x.mean(dim=1, keepdim=True))
+        if self.token_pulse is not None:
+            if tokens is None:
+                raise InputError("this activity map reads the VideoMAE tokens: pass them")
+            per_frame = tokens.repeat_interleave(self.tubelet, dim=1)[:, :frames]
+            departure = per_frame - per_frame.mean(dim=1, keepdim=True)
+            hidden = hidden + self.token_pulse(torch.cat([per_frame, departure], dim=-1))
+        pulse = self.pulse[2](self.pulse[1](hidden)).squeeze(-1)  # (B, F, cells)
+        return pulse @ self.cell_harmonics
+
+    def video(self, pixels: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw maps (B, F, S) of normalised frames (B, F, 3, H, W) (:meth:`VideoEncoder.pixels`),
+        one per frame, with the order gains; S = (spatial_order + 1)^2 (``tokens``: as
+        :meth:`video_map`)."""
+        return self.video_map(pixels, tokens) * self._gains()
 
     def audio(self, features: torch.Tensor) -> torch.Tensor:
         """Raw maps (B, Ta, S) of audio-encoder input (B, 7, n_mels, Ta * time_patch)
@@ -874,6 +900,9 @@ class SVAC(nn.Module):
     # The weights the video saliency depends on besides the video tokens (the generator's
     # saliency input comes from them).
     SALIENCY_WEIGHTS = ("spatial.pixel_embed.", "spatial.saliency.")
+    # Weights that start at zero: with them the network computes what it does without
+    # them, so a bundle that lacks them can start it (init_all).
+    ZERO_START_WEIGHTS = ("activity.token_pulse.",)
 
     def freeze_saliency(self) -> None:
         """Freeze the spatial code's video side (its patch embedding and saliency MLP), so
@@ -905,7 +934,7 @@ class SVAC(nn.Module):
             saliency, local = self.spatial.video_saliency(tokens, pixels)
             pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
             content, code = self.video_head(pooled), self.spatial.video(saliency)
-        maps = None if self.activity is None else self.activity.video(pixels)
+        maps = None if self.activity is None else self.activity.video(pixels, tokens)
         tubelet = self.video_encoder.tubelet
         if n_audio_frames is not None:
             # Tubelet steps and single frames are both instants-based when frame_timestamps.
@@ -922,6 +951,15 @@ class SVAC(nn.Module):
                 for x in (content, code)
             )
         return self._joint(content, code, maps)
+
+    def activity_video_map(self, video: torch.Tensor) -> torch.Tensor:
+        """The activity map's video side (B, F, S) of video (B, F, 3, H, W), one map per
+        frame, before the order gains (:meth:`ActivityMap.video_map`)."""
+        if self.activity is None:
+            raise InputError("this SVAC has no activity map (activity_weight = 0)")
+        pixels = self.video_encoder.pixels(video)
+        tokens = self.video_encoder.encode(pixels) if self.config.activity_tokens else None
+        return self.activity.video_map(pixels, tokens)
 
     def embed_audio(self, foa: torch.Tensor) -> torch.Tensor:
         """Embeddings (B, Ta, E) of AmbiX FOA (B, 4, T) at ``sample_rate``; Ta = ceil(T/hop)."""

@@ -487,3 +487,75 @@ def text_audio_loss(
             "top1_a2t": float((logits.argmax(dim=0) == target).float().mean()),
         }
     return loss, metrics
+
+
+# --------------------------------------------------------------------------------------
+# Source supervision of the activity map (procedural clips)
+# --------------------------------------------------------------------------------------
+
+
+def source_activity_map(
+    meta: dict, frame_times_s: np.ndarray, order: int, pulse_reference: str = "mean"
+) -> np.ndarray | None:
+    """What the sounding sources of a procedural clip deliver where, frame by frame: (F, S)
+    real spherical harmonics (ACN, orthonormal, orders 0 to ``order``) of every source's
+    direction at each video frame's instant (``frame_times_s``, seconds into the clip),
+    weighted by 10^((level_db + power_db) / 10) times its pulse at that frame as a power
+    (:func:`~swansphere_training.corpus.synth.activity_power`, relative to its clip mean by
+    default) over distance^2. The silent look-alikes give nothing: this is the activity
+    map's video side as an oracle would draw it. None when clip.json lacks what it needs
+    (another corpus)."""
+    from swansphere.foa.harmonics import real_spherical_harmonics
+
+    from ..corpus.synth import activity_power
+    from ..evaluation.generator import trajectory_positions
+
+    fps, sources = (meta.get("video") or {}).get("fps"), meta.get("sources") or []
+    if not fps or not sources:
+        return None
+    times = np.asarray(frame_times_s, dtype=np.float64)
+    total = np.zeros((len(times), (order + 1) ** 2))
+    for source in sources:
+        track, pulse = source.get("trajectory") or {}, source.get("activity")
+        if pulse is None or "distance_m" not in track or "power_db" not in source:
+            return None
+        frame = np.clip(np.floor(times * float(fps) + 0.5).astype(int), 0, len(pulse) - 1)
+        positions = trajectory_positions(track, times)
+        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
+        power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
+        weight = power * activity_power(pulse, pulse_reference)[frame] / distance**2
+        unit = torch.from_numpy(positions / distance[:, None])
+        total += weight[:, None] * real_spherical_harmonics(unit, order).numpy()
+    return total.astype(np.float32)
+
+
+def activity_source_loss(
+    video_maps: torch.Tensor, source_maps: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 - the correlation over time (as the joint model measures the activity part:
+    :func:`swansphere.models.svac.standardise_over_time`) of the video activity maps
+    (B, F, S) and the sources' maps (B, F, S) (:func:`source_activity_map`), averaged over
+    the ``valid`` (B,) clips whose sources' map changes over the window. Returns (loss,
+    mean correlation); both 0 when no clip is valid."""
+    from swansphere.models.svac import standardise_over_time
+
+    if video_maps.shape != source_maps.shape or video_maps.ndim != 3:
+        raise InputError(
+            f"activity maps must both be (B, F, S); got {tuple(video_maps.shape)} and "
+            f"{tuple(source_maps.shape)}"
+        )
+    # Powers span decades from clip to clip: bring each map to unit RMS first, so that
+    # the standardisation's epsilon is small beside every clip's variation.
+    scale = source_maps.square().sum(dim=-1).mean(dim=1).sqrt().clamp_min(1e-30)
+    source_maps = source_maps / scale[:, None, None]
+    centred = source_maps - source_maps.mean(dim=1, keepdim=True)
+    keep = valid & (centred.square().sum(dim=-1).mean(dim=1).sqrt() > 1e-3)
+    if not bool(keep.any()):
+        zero = video_maps.sum() * 0.0
+        return zero, zero.detach()
+    corr = (
+        (standardise_over_time(video_maps[keep]) * standardise_over_time(source_maps[keep]))
+        .sum(dim=-1)
+        .mean(dim=-1)
+    )
+    return 1.0 - corr.mean(), corr.mean().detach()

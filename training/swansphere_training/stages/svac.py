@@ -17,10 +17,17 @@ from swansphere.models.bundle import load_bundle
 from swansphere.models.svac import SVAC, SVAC_PRESETS, SVACConfig
 from swansphere.models.text import CaptionEncoder
 
-from ..data.dataset import ClipDataset, TorchClipDataset
+from ..data.dataset import ClipDataset, TorchClipDataset, frame_indices
 from ..evaluation.plots import plt, saliency_figure, similarity_figure
 from ..evaluation.svac import evaluate_svac, svac_window
-from ..losses.svac import NegativeConfig, build_negatives, svac_loss, text_audio_loss
+from ..losses.svac import (
+    NegativeConfig,
+    activity_source_loss,
+    build_negatives,
+    source_activity_map,
+    svac_loss,
+    text_audio_loss,
+)
 from .base import Stage, linear_warmup, preset_network
 
 
@@ -47,9 +54,16 @@ class SVACStageConfig:
     freeze_video_tokens: bool = False
     # Also start the spatial code from init_from's (when it has one of the same shape).
     init_spatial: bool = False
+    # Start every weight from init_from's (the heads and the activity map too): a
+    # fine-tuning run. Implies init_spatial.
+    init_all: bool = False
     # With init_spatial and freeze_video_tokens, also keep the video saliency exactly
     # init_from's: a generator conditioned on it (video_saliency) stays valid too.
     freeze_saliency: bool = False
+    # Weight of the activity map's source supervision: 1 - the correlation over the
+    # window of its video side with the sounding sources' map from clip.json
+    # (losses.svac.source_activity_map). Procedural clips only; others add nothing.
+    source_activity_weight: float = 0.0
     # SVACConfig fields that differ from the preset's, e.g. {"activity_weight": 0.0} for
     # the ablation without the activity map.
     model: dict = field(default_factory=dict)
@@ -71,18 +85,27 @@ class SVACStage(Stage):
             raise InputError(
                 "freeze_video_tokens needs init_from: frozen random tokens are useless"
             )
-        if self.config.init_spatial and not self.config.init_from:
-            raise InputError("init_spatial needs init_from: the bundle to take the code from")
-        if self.config.freeze_saliency and not (
-            self.config.init_spatial and self.config.freeze_video_tokens
-        ):
+        init_spatial = self.config.init_spatial or self.config.init_all
+        if init_spatial and not self.config.init_from:
             raise InputError(
-                "freeze_saliency needs init_spatial and freeze_video_tokens: the saliency "
-                "depends on both the spatial code and the video tokens"
+                "init_spatial and init_all need init_from: the bundle to take the weights from"
             )
+        if self.config.freeze_saliency and not (init_spatial and self.config.freeze_video_tokens):
+            raise InputError(
+                "freeze_saliency needs init_spatial (or init_all) and freeze_video_tokens: "
+                "the saliency depends on both the spatial code and the video tokens"
+            )
+        if self.config.source_activity_weight < 0:
+            raise InputError(
+                f"source_activity_weight must be >= 0, got {self.config.source_activity_weight}"
+            )
+        if self.config.source_activity_weight > 0 and config.activity_weight <= 0:
+            raise InputError("source_activity_weight needs a network with an activity map")
         model = SVAC(config)
-        if self.config.init_from:
-            load_encoders(model, self.config.init_from, spatial=self.config.init_spatial)
+        if self.config.init_all:
+            load_svac(model, self.config.init_from)
+        elif self.config.init_from:
+            load_encoders(model, self.config.init_from, spatial=init_spatial)
         if self.config.freeze_video_tokens:
             model.freeze_video_tokens()
         if self.config.freeze_saliency:
@@ -94,6 +117,7 @@ class SVACStage(Stage):
         samples, frames = svac_window(config)
         clips = ClipDataset(Path(self.config.data), split="train", require_video=True)
         self._captions = CaptionEncoder()
+        self._metas = {record.id: record.meta for record in clips}
         return TorchClipDataset(
             clips,
             num_samples=samples,
@@ -139,6 +163,10 @@ class SVACStage(Stage):
             )
             loss = loss + self.config.text_weight * t_loss
             metrics.update({f"text_{k}": v for k, v in t_metrics.items()})
+        if self.config.source_activity_weight > 0:
+            s_loss, corr = self._source_activity_loss(batch)
+            loss = loss + self.config.source_activity_weight * s_loss
+            metrics["source_activity_corr"] = corr
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,6 +180,30 @@ class SVACStage(Stage):
             for k, v in metrics.items()
             if isinstance(v, float | int) or torch.is_tensor(v)
         }
+
+    def _source_activity_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The activity map's source supervision on a batch (see source_activity_weight):
+        each crop's frames are the instants the dataset showed (frame_indices)."""
+        model: SVAC = self.model
+        video = batch["video"]
+        frames = video.shape[1]
+        window_s = svac_window(model.config)[0] / model.config.sample_rate
+        maps, valid = [], []
+        for clip_id, start_s in zip(batch["id"], batch["start_s"].tolist(), strict=True):
+            shot = (self._metas.get(clip_id) or {}).get("video") or {}
+            fps, count = float(shot.get("fps") or 0.0), int(shot.get("frames") or 0)
+            target = None
+            if fps > 0 and count > 0:
+                shown = frame_indices(start_s, window_s, frames, fps, count) / fps
+                target = source_activity_map(
+                    self._metas[clip_id], shown, model.config.spatial_order
+                )
+            valid.append(target is not None)
+            maps.append(target if target is not None else np.zeros((frames, model.config.map_dim)))
+        source_maps = torch.from_numpy(np.stack(maps).astype(np.float32)).to(video.device)
+        video_maps = model.activity_video_map(video)
+        valid_mask = torch.tensor(valid, device=video.device)
+        return activity_source_loss(video_maps, source_maps, valid_mask)
 
     def evaluate(self) -> dict[str, float]:
         result = evaluate_svac(self.model, Path(self.config.data), "test", self.config.eval_clips)
@@ -214,3 +266,22 @@ def load_encoders(model: SVAC, source: str, spatial: bool = False) -> None:
             f"init_from {source!r}: SVAC encoder weights do not fit "
             f"(missing {missing}, unexpected {result.unexpected_keys})"
         )
+
+
+def load_svac(model: SVAC, source: str) -> None:
+    """Copy every weight of bundle ``source``'s SVAC into ``model`` (a fine-tuning start);
+    InputError when the networks differ in any weight's name or shape, except weights of
+    ``model`` that start at zero (:attr:`SVAC.ZERO_START_WEIGHTS`), which may be new."""
+    _, state = load_bundle(source).component("svac")
+    ours = model.state_dict()
+    new = {k for k in set(ours) - set(state) if k.startswith(SVAC.ZERO_START_WEIGHTS)}
+    differ = sorted((set(ours) - new) ^ set(state)) + [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in ours.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if differ:
+        raise InputError(
+            f"init_all {source!r}: its SVAC does not fit this network ({'; '.join(differ[:5])})"
+        )
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=not new)
