@@ -172,6 +172,31 @@ def trajectory_positions(track: dict[str, Any], times: np.ndarray) -> np.ndarray
     return np.stack([np.interp(times, t, keys[:, k]) for k in range(3)], axis=1)
 
 
+def sounding_deliveries(
+    meta: dict[str, Any], times: np.ndarray, frames: np.ndarray, pulse_reference: str = "mean"
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """What each sounding source of a procedural clip delivers at ``times`` (seconds): per
+    source, (power (T,), unit direction (T, 3), AmbiX axes). The power is
+    10^((level_db + power_db) / 10) times the source's pulse at video frame ``frames`` (T,)
+    as a power relative to ``pulse_reference``
+    (:func:`~swansphere_training.corpus.synth.activity_power`), over distance^2. The
+    silent look-alikes are not sources. None when clip.json lacks a source's pulse,
+    distance or power_db (another corpus)."""
+    from ..corpus.synth import activity_power
+
+    deliveries = []
+    for source in meta.get("sources") or []:
+        track, pulse = source.get("trajectory") or {}, source.get("activity")
+        if pulse is None or "distance_m" not in track or "power_db" not in source:
+            return None
+        relative = activity_power(pulse, pulse_reference)[np.clip(frames, 0, len(pulse) - 1)]
+        positions = trajectory_positions(track, times)
+        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
+        power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
+        deliveries.append((power * relative / distance**2, positions / distance[:, None]))
+    return deliveries
+
+
 def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float, float] | None:
     """(azimuth, elevation) in radians of a scene oracle (module docstring), or None when
     clip.json lacks what it needs (an older corpus without ``activity``).

@@ -507,25 +507,19 @@ def source_activity_map(
     (another corpus)."""
     from swansphere.foa.harmonics import real_spherical_harmonics
 
-    from ..corpus.synth import activity_power
-    from ..evaluation.generator import trajectory_positions
+    from ..evaluation.generator import sounding_deliveries
 
-    fps, sources = (meta.get("video") or {}).get("fps"), meta.get("sources") or []
-    if not fps or not sources:
+    fps = (meta.get("video") or {}).get("fps")
+    if not fps or not meta.get("sources"):
         return None
     times = np.asarray(frame_times_s, dtype=np.float64)
+    frames = np.floor(times * float(fps) + 0.5).astype(int)
+    deliveries = sounding_deliveries(meta, times, frames, pulse_reference)
+    if deliveries is None:
+        return None
     total = np.zeros((len(times), (order + 1) ** 2))
-    for source in sources:
-        track, pulse = source.get("trajectory") or {}, source.get("activity")
-        if pulse is None or "distance_m" not in track or "power_db" not in source:
-            return None
-        frame = np.clip(np.floor(times * float(fps) + 0.5).astype(int), 0, len(pulse) - 1)
-        positions = trajectory_positions(track, times)
-        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
-        power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
-        weight = power * activity_power(pulse, pulse_reference)[frame] / distance**2
-        unit = torch.from_numpy(positions / distance[:, None])
-        total += weight[:, None] * real_spherical_harmonics(unit, order).numpy()
+    for power, unit in deliveries:
+        total += power[:, None] * real_spherical_harmonics(torch.from_numpy(unit), order).numpy()
     return total.astype(np.float32)
 
 

@@ -150,29 +150,24 @@ def source_cell_targets(
         raise InputError(
             f"pulse_reference must be one of {CELL_PULSE_REFERENCES}, got {pulse_reference!r}"
         )
-    from ..corpus.synth import activity_power
-    from ..evaluation.generator import trajectory_positions
+    from ..evaluation.generator import sounding_deliveries
 
     out = np.zeros((n_patches, len(directions)), dtype=np.float32)
     fps, seconds = (meta.get("video") or {}).get("fps"), meta.get("duration_s")
-    sources = meta.get("sources") or []
-    if not fps or not seconds or not sources:
+    if not fps or not seconds or not meta.get("sources"):
         return out
     times = (np.arange(n_patches) + 0.5) * patch_seconds
     inside = times < float(seconds)
+    deliveries = sounding_deliveries(
+        meta, times, np.round(times * float(fps)).astype(int), pulse_reference
+    )
+    if deliveries is None:
+        return out
     total = np.zeros((n_patches, len(directions)))
-    for source in sources:
-        track, pulse = source.get("trajectory") or {}, source.get("activity")
-        if pulse is None or "distance_m" not in track or "power_db" not in source:
-            return out
-        frame = np.clip(np.round(times * float(fps)).astype(int), 0, len(pulse) - 1)
-        relative = activity_power(pulse, pulse_reference)[frame]
-        positions = trajectory_positions(track, times)
-        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
-        power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
-        kernel = np.exp(CELL_KAPPA * ((positions / distance[:, None]) @ directions.T - 1.0))
+    for power, unit in deliveries:
+        kernel = np.exp(CELL_KAPPA * (unit @ directions.T - 1.0))
         kernel /= kernel.sum(axis=1, keepdims=True)
-        total += (power * relative / distance**2)[:, None] * kernel
+        total += power[:, None] * kernel
     mass = total.sum(axis=1, keepdims=True)
     keep = inside & (mass[:, 0] > 0)
     out[keep] = (total[keep] / mass[keep]).astype(np.float32)
