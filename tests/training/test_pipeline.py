@@ -98,6 +98,14 @@ def test_bundle_and_eval_commands(runs, capsys):
     assert main(["eval", "svac", "--model", str(bundle), "--data", str(corpus), "--json"]) == 0
     svac = json.loads(capsys.readouterr().out)
     assert {"r_at_1", "rotation_top1", "shift_top1"} <= set(svac) and svac["clips"] == 3
+    assert "oracle" not in svac
+    args = ["eval", "svac", "--model", str(bundle), "--data", str(corpus), "--oracles"]
+    assert main(args) == 0
+    oracle = json.loads(capsys.readouterr().out)["oracle"]
+    combos = ("spatial", "activity", "spatial_and_activity", "activity_with_learned_spatial")
+    names = {f"{kind}_top1_{name}" for kind in ("rotation", "shift") for name in combos}
+    assert oracle["clips"] == 3 and names <= set(oracle)
+    assert all(0.0 <= oracle[name] <= 1.0 for name in names)
 
 
 def test_resume_continues_from_the_checkpoint(runs, capsys):

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_vae)
     p = what.add_parser("svac", help="SVAC: retrieval, rotation and time-shift discrimination")
     _model_args(p)
+    p.add_argument(
+        "--oracles",
+        action="store_true",
+        help="also score the parts with video sides that know clip.json's sounding sources "
+        "(procedural clips): how much of a miss is the video side's",
+    )
     p.set_defaults(run=run_svac)
     p = what.add_parser(
         "generator",
@@ -89,7 +95,7 @@ def run_svac(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     svac = load_bundle(args.model).build("svac")
-    result = evaluate_svac(svac, args.data, args.split, max(args.clips, 64))
+    result = evaluate_svac(svac, args.data, args.split, max(args.clips, 64), oracles=args.oracles)
     result.pop("similarity")  # (N, N) matrix: the training stage plots it
     result.pop("saliency", None)  # example maps: likewise
     print_json({"model": args.model, **result})

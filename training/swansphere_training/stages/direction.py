@@ -163,15 +163,25 @@ def source_cell_targets(
     )
     if deliveries is None:
         return out
-    total = np.zeros((n_patches, len(directions)))
+    cells = source_cells(deliveries, directions)
+    out[inside] = cells[inside]
+    return out
+
+
+def source_cells(
+    deliveries: list[tuple[np.ndarray, np.ndarray]], directions: np.ndarray
+) -> np.ndarray:
+    """Sources' deliveries (power (T,), unit direction (T, 3)) each
+    (:func:`~swansphere_training.evaluation.generator.sounding_deliveries`) spread over the
+    cells (``directions`` (G, 3), unit) by a von Mises kernel (``CELL_KAPPA``) and summed:
+    (T, G) float32 rows that sum to 1, zero rows where nothing sounds."""
+    total = np.zeros((len(deliveries[0][0]) if deliveries else 0, len(directions)))
     for power, unit in deliveries:
         kernel = np.exp(CELL_KAPPA * (unit @ directions.T - 1.0))
         kernel /= kernel.sum(axis=1, keepdims=True)
         total += power[:, None] * kernel
     mass = total.sum(axis=1, keepdims=True)
-    keep = inside & (mass[:, 0] > 0)
-    out[keep] = (total[keep] / mass[keep]).astype(np.float32)
-    return out
+    return np.divide(total, mass, out=np.zeros_like(total), where=mass > 0).astype(np.float32)
 
 
 def cell_loss(power: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
