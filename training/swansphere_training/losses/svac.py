@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from swansphere.errors import InputError
+from swansphere.foa.harmonics import real_spherical_harmonics
 from swansphere.foa.rotation import foa_rotation_matrix
+from swansphere.models.svac import standardise_over_time
 
 # Rejection sampling of rotations gives up after this many draws per negative.
 MAX_ROTATION_DRAWS = 10_000
@@ -505,8 +507,6 @@ def source_activity_map(
     default) over distance^2. The silent look-alikes give nothing: this is the activity
     map's video side as an oracle would draw it. None when clip.json lacks what it needs
     (another corpus)."""
-    from swansphere.foa.harmonics import real_spherical_harmonics
-
     from ..evaluation.generator import sounding_deliveries
 
     fps = (meta.get("video") or {}).get("fps")
@@ -531,8 +531,6 @@ def activity_source_loss(
     (B, F, S) and the sources' maps (B, F, S) (:func:`source_activity_map`), averaged over
     the ``valid`` (B,) clips whose sources' map changes over the window. Returns (loss,
     mean correlation); both 0 when no clip is valid."""
-    from swansphere.models.svac import standardise_over_time
-
     if video_maps.shape != source_maps.shape or video_maps.ndim != 3:
         raise InputError(
             f"activity maps must both be (B, F, S); got {tuple(video_maps.shape)} and "
