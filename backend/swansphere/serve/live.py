@@ -47,7 +47,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -107,26 +107,32 @@ def _says(caption: str | None) -> bool:
     return bool(caption and caption.strip())
 
 
+def _first_at_or_after(time_s: float, at: Callable[[int], float], guess: float) -> int:
+    """The smallest i >= 0 with ``time_s <= at(i)`` (``at`` increasing), from a ``guess``
+    near it: stepping settles it in ``at``'s own float sums, which are those the session
+    computes its patch and block times with, so a frame on a boundary lands as there."""
+    i = max(0, math.ceil(guess))
+    while time_s > at(i):
+        i += 1
+    while i > 0 and time_s <= at(i - 1):
+        i -= 1
+    return i
+
+
 def due_patch(capture_time_s: float, patch_s: float) -> int:
     """The first patch whose midpoint is at or after a frame's capture time: the patch it
     is applied before (patch p spans [p, p + 1) * patch_s; times in seconds)."""
-    p = max(0, math.ceil(capture_time_s / patch_s - 0.5))
-    while capture_time_s > p * patch_s + 0.5 * patch_s:  # the same sums the session does
-        p += 1
-    while p > 0 and capture_time_s <= (p - 1) * patch_s + 0.5 * patch_s:
-        p -= 1
-    return p
+    return _first_at_or_after(
+        capture_time_s, lambda p: p * patch_s + 0.5 * patch_s, capture_time_s / patch_s - 0.5
+    )
 
 
 def first_block(capture_time_s: float, block: int, rate: int) -> int:
     """The first output block (``block`` samples at ``rate`` Hz) starting at or after a
     head pose's capture time: the block it is applied from."""
-    k = max(0, math.ceil(capture_time_s * rate / block))
-    while capture_time_s > k * block / rate:  # the sums the output loop does
-        k += 1
-    while k > 0 and capture_time_s <= (k - 1) * block / rate:
-        k -= 1
-    return k
+    return _first_at_or_after(
+        capture_time_s, lambda k: k * block / rate, capture_time_s * rate / block
+    )
 
 
 class DueFrames:
