@@ -484,6 +484,35 @@ def test_an_activity_map_reading_tokens_starts_as_the_one_without(tiny: SVAC) ->
         reading.activity.video_map(reading.video_encoder.pixels(video))
 
 
+def test_a_refined_saliency_moves_the_code_and_never_the_generators_saliency(
+    tiny: SVAC,
+) -> None:
+    """saliency_refine adds a layer of the spatial code's own that starts at zero: the same
+    weights embed the same until it trains; then the code's saliency and the embedding move
+    while the saliency the generator is conditioned on (video_saliency) stays bitwise."""
+    refined = SVAC(dataclasses.replace(tiny.config, saliency_refine=True)).eval()
+    missing, unexpected = refined.load_state_dict(tiny.state_dict(), strict=False)
+    assert missing and all(k.startswith("spatial.refine.") for k in missing) and not unexpected
+    assert all(k.startswith(SVAC.ZERO_START_WEIGHTS) for k in missing)
+    video = torch.randint(0, 256, (1, 8, 3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(refined.embed_video(video), tiny.embed_video(video))
+        assert torch.equal(refined.code_saliency(video), tiny.video_saliency(video))
+        torch.nn.init.normal_(refined.spatial.refine[-1].weight, std=0.5)
+        code = refined.code_saliency(video)
+        plain = refined.video_saliency(video)
+        moved = refined.embed_video(video)
+    assert torch.equal(plain, tiny.video_saliency(video))
+    assert code.shape == (1, 4, 32) and torch.allclose(code.sum(-1), torch.ones(1, 4))
+    assert float((code - plain).abs().max()) > 1e-3
+    spatial = tiny.config.parts()["spatial"]
+    with torch.no_grad():
+        expected = math.sqrt(tiny.config.spatial_weight) * refined.spatial.video(code)
+    torch.testing.assert_close(moved[0, ::2, spatial], expected[0, :4])
+    with pytest.raises(InputError, match="no spatial code"):
+        SVAC(SVACConfig()).code_saliency(video)
+
+
 def test_activity_weight_is_checked() -> None:
     with pytest.raises(InputError, match="activity_weight must be >= 0"):
         SVACConfig(spatial_weight=0.5, activity_weight=0.5)

@@ -441,3 +441,63 @@ def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> Non
     )
     with pytest.raises(InputError, match="needs a network with an activity map"):
         SVACStage(no_map, options).build_model()
+
+
+def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> None:
+    """source_saliency_weight fits the spatial code's saliency to the sounding sources' map
+    of each crop; with freeze_saliency only the code's zero-start refinement
+    (saliency_refine) learns, so the saliency the generator reads stays the bundle's."""
+    from pathlib import Path
+
+    from swansphere.errors import InputError
+    from swansphere.models.svac import SVAC
+    from swansphere_training.data.dataset import collate_clips
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.svac import SVACStage, SVACStageConfig
+
+    root, corpus = runs
+    options = FitOptions(out_dir=Path(root / "svac-sal"), track=False)
+    refine = {"saliency_refine": True}
+    config = SVACStageConfig(
+        data=str(corpus),
+        init_from="default",
+        init_all=True,
+        freeze_video_tokens=True,
+        freeze_saliency=True,
+        source_saliency_weight=1.0,
+        model=refine,
+        lr=1e-2,
+        warmup_steps=1,
+    )
+    stage = SVACStage(config, options)
+    model = stage.model = stage.build_model()
+    data = stage.build_data()
+    batch = collate_clips([data[0], data[1]])
+    video = batch["video"]
+    with torch.no_grad():
+        assert torch.equal(model.code_saliency(video), model.video_saliency(video))
+    loss = stage._source_saliency_loss(batch)
+    assert 0.0 < float(loss.detach()) < 10.0
+    loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert grads["spatial.refine.3.weight"].abs().sum() > 0
+    frozen = [k for k in grads if k.startswith(("video_encoder.", *SVAC.SALIENCY_WEIGHTS))]
+    assert frozen and all(grads[k] is None for k in frozen)
+    # One step of the whole objective moves the code's saliency towards the map.
+    model.zero_grad(set_to_none=True)
+    stage.wrapped, stage.optimizers = model, {"main": stage.build_optimizers()}
+    stage.schedulers = stage.build_schedulers()
+    metrics = stage.step(batch)
+    assert metrics["source_saliency_kl"] == pytest.approx(float(loss.detach()), rel=1e-4)
+    assert stage._source_saliency_loss(batch) < loss
+    bad = SVACStageConfig(data=str(corpus), source_saliency_weight=-1.0)
+    with pytest.raises(InputError, match="source_saliency_weight must be >= 0"):
+        SVACStage(bad, options).build_model()
+    no_code = SVACStageConfig(
+        data=str(corpus), source_saliency_weight=1.0, model={"spatial_weight": 0.0}
+    )
+    with pytest.raises(InputError, match="needs a network with a spatial code"):
+        SVACStage(no_code, options).build_model()
+    frozen_only = replace(config, model={})
+    with pytest.raises(InputError, match="nothing to train: add model saliency_refine"):
+        SVACStage(frozen_only, options).build_model()

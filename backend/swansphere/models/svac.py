@@ -118,6 +118,10 @@ class SVACConfig:
     # Video frame f is the instant f / fps (True; see replicate_to_audio_rate), not the
     # interval [f, f + 1) / fps (False: the convention of bundles before this field).
     frame_timestamps: bool = False
+    # The spatial code (and the content pooling) reads the saliency refined by a layer of
+    # its own that starts at zero; the generator's conditioning keeps the plain saliency
+    # (SVAC.video_saliency), so a bundle's generator stays valid while the code improves.
+    saliency_refine: bool = False
 
     def __post_init__(self) -> None:
         positive = [
@@ -622,6 +626,11 @@ class SpatialCode(nn.Module):
     Each order is then scaled by a learned positive gain (a zonal smoothing of the map, by
     Funk-Hecke) and the code L2-normalised, so that the cosine of two codes compares the
     two direction maps over the whole sphere.
+
+    With ``saliency_refine`` the code's own saliency adds a second MLP of the same cell
+    features to the saliency logits (:meth:`code_saliency_against`). It starts at zero, so
+    the code starts as it was; :meth:`saliency_against`, which the generator is
+    conditioned on, never reads it.
     """
 
     def __init__(self, config: SVACConfig) -> None:
@@ -642,6 +651,13 @@ class SpatialCode(nn.Module):
         self.saliency = nn.Sequential(
             nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
         )
+        self.refine = None
+        if config.saliency_refine:
+            self.refine = nn.Sequential(
+                nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
+            )
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
         self.band_bias = nn.Parameter(torch.zeros(config.n_mels))
         self.log_level_scale = nn.Parameter(torch.tensor(math.log(config.level_scale_db)))
         # softplus(0.5413) = 1: every order starts with gain 1.
@@ -664,14 +680,26 @@ class SpatialCode(nn.Module):
         return x.flatten(3).permute(0, 2, 3, 1)
 
     def video_saliency(
-        self, tokens: torch.Tensor, pixels: torch.Tensor
+        self, tokens: torch.Tensor, pixels: torch.Tensor, refined: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Saliency (B, t, cells) of VideoMAE tokens (B, t, cells, D) and the frames they
         came from (B, F, 3, H, W), normalised: each step sums to 1 over the cells. Also
-        returns the departure (B, t, cells, D) of the patch embedding from its clip mean."""
+        returns the departure (B, t, cells, D) of the patch embedding from its clip mean.
+        ``refined``: the code's own saliency (:meth:`code_saliency_against`), not the
+        generator's."""
         local = self.pixel_tokens(pixels)
         means = [x.mean(dim=1, keepdim=True) for x in (tokens, local)]
-        return self.saliency_against(tokens, local, *means), local - means[1]
+        against = self.code_saliency_against if refined else self.saliency_against
+        return against(tokens, local, *means), local - means[1]
+
+    @staticmethod
+    def _cell_features(
+        tokens: torch.Tensor,
+        local: torch.Tensor,
+        tokens_mean: torch.Tensor,
+        local_mean: torch.Tensor,
+    ) -> torch.Tensor:
+        return torch.cat([tokens, local, tokens - tokens_mean, local - local_mean], dim=-1)
 
     def saliency_against(
         self,
@@ -684,8 +712,23 @@ class SpatialCode(nn.Module):
         code's patch embeddings (..., cells, D) of the same frames, given the means
         (broadcastable) that their departures are measured from: the clip's mean in
         training, a causal running mean when streaming (the generator's conditioning)."""
-        features = [tokens, local, tokens - tokens_mean, local - local_mean]
-        return self.saliency(torch.cat(features, dim=-1)).squeeze(-1).softmax(dim=-1)
+        features = self._cell_features(tokens, local, tokens_mean, local_mean)
+        return self.saliency(features).squeeze(-1).softmax(dim=-1)
+
+    def code_saliency_against(
+        self,
+        tokens: torch.Tensor,
+        local: torch.Tensor,
+        tokens_mean: torch.Tensor,
+        local_mean: torch.Tensor,
+    ) -> torch.Tensor:
+        """The saliency the code reads, as :meth:`saliency_against` (same arguments): with
+        ``saliency_refine`` the softmax of both MLPs' logits summed, else the same."""
+        features = self._cell_features(tokens, local, tokens_mean, local_mean)
+        logits = self.saliency(features)
+        if self.refine is not None:
+            logits = logits + self.refine(features)
+        return logits.squeeze(-1).softmax(dim=-1)
 
     def video(self, saliency: torch.Tensor) -> torch.Tensor:
         """Unit codes (B, t, spatial_dim) of a saliency over the token grid (B, t, cells)."""
@@ -900,9 +943,9 @@ class SVAC(nn.Module):
     # The weights the video saliency depends on besides the video tokens (the generator's
     # saliency input comes from them).
     SALIENCY_WEIGHTS = ("spatial.pixel_embed.", "spatial.saliency.")
-    # Weights that start at zero: with them the network computes what it does without
-    # them, so a bundle that lacks them can start it (init_all).
-    ZERO_START_WEIGHTS = ("activity.token_pulse.",)
+    # Layers whose output starts at zero: with them the network computes what it does
+    # without them, so a bundle that lacks them can start it (init_all).
+    ZERO_START_WEIGHTS = ("activity.token_pulse.", "spatial.refine.")
 
     def freeze_saliency(self) -> None:
         """Freeze the spatial code's video side (its patch embedding and saliency MLP), so
@@ -920,6 +963,15 @@ class SVAC(nn.Module):
         pixels = self.video_encoder.pixels(video)
         return self.spatial.video_saliency(self.video_encoder.encode(pixels), pixels)[0]
 
+    def code_saliency(self, video: torch.Tensor) -> torch.Tensor:
+        """Where the spatial code itself looks: (B, t, h*w), summing to 1 over the cells;
+        :meth:`video_saliency` unless ``saliency_refine``."""
+        if self.spatial is None:
+            raise InputError("this SVAC has no spatial code (spatial_weight = 0)")
+        pixels = self.video_encoder.pixels(video)
+        tokens = self.video_encoder.encode(pixels)
+        return self.spatial.video_saliency(tokens, pixels, refined=True)[0]
+
     def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
         """Embeddings (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
 
@@ -931,7 +983,7 @@ class SVAC(nn.Module):
         if self.spatial is None:
             content, code = self.video_head(tokens.mean(dim=2)), None
         else:
-            saliency, local = self.spatial.video_saliency(tokens, pixels)
+            saliency, local = self.spatial.video_saliency(tokens, pixels, refined=True)
             pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
             content, code = self.video_head(pooled), self.spatial.video(saliency)
         maps = None if self.activity is None else self.activity.video(pixels, tokens)

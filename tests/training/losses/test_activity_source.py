@@ -1,6 +1,7 @@
-"""The activity map's source supervision: the sounding sources' map of a procedural clip
-(losses.svac.source_activity_map) and the correlation loss against the video side
-(losses.svac.activity_source_loss)."""
+"""SVAC's source supervision: the sounding sources' activity map of a procedural clip
+(losses.svac.source_activity_map), the correlation loss against the video side
+(losses.svac.activity_source_loss), and the sources' map over the token grid that the
+spatial code's saliency is fitted to (losses.svac.source_saliency_map)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ import torch
 from swansphere.errors import InputError
 from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.harmonics import real_spherical_harmonics
+from swansphere.foa.panorama import grid_directions
 from swansphere_training.corpus.synth import ACTIVITY_RANGE_DB
-from swansphere_training.losses.svac import activity_source_loss, source_activity_map
+from swansphere_training.losses.svac import (
+    activity_source_loss,
+    source_activity_map,
+    source_saliency_map,
+)
 
 
 def static_source(azimuth_deg: float, distance_m: float, level_db: float, activity) -> dict:
@@ -107,3 +113,41 @@ def test_loss_without_any_valid_clip_is_zero_and_keeps_the_graph() -> None:
 def test_loss_names_mismatched_maps() -> None:
     with pytest.raises(InputError, match=r"\(B, F, S\)"):
         activity_source_loss(torch.zeros(2, 8, 16), torch.zeros(2, 8, 9), torch.ones(2).bool())
+
+
+def test_saliency_map_puts_each_step_on_the_sounding_sources() -> None:
+    """Per tubelet step, rows summing to 1 over the 4 x 8 token grid, peaked on the cells
+    of the sources, each weighed by the power it delivers; look-alikes get nothing."""
+    cells = grid_directions(4, 8)
+    left = static_source(90.0, 2.0, 0.0, [1] * 8)
+    times = np.arange(8) / 4.0
+    got = source_saliency_map(meta_of(left), times, cells, tubelet=2)
+    assert got.shape == (4, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    nearest = np.argmax(cells @ direction_to_vector(math.radians(90.0), 0.0))
+    assert (got.argmax(axis=1) == nearest).all()
+    # A louder source in front takes the larger share; a silent look-alike changes nothing.
+    front = static_source(0.0, 1.0, 6.0, [1] * 8)
+    decoy = {"class": "siren", "azimuth_deg": -90.0, "activity": [1, 0] * 4}
+    both = source_saliency_map(meta_of(left, front, distractors=[decoy]), times, cells, 2)
+    ahead = np.argmax(cells @ direction_to_vector(0.0, 0.0))
+    assert (both.argmax(axis=1) == ahead).all()
+    assert (both[:, nearest] > 0.01).all()
+    assert both[:, nearest].sum() < got[:, nearest].sum()
+    # Five frames make three steps, the last padded with its last frame.
+    moving = static_source(90.0, 2.0, 0.0, [1] * 8)
+    moving["trajectory"]["azimuth_deg"] = [0.0, 100.0]
+    five = source_saliency_map(meta_of(moving), times[:5], cells, 2)
+    single = source_saliency_map(meta_of(moving), times[4:5], cells, 1)
+    assert five.shape == (3, 32)
+    np.testing.assert_allclose(five[2], single[0], rtol=1e-5)
+
+
+def test_saliency_map_is_none_without_what_it_needs() -> None:
+    cells = grid_directions(4, 8)
+    left = static_source(90.0, 2.0, 0.0, [1] * 8)
+    times = np.arange(4) / 4.0
+    assert source_saliency_map({**meta_of(left), "video": None}, times, cells, 2) is None
+    assert source_saliency_map(meta_of(), times, cells, 2) is None
+    unmeasured = {k: v for k, v in left.items() if k != "power_db"}
+    assert source_saliency_map(meta_of(unmeasured), times, cells, 2) is None

@@ -74,16 +74,14 @@ def oracle_parts(model: SVAC, meta: dict, n_audio_frames: int) -> dict[str, torc
 
     * ``spatial``: the saliency is the sources' map over the token grid, each source's
       delivered power (pulse relative to its clip mean) spread by the direction cue's
-      von Mises kernel (:func:`~..stages.direction.source_cells`), averaged over each
-      tubelet's frames;
+      von Mises kernel, averaged over each tubelet's frames
+      (:func:`~..losses.svac.source_saliency_map`);
     * ``activity``: the sources' activity map (:func:`~..losses.svac.source_activity_map`).
     """
     from swansphere.foa.panorama import grid_directions
     from swansphere.models.svac import replicate_to_audio_rate, standardise_over_time
 
-    from ..losses.svac import source_activity_map
-    from ..stages.direction import source_cells
-    from .generator import sounding_deliveries
+    from ..losses.svac import source_activity_map, source_saliency_map
 
     config = model.config
     shot = meta.get("video") or {}
@@ -95,12 +93,11 @@ def oracle_parts(model: SVAC, meta: dict, n_audio_frames: int) -> dict[str, torc
     step, frame = (config.video_tubelet, 1) if config.frame_timestamps else (None, None)
     out = {}
     if model.spatial is not None:
-        deliveries = sounding_deliveries(meta, shown / fps, shown)
-        if deliveries is not None:
-            rows, cols = model.video_encoder.grid
-            cells = torch.from_numpy(source_cells(deliveries, grid_directions(rows, cols)))
-            steps = cells.reshape(-1, config.video_tubelet, cells.shape[-1]).mean(dim=1)
-            code = model.spatial.video(steps[None])
+        cells = source_saliency_map(
+            meta, shown / fps, grid_directions(*model.video_encoder.grid), config.video_tubelet
+        )
+        if cells is not None:
+            code = model.spatial.video(torch.from_numpy(cells)[None])
             code = replicate_to_audio_rate(code, n_audio_frames, step)[0]
             out["spatial"] = math.sqrt(config.spatial_weight) * code
     if model.activity is not None:
@@ -216,7 +213,7 @@ def evaluate_svac(
         }
     if model.spatial is not None:
         examples = video[:4]
-        saliency = model.video_saliency(examples)[:, 0]
+        saliency = model.code_saliency(examples)[:, 0]  # the one the code reads
         rows, cols = model.video_encoder.grid
         frames = examples[:, 0].permute(0, 2, 3, 1)
         if frames.dtype != torch.uint8:

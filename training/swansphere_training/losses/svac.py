@@ -523,6 +523,37 @@ def source_activity_map(
     return total.astype(np.float32)
 
 
+def source_saliency_map(
+    meta: dict, frame_times_s: np.ndarray, directions: np.ndarray, tubelet: int
+) -> np.ndarray | None:
+    """Where the sounding sources of a procedural clip are, per video step: (t, G) rows that
+    sum to 1 over the cells of the token grid (``directions`` (G, 3), unit, raster order),
+    t = ceil(F / tubelet) for the F video frames at ``frame_times_s`` (seconds into the
+    clip). Each frame's map is the sources' deliveries spread by the direction cue's von
+    Mises kernel (:func:`~swansphere_training.stages.direction.source_cells`); a step is
+    the mean of its ``tubelet`` frames' maps, the last step padded with its last frame as
+    VideoMAE pads, renormalised. A step where nothing sounds is a zero row. None when
+    clip.json lacks what it needs (another corpus)."""
+    from ..evaluation.generator import sounding_deliveries
+    from ..stages.direction import source_cells
+
+    fps = (meta.get("video") or {}).get("fps")
+    if not fps or not meta.get("sources"):
+        return None
+    times = np.asarray(frame_times_s, dtype=np.float64)
+    frames = np.floor(times * float(fps) + 0.5).astype(int)
+    deliveries = sounding_deliveries(meta, times, frames)
+    if deliveries is None:
+        return None
+    cells = source_cells(deliveries, np.asarray(directions))
+    pad = -len(cells) % tubelet
+    if pad:
+        cells = np.concatenate([cells, np.repeat(cells[-1:], pad, axis=0)])
+    steps = cells.reshape(-1, tubelet, cells.shape[-1]).mean(axis=1)
+    mass = steps.sum(axis=1, keepdims=True)
+    return np.divide(steps, mass, out=np.zeros_like(steps), where=mass > 0).astype(np.float32)
+
+
 def activity_source_loss(
     video_maps: torch.Tensor, source_maps: torch.Tensor, valid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

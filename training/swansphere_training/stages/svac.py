@@ -5,6 +5,7 @@ head so captions share the space (ODPO's semantic reward uses it)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from swansphere.errors import InputError
+from swansphere.foa.panorama import grid_directions
 from swansphere.models.bundle import load_bundle
 from swansphere.models.svac import SVAC, SVAC_PRESETS, SVACConfig
 from swansphere.models.text import CaptionEncoder
@@ -25,10 +27,12 @@ from ..losses.svac import (
     activity_source_loss,
     build_negatives,
     source_activity_map,
+    source_saliency_map,
     svac_loss,
     text_audio_loss,
 )
 from .base import Stage, linear_warmup, preset_network
+from .direction import cell_loss
 
 
 @dataclass
@@ -64,6 +68,11 @@ class SVACStageConfig:
     # window of its video side with the sounding sources' map from clip.json
     # (losses.svac.source_activity_map). Procedural clips only; others add nothing.
     source_activity_weight: float = 0.0
+    # Weight of the spatial code saliency's source supervision: the KL divergence of its
+    # saliency (SVAC.code_saliency) from the sounding sources' map over the token grid
+    # (losses.svac.source_saliency_map), per video step. Procedural clips only. With
+    # freeze_saliency only a refinement (model saliency_refine) can learn from it.
+    source_saliency_weight: float = 0.0
     # SVACConfig fields that differ from the preset's, e.g. {"activity_weight": 0.0} for
     # the ablation without the activity map.
     model: dict = field(default_factory=dict)
@@ -95,9 +104,19 @@ class SVACStage(Stage):
                 "freeze_saliency needs init_spatial (or init_all) and freeze_video_tokens: "
                 "the saliency depends on both the spatial code and the video tokens"
             )
-        if self.config.source_activity_weight < 0:
+        for name in ("source_activity_weight", "source_saliency_weight"):
+            if getattr(self.config, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self.config, name)}")
+        if self.config.source_saliency_weight > 0 and config.spatial_weight <= 0:
+            raise InputError("source_saliency_weight needs a network with a spatial code")
+        if (
+            self.config.source_saliency_weight > 0
+            and self.config.freeze_saliency
+            and not config.saliency_refine
+        ):
             raise InputError(
-                f"source_activity_weight must be >= 0, got {self.config.source_activity_weight}"
+                "source_saliency_weight with freeze_saliency has nothing to train: add "
+                "model saliency_refine=true (the spatial code's own refinement)"
             )
         if self.config.source_activity_weight > 0 and config.activity_weight <= 0:
             raise InputError("source_activity_weight needs a network with an activity map")
@@ -167,6 +186,10 @@ class SVACStage(Stage):
             s_loss, corr = self._source_activity_loss(batch)
             loss = loss + self.config.source_activity_weight * s_loss
             metrics["source_activity_corr"] = corr
+        if self.config.source_saliency_weight > 0:
+            s_loss = self._source_saliency_loss(batch)
+            loss = loss + self.config.source_saliency_weight * s_loss
+            metrics["source_saliency_kl"] = s_loss.detach()
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -181,29 +204,52 @@ class SVACStage(Stage):
             if isinstance(v, float | int) or torch.is_tensor(v)
         }
 
-    def _source_activity_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The activity map's source supervision on a batch (see source_activity_weight):
-        each crop's frames are the instants the dataset showed (frame_indices)."""
-        model: SVAC = self.model
+    def _source_targets(
+        self, batch: dict, target: Callable[[dict, np.ndarray], np.ndarray | None], shape: tuple
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per crop of a batch, ``target(clip.json, the instants (s) of the frames the
+        dataset showed)`` (frame_indices), stacked (B, *shape), with a (B,) mask of the
+        crops that have one (zeros in their place otherwise)."""
         video = batch["video"]
         frames = video.shape[1]
-        window_s = svac_window(model.config)[0] / model.config.sample_rate
+        window_s = svac_window(self.model.config)[0] / self.model.config.sample_rate
         maps, valid = [], []
         for clip_id, start_s in zip(batch["id"], batch["start_s"].tolist(), strict=True):
             shot = (self._metas.get(clip_id) or {}).get("video") or {}
             fps, count = float(shot.get("fps") or 0.0), int(shot.get("frames") or 0)
-            target = None
+            found = None
             if fps > 0 and count > 0:
                 shown = frame_indices(start_s, window_s, frames, fps, count) / fps
-                target = source_activity_map(
-                    self._metas[clip_id], shown, model.config.spatial_order
-                )
-            valid.append(target is not None)
-            maps.append(target if target is not None else np.zeros((frames, model.config.map_dim)))
-        source_maps = torch.from_numpy(np.stack(maps).astype(np.float32)).to(video.device)
-        video_maps = model.activity_video_map(video)
-        valid_mask = torch.tensor(valid, device=video.device)
-        return activity_source_loss(video_maps, source_maps, valid_mask)
+                found = target(self._metas[clip_id], shown)
+            valid.append(found is not None)
+            maps.append(found if found is not None else np.zeros(shape))
+        stacked = torch.from_numpy(np.stack(maps).astype(np.float32)).to(video.device)
+        return stacked, torch.tensor(valid, device=video.device)
+
+    def _source_activity_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The activity map's source supervision on a batch (see source_activity_weight)."""
+        model: SVAC = self.model
+        order = model.config.spatial_order
+        source_maps, valid = self._source_targets(
+            batch,
+            lambda meta, shown: source_activity_map(meta, shown, order),
+            (batch["video"].shape[1], model.config.map_dim),
+        )
+        return activity_source_loss(model.activity_video_map(batch["video"]), source_maps, valid)
+
+    def _source_saliency_loss(self, batch: dict) -> torch.Tensor:
+        """The spatial code saliency's source supervision on a batch (see
+        source_saliency_weight): KL of the sources' map from the code's saliency."""
+        model: SVAC = self.model
+        directions = grid_directions(*model.video_encoder.grid)
+        tubelet = model.config.video_tubelet
+        saliency = model.code_saliency(batch["video"])
+        cells, valid = self._source_targets(
+            batch,
+            lambda meta, shown: source_saliency_map(meta, shown, directions, tubelet),
+            tuple(saliency.shape[1:]),
+        )
+        return cell_loss(saliency, cells, valid[:, None].expand(-1, saliency.shape[1]))
 
     def evaluate(self) -> dict[str, float]:
         result = evaluate_svac(self.model, Path(self.config.data), "test", self.config.eval_clips)
