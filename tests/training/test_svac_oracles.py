@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from swansphere.errors import InputError
 from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.harmonics import real_spherical_harmonics
 from swansphere.models.svac import SVAC, SVAC_PRESETS
@@ -67,3 +68,28 @@ def test_clips_without_known_sources_have_no_oracle() -> None:
     clip = one_source_clip(0.0)
     del clip["sources"][0]["power_db"]  # a corpus that did not measure it
     assert oracle_parts(model, clip, 86) == {}
+
+
+def test_the_video_oracle_knows_a_sources_class_not_its_drawn_level() -> None:
+    """knowledge="video" weighs each source by its class's typical power: two sirens drawn
+    20 dB apart count alike, where the signal oracle follows the louder one."""
+    torch.manual_seed(0)
+    model = SVAC(SVAC_PRESETS["tiny"]).eval()
+    clip = one_source_clip(90.0)
+    loud = clip["sources"][0]
+    loud["level_db"] = 20.0
+    quiet = {**loud, "level_db": 0.0, "activity": [1.0] * 16}
+    quiet["trajectory"] = {**loud["trajectory"], "azimuth_deg": [-90.0] * 2}
+    loud["activity"] = [1.0] * 16
+    clip["sources"].append(quiet)
+    clip["sample_rate"] = 22050
+    w = model.config.spatial_weight
+    with torch.no_grad():
+        signal = oracle_parts(model, clip, 86)["spatial"][0] / math.sqrt(w)
+        video = oracle_parts(model, clip, 86, knowledge="video")["spatial"][0] / math.sqrt(w)
+    assert float(signal @ code_of(90.0)) > 0.8
+    assert float(video @ code_of(90.0)) == pytest.approx(float(video @ code_of(-90.0)), abs=1e-4)
+    del clip["sample_rate"]  # the typical power is measured at the clip's rate
+    assert oracle_parts(model, clip, 86, knowledge="video") == {}
+    with pytest.raises(InputError, match="unknown delivery knowledge 'heard'"):
+        oracle_parts(model, clip, 86, knowledge="heard")

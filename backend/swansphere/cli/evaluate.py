@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--oracles",
         action="store_true",
         help="also score the parts with video sides that know clip.json's sounding sources "
-        "(procedural clips): how much of a miss is the video side's",
+        "(procedural clips), with their drawn loudness and (video_*) with only their "
+        "classes' typical one: how much of a miss is the video side's",
     )
     p.set_defaults(run=run_svac)
     p = what.add_parser(

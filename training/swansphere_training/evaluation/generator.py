@@ -173,17 +173,26 @@ def trajectory_positions(track: dict[str, Any], times: np.ndarray) -> np.ndarray
 
 
 def sounding_deliveries(
-    meta: dict[str, Any], times: np.ndarray, frames: np.ndarray, pulse_reference: str = "mean"
+    meta: dict[str, Any],
+    times: np.ndarray,
+    frames: np.ndarray,
+    pulse_reference: str = "mean",
+    knowledge: str = "signal",
 ) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """What each sounding source of a procedural clip delivers at ``times`` (seconds): per
-    source, (power (T,), unit direction (T, 3), AmbiX axes). The power is
-    10^((level_db + power_db) / 10) times the source's pulse at video frame ``frames`` (T,)
-    as a power relative to ``pulse_reference``
-    (:func:`~swansphere_training.corpus.synth.activity_power`), over distance^2. The
-    silent look-alikes are not sources. None when clip.json lacks a source's pulse,
-    distance or power_db (another corpus)."""
+    source, (power (T,), unit direction (T, 3), AmbiX axes). The power is the source's
+    loudness times its pulse at video frame ``frames`` (T,) as a power relative to
+    ``pulse_reference`` (:func:`~swansphere_training.corpus.synth.activity_power`), over
+    distance^2. The loudness by ``knowledge``, as the scene oracles weigh it: "signal",
+    10^((level_db + power_db) / 10); "video", the class's typical power
+    (:func:`~swansphere_training.corpus.sources.typical_power_db`), which the picture can
+    tell, unlike the drawn level. The silent look-alikes are not sources. None when
+    clip.json lacks a source's pulse, distance or power_db (another corpus)."""
+    from ..corpus.sources import typical_power_db
     from ..corpus.synth import activity_power
 
+    if knowledge not in ("signal", "video"):
+        raise InputError(f"unknown delivery knowledge {knowledge!r}: signal or video")
     deliveries = []
     for source in meta.get("sources") or []:
         track, pulse = source.get("trajectory") or {}, source.get("activity")
@@ -192,7 +201,14 @@ def sounding_deliveries(
         relative = activity_power(pulse, pulse_reference)[np.clip(frames, 0, len(pulse) - 1)]
         positions = trajectory_positions(track, times)
         distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
-        power = 10.0 ** ((float(source["level_db"]) + float(source["power_db"])) / 10.0)
+        if knowledge == "signal":
+            power_db = float(source["level_db"]) + float(source["power_db"])
+        else:
+            seconds, rate = meta.get("duration_s"), meta.get("sample_rate")
+            if not seconds or not rate:
+                return None
+            power_db = typical_power_db(source["class"], float(seconds), int(rate))
+        power = 10.0 ** (power_db / 10.0)
         deliveries.append((power * relative / distance**2, positions / distance[:, None]))
     return deliveries
 

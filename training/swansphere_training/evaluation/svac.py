@@ -66,11 +66,16 @@ def embed_clips(model: SVAC, root: Path, split: str | None, max_clips: int):
     return torch.cat(video_emb), torch.cat(audio_emb), foa, video, metas
 
 
-def oracle_parts(model: SVAC, meta: dict, n_audio_frames: int) -> dict[str, torch.Tensor]:
+def oracle_parts(
+    model: SVAC, meta: dict, n_audio_frames: int, knowledge: str = "signal"
+) -> dict[str, torch.Tensor]:
     """The spatial code and activity map ((Ta, dim) each, scaled and standardised as in
     the joint embedding) of a video side that knows where clip.json's sounding sources
     are and how they pulse, for the clip's first SVAC window; empty for a clip without
-    them (another corpus) or a model without the part.
+    them (another corpus) or a model without the part. ``knowledge``: how loud each source
+    is known to be, "signal" (its drawn level and signal power) or "video" (its class's
+    typical power, which a picture can tell;
+    :func:`~.generator.sounding_deliveries`).
 
     * ``spatial``: the saliency is the sources' map over the token grid, each source's
       delivered power (pulse relative to its clip mean) spread by the direction cue's
@@ -93,15 +98,14 @@ def oracle_parts(model: SVAC, meta: dict, n_audio_frames: int) -> dict[str, torc
     step, frame = (config.video_tubelet, 1) if config.frame_timestamps else (None, None)
     out = {}
     if model.spatial is not None:
-        cells = source_saliency_map(
-            meta, shown / fps, grid_directions(*model.video_encoder.grid), config.video_tubelet
-        )
+        directions = grid_directions(*model.video_encoder.grid)
+        cells = source_saliency_map(meta, shown / fps, directions, config.video_tubelet, knowledge)
         if cells is not None:
             code = model.spatial.video(torch.from_numpy(cells)[None])
             code = replicate_to_audio_rate(code, n_audio_frames, step)[0]
             out["spatial"] = math.sqrt(config.spatial_weight) * code
     if model.activity is not None:
-        maps = source_activity_map(meta, shown / fps, config.spatial_order)
+        maps = source_activity_map(meta, shown / fps, config.spatial_order, knowledge=knowledge)
         if maps is not None:
             raw = torch.from_numpy(maps)[None] * model.activity._gains()
             raw = replicate_to_audio_rate(raw, n_audio_frames, frame)
@@ -157,7 +161,10 @@ def evaluate_svac(
     video side knows the sounding sources (:func:`oracle_parts`), alone (``..._spatial``,
     ``..._activity``), together (``..._spatial_and_activity``) and each beside the other
     part as learned (``..._activity_with_learned_spatial``,
-    ``..._spatial_with_learned_activity``), over the ``clips`` that have sources."""
+    ``..._spatial_with_learned_activity``), over the ``clips`` that have sources; the
+    same names with ``video_`` before the part (``rotation_top1_video_spatial``, ...) for
+    oracles that know each source's loudness only as its class's typical power, as a
+    picture can."""
     model.eval()
     video_emb, audio_emb, foa, video, metas = embed_clips(model, root, split, max_clips)
     n = video_emb.shape[0]
@@ -184,13 +191,15 @@ def evaluate_svac(
         for name, part in parts.items():
             rotation_hits[name].append(_top1(video_emb[i], a_rot, part))
             shift_hits[name].append(_top1(video_emb[i], a_shift, part))
-        known = oracle_parts(model, metas[i], video_emb.shape[1]) if oracles else {}
-        for kind, audio in (("rotation", a_rot), ("shift", a_shift)):
-            for name, sim_of in _oracle_similarities(known, video_emb[i], audio, parts).items():
-                oracle_hits.setdefault(f"{kind}_top1_{name}", []).append(
-                    int(torch.argmax(sim_of)) == 0
-                )
-        oracle_clips += bool(known)
+        for knowledge, prefix in (("signal", ""), ("video", "video_")) if oracles else ():
+            known = oracle_parts(model, metas[i], video_emb.shape[1], knowledge)
+            for kind, audio in (("rotation", a_rot), ("shift", a_shift)):
+                similarities = _oracle_similarities(known, video_emb[i], audio, parts)
+                for name, sim_of in similarities.items():
+                    oracle_hits.setdefault(f"{kind}_top1_{prefix}{name}", []).append(
+                        int(torch.argmax(sim_of)) == 0
+                    )
+            oracle_clips += bool(known) and knowledge == "signal"
     result = {
         "clips": n,
         "candidates": k,

@@ -497,16 +497,21 @@ def text_audio_loss(
 
 
 def source_activity_map(
-    meta: dict, frame_times_s: np.ndarray, order: int, pulse_reference: str = "mean"
+    meta: dict,
+    frame_times_s: np.ndarray,
+    order: int,
+    pulse_reference: str = "mean",
+    knowledge: str = "signal",
 ) -> np.ndarray | None:
     """What the sounding sources of a procedural clip deliver where, frame by frame: (F, S)
     real spherical harmonics (ACN, orthonormal, orders 0 to ``order``) of every source's
     direction at each video frame's instant (``frame_times_s``, seconds into the clip),
     weighted by 10^((level_db + power_db) / 10) times its pulse at that frame as a power
     (:func:`~swansphere_training.corpus.synth.activity_power`, relative to its clip mean by
-    default) over distance^2. The silent look-alikes give nothing: this is the activity
-    map's video side as an oracle would draw it. None when clip.json lacks what it needs
-    (another corpus)."""
+    default) over distance^2; with ``knowledge="video"`` the class's typical power instead
+    of the drawn level and signal power (:func:`~..evaluation.generator.sounding_deliveries`).
+    The silent look-alikes give nothing: this is the activity map's video side as an oracle
+    would draw it. None when clip.json lacks what it needs (another corpus)."""
     from ..evaluation.generator import sounding_deliveries
 
     fps = (meta.get("video") or {}).get("fps")
@@ -514,7 +519,7 @@ def source_activity_map(
         return None
     times = np.asarray(frame_times_s, dtype=np.float64)
     frames = np.floor(times * float(fps) + 0.5).astype(int)
-    deliveries = sounding_deliveries(meta, times, frames, pulse_reference)
+    deliveries = sounding_deliveries(meta, times, frames, pulse_reference, knowledge)
     if deliveries is None:
         return None
     total = np.zeros((len(times), (order + 1) ** 2))
@@ -524,7 +529,11 @@ def source_activity_map(
 
 
 def source_saliency_map(
-    meta: dict, frame_times_s: np.ndarray, directions: np.ndarray, tubelet: int
+    meta: dict,
+    frame_times_s: np.ndarray,
+    directions: np.ndarray,
+    tubelet: int,
+    knowledge: str = "signal",
 ) -> np.ndarray | None:
     """Where the sounding sources of a procedural clip are, per video step: (t, G) rows that
     sum to 1 over the cells of the token grid (``directions`` (G, 3), unit, raster order),
@@ -532,7 +541,8 @@ def source_saliency_map(
     clip). Each frame's map is the sources' deliveries spread by the direction cue's von
     Mises kernel (:func:`~swansphere_training.stages.direction.source_cells`); a step is
     the mean of its ``tubelet`` frames' maps, the last step padded with its last frame as
-    VideoMAE pads, renormalised. A step where nothing sounds is a zero row. None when
+    VideoMAE pads, renormalised. A step where nothing sounds is a zero row. ``knowledge``:
+    how each source's loudness is known, as :func:`source_activity_map`. None when
     clip.json lacks what it needs (another corpus)."""
     from ..evaluation.generator import sounding_deliveries
     from ..stages.direction import source_cells
@@ -542,7 +552,7 @@ def source_saliency_map(
         return None
     times = np.asarray(frame_times_s, dtype=np.float64)
     frames = np.floor(times * float(fps) + 0.5).astype(int)
-    deliveries = sounding_deliveries(meta, times, frames)
+    deliveries = sounding_deliveries(meta, times, frames, knowledge=knowledge)
     if deliveries is None:
         return None
     cells = source_cells(deliveries, np.asarray(directions))
