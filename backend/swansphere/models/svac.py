@@ -628,9 +628,9 @@ class SpatialCode(nn.Module):
     two direction maps over the whole sphere.
 
     With ``saliency_refine`` the code's own saliency adds a second MLP of the same cell
-    features to the saliency logits (:meth:`code_saliency_against`). It starts at zero, so
-    the code starts as it was; :meth:`saliency_against`, which the generator is
-    conditioned on, never reads it.
+    features to the saliency logits (:meth:`saliency_against` with ``refined``). It starts
+    at zero, so the code starts as it was; the saliency the generator is conditioned on
+    never reads it.
     """
 
     def __init__(self, config: SVACConfig) -> None:
@@ -685,21 +685,10 @@ class SpatialCode(nn.Module):
         """Saliency (B, t, cells) of VideoMAE tokens (B, t, cells, D) and the frames they
         came from (B, F, 3, H, W), normalised: each step sums to 1 over the cells. Also
         returns the departure (B, t, cells, D) of the patch embedding from its clip mean.
-        ``refined``: the code's own saliency (:meth:`code_saliency_against`), not the
-        generator's."""
+        ``refined``: the code's own saliency, not the generator's (:meth:`saliency_against`)."""
         local = self.pixel_tokens(pixels)
         means = [x.mean(dim=1, keepdim=True) for x in (tokens, local)]
-        against = self.code_saliency_against if refined else self.saliency_against
-        return against(tokens, local, *means), local - means[1]
-
-    @staticmethod
-    def _cell_features(
-        tokens: torch.Tensor,
-        local: torch.Tensor,
-        tokens_mean: torch.Tensor,
-        local_mean: torch.Tensor,
-    ) -> torch.Tensor:
-        return torch.cat([tokens, local, tokens - tokens_mean, local - local_mean], dim=-1)
+        return self.saliency_against(tokens, local, *means, refined=refined), local - means[1]
 
     def saliency_against(
         self,
@@ -707,26 +696,17 @@ class SpatialCode(nn.Module):
         local: torch.Tensor,
         tokens_mean: torch.Tensor,
         local_mean: torch.Tensor,
+        refined: bool = False,
     ) -> torch.Tensor:
         """Saliency (..., cells), summing to 1 over the cells, of VideoMAE tokens and this
         code's patch embeddings (..., cells, D) of the same frames, given the means
         (broadcastable) that their departures are measured from: the clip's mean in
-        training, a causal running mean when streaming (the generator's conditioning)."""
-        features = self._cell_features(tokens, local, tokens_mean, local_mean)
-        return self.saliency(features).squeeze(-1).softmax(dim=-1)
-
-    def code_saliency_against(
-        self,
-        tokens: torch.Tensor,
-        local: torch.Tensor,
-        tokens_mean: torch.Tensor,
-        local_mean: torch.Tensor,
-    ) -> torch.Tensor:
-        """The saliency the code reads, as :meth:`saliency_against` (same arguments): with
-        ``saliency_refine`` the softmax of both MLPs' logits summed, else the same."""
-        features = self._cell_features(tokens, local, tokens_mean, local_mean)
+        training, a causal running mean when streaming (the generator's conditioning).
+        ``refined``: the saliency the code itself reads, with ``saliency_refine`` the
+        softmax of both MLPs' logits summed (else the same)."""
+        features = torch.cat([tokens, local, tokens - tokens_mean, local - local_mean], dim=-1)
         logits = self.saliency(features)
-        if self.refine is not None:
+        if refined and self.refine is not None:
             logits = logits + self.refine(features)
         return logits.squeeze(-1).softmax(dim=-1)
 
