@@ -211,7 +211,6 @@ def test_a_new_vae_over_a_base_leaves_the_bases_generator_out(runs, caplog):
 def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     from pathlib import Path
 
-    from swansphere.errors import InputError
     from swansphere.models.svac import SVAC, SVACConfig
     from swansphere_training.stages.base import FitOptions
     from swansphere_training.stages.svac import SVACStage, SVACStageConfig
@@ -249,15 +248,6 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
     assert SVACConfig.from_dict(bundle.component("svac")[0]).activity_weight == 0.2
     assert bundle.component("svac")[1]["activity.band_gain"].shape == (32,)
     options = FitOptions(out_dir=Path(root / "bad"), track=False)
-    bad = SVACStageConfig(data=str(corpus), freeze_video_tokens=True)
-    with pytest.raises(InputError, match="freeze_video_tokens needs init_from"):
-        SVACStage(bad, options).build_model()
-    bad = SVACStageConfig(data=str(corpus), init_from="default", freeze_saliency=True)
-    with pytest.raises(InputError, match="freeze_saliency needs init_spatial"):
-        SVACStage(bad, options).build_model()
-    bad = SVACStageConfig(data=str(corpus), model={"activity_wieght": 0.2})
-    with pytest.raises(InputError, match="activity_wieght"):
-        SVACStage(bad, options).build_model()
     # init_spatial starts the spatial code from the bundle's too; the activity map is new.
     warm = SVACStageConfig(data=str(corpus), init_from="default", init_spatial=True)
     model = SVACStage(warm, options).build_model()
@@ -382,13 +372,22 @@ def test_every_stage_has_one_mlproject_entry_point_and_the_cli_trains_it():
     assert set(stage.choices) == set(STAGES)
 
 
+# A fine-tune of every SVAC weight that keeps what the shipped generator reads (its video
+# tokens and saliency).
+KEEPS_THE_GENERATOR = {
+    "init_from": "default",
+    "init_all": True,
+    "freeze_video_tokens": True,
+    "freeze_saliency": True,
+}
+
+
 def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> None:
     """init_all starts every weight from the bundle; source_activity_weight trains the
     activity map's video side towards the sounding sources' map of each crop, and with
     freeze_saliency nothing the generator reads moves."""
     from pathlib import Path
 
-    from swansphere.errors import InputError
     from swansphere.models.svac import SVAC
     from swansphere_training.data.dataset import collate_clips
     from swansphere_training.stages.base import FitOptions
@@ -396,14 +395,7 @@ def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> Non
 
     root, corpus = runs
     options = FitOptions(out_dir=Path(root / "svac-src"), track=False)
-    config = SVACStageConfig(
-        data=str(corpus),
-        init_from="default",
-        init_all=True,
-        freeze_video_tokens=True,
-        freeze_saliency=True,
-        source_activity_weight=1.0,
-    )
+    config = SVACStageConfig(data=str(corpus), **KEEPS_THE_GENERATOR, source_activity_weight=1.0)
     stage = SVACStage(config, options)
     model = stage.model = stage.build_model()
     _, shipped = load_bundle("default").component("svac")
@@ -430,22 +422,6 @@ def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> Non
     assert torch.equal(
         widened.state_dict()["activity.pulse.0.weight"], state["activity.pulse.0.weight"]
     )
-    narrower = SVACStageConfig(
-        data=str(corpus), init_from="default", init_all=True, model={"activity_dim": 16}
-    )
-    with pytest.raises(InputError, match=r"init_all 'default'.*activity.patch_embed.weight"):
-        SVACStage(narrower, options).build_model()
-    bad = SVACStageConfig(data=str(corpus), init_all=True)
-    with pytest.raises(InputError, match="init_all need init_from"):
-        SVACStage(bad, options).build_model()
-    bad = SVACStageConfig(data=str(corpus), source_activity_weight=-1.0)
-    with pytest.raises(InputError, match="source_activity_weight must be >= 0"):
-        SVACStage(bad, options).build_model()
-    no_map = SVACStageConfig(
-        data=str(corpus), source_activity_weight=1.0, model={"activity_weight": 0.0}
-    )
-    with pytest.raises(InputError, match="needs a network with an activity map"):
-        SVACStage(no_map, options).build_model()
 
 
 def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> None:
@@ -454,7 +430,6 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
     (saliency_refine) learns, so the saliency the generator reads stays the bundle's."""
     from pathlib import Path
 
-    from swansphere.errors import InputError
     from swansphere.models.svac import SVAC
     from swansphere_training.data.dataset import collate_clips
     from swansphere_training.stages.base import FitOptions
@@ -465,10 +440,7 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
     refine = {"saliency_refine": True}
     config = SVACStageConfig(
         data=str(corpus),
-        init_from="default",
-        init_all=True,
-        freeze_video_tokens=True,
-        freeze_saliency=True,
+        **KEEPS_THE_GENERATOR,
         source_saliency_weight=1.0,
         model=refine,
         lr=1e-2,
@@ -495,14 +467,41 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
     metrics = stage.step(batch)
     assert metrics["source_saliency_kl"] == pytest.approx(float(loss.detach()), rel=1e-4)
     assert stage._source_saliency_loss(batch) < loss
-    bad = SVACStageConfig(data=str(corpus), source_saliency_weight=-1.0)
-    with pytest.raises(InputError, match="source_saliency_weight must be >= 0"):
-        SVACStage(bad, options).build_model()
-    no_code = SVACStageConfig(
-        data=str(corpus), source_saliency_weight=1.0, model={"spatial_weight": 0.0}
-    )
-    with pytest.raises(InputError, match="needs a network with a spatial code"):
-        SVACStage(no_code, options).build_model()
-    frozen_only = replace(config, model={})
-    with pytest.raises(InputError, match="nothing to train: add model saliency_refine"):
-        SVACStage(frozen_only, options).build_model()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"freeze_video_tokens": True}, "freeze_video_tokens needs init_from"),
+        ({"init_from": "default", "freeze_saliency": True}, "freeze_saliency needs init_spatial"),
+        ({"model": {"activity_wieght": 0.2}}, "activity_wieght"),
+        ({"init_all": True}, "init_all need init_from"),
+        (
+            {"init_from": "default", "init_all": True, "model": {"activity_dim": 16}},
+            r"init_all 'default'.*activity.patch_embed.weight",
+        ),
+        ({"source_activity_weight": -1.0}, "source_activity_weight must be >= 0"),
+        (
+            {"source_activity_weight": 1.0, "model": {"activity_weight": 0.0}},
+            "needs a network with an activity map",
+        ),
+        ({"source_saliency_weight": -1.0}, "source_saliency_weight must be >= 0"),
+        (
+            {"source_saliency_weight": 1.0, "model": {"spatial_weight": 0.0}},
+            "needs a network with a spatial code",
+        ),
+        (
+            {**KEEPS_THE_GENERATOR, "source_saliency_weight": 1.0},
+            "nothing to train: add model saliency_refine",
+        ),
+    ],
+)
+def test_the_svac_stage_refuses_settings_that_cannot_work(tmp_path, settings, message) -> None:
+    from swansphere.errors import InputError
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.svac import SVACStage, SVACStageConfig
+
+    options = FitOptions(out_dir=tmp_path / "svac", track=False)
+    config = SVACStageConfig(data=str(tmp_path), **settings)
+    with pytest.raises(InputError, match=message):
+        SVACStage(config, options).build_model()
