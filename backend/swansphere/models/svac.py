@@ -936,21 +936,19 @@ class SVAC(nn.Module):
         for module in (self.spatial.pixel_embed, self.spatial.saliency):
             module.requires_grad_(False)
 
-    def video_saliency(self, video: torch.Tensor) -> torch.Tensor:
-        """Where the spatial code looks: (B, t, h*w) per video step, summing to 1 over cells."""
-        if self.spatial is None:
-            raise InputError("this SVAC has no spatial code (spatial_weight = 0)")
-        pixels = self.video_encoder.pixels(video)
-        return self.spatial.video_saliency(self.video_encoder.encode(pixels), pixels)[0]
-
-    def code_saliency(self, video: torch.Tensor) -> torch.Tensor:
-        """Where the spatial code itself looks: (B, t, h*w), summing to 1 over the cells;
-        :meth:`video_saliency` unless ``saliency_refine``."""
+    def video_saliency(self, video: torch.Tensor, refined: bool = False) -> torch.Tensor:
+        """The saliency the generator is conditioned on: (B, t, h*w) per video step, summing
+        to 1 over cells; with ``refined``, the one the spatial code reads (the same unless
+        ``saliency_refine``)."""
         if self.spatial is None:
             raise InputError("this SVAC has no spatial code (spatial_weight = 0)")
         pixels = self.video_encoder.pixels(video)
         tokens = self.video_encoder.encode(pixels)
-        return self.spatial.video_saliency(tokens, pixels, refined=True)[0]
+        return self.spatial.video_saliency(tokens, pixels, refined=refined)[0]
+
+    def code_saliency(self, video: torch.Tensor) -> torch.Tensor:
+        """Where the spatial code itself looks (:meth:`video_saliency` with ``refined``)."""
+        return self.video_saliency(video, refined=True)
 
     def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
         """Embeddings (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.

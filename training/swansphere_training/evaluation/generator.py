@@ -224,7 +224,9 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
     ``knowledge``: "signal", the sounding sources with 10^((level_db + power_db) / 10);
     "video", the sounding sources with their class's typical power
     (:func:`~swansphere_training.corpus.sources.typical_power_db`); "visible", that for the
-    distractors as well, static where they stand.
+    distractors as well, static where they stand. The sources' share is
+    :func:`sounding_deliveries` at every video frame (a clip's pulses all have one length,
+    the video's frame count).
     """
     from ..corpus.sources import typical_power_db
     from ..corpus.synth import activity_power
@@ -236,17 +238,14 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
     sources = meta.get("sources") or []
     if not sources or not fps or not seconds or not rate:
         return None
-    objects = []  # (pulse, positions (frames, 3), power)
-    for source in sources:
-        track, pulse = source.get("trajectory") or {}, source.get("activity")
-        if pulse is None or "distance_m" not in track or "power_db" not in source:
-            return None
-        times = np.arange(len(pulse)) / float(fps)
-        if knowledge == "signal":
-            power_db = float(source["level_db"]) + float(source["power_db"])
-        else:
-            power_db = typical_power_db(source["class"], float(seconds), int(rate))
-        objects.append((pulse, trajectory_positions(track, times), power_db))
+    frames = np.arange(len(sources[0].get("activity") or []))
+    heard = "signal" if knowledge == "signal" else "video"
+    deliveries = sounding_deliveries(meta, frames / float(fps), frames, "mean", heard)
+    if deliveries is None:
+        return None
+    total = np.zeros(3)
+    for power, unit in deliveries:
+        total += (power[:, None] * unit).sum(axis=0)
     if knowledge == "visible":
         for distractor in meta.get("distractors") or []:
             pulse = distractor.get("activity")
@@ -255,16 +254,10 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
             unit = direction_to_vector(
                 np.deg2rad(float(distractor["azimuth_deg"])),
                 np.deg2rad(float(distractor["elevation_deg"])),
-            ).reshape(1, 3)
-            positions = np.repeat(unit * float(distractor["distance_m"]), len(pulse), axis=0)
+            )
             power_db = typical_power_db(distractor["class"], float(seconds), int(rate))
-            objects.append((pulse, positions, power_db))
-    total = np.zeros(3)
-    for pulse, positions, power_db in objects:
-        relative = activity_power(pulse, "mean")
-        distance = np.maximum(np.linalg.norm(positions, axis=1), 1e-3)
-        weights = 10.0 ** (power_db / 10.0) * relative / distance**2
-        total += (weights[:, None] * positions / distance[:, None]).sum(axis=0)
+            weights = 10.0 ** (power_db / 10.0) * activity_power(pulse, "mean")
+            total += weights.sum() / max(float(distractor["distance_m"]), 1e-3) ** 2 * unit
     if not np.any(total):
         return None
     az, el = vector_to_direction(total)

@@ -492,8 +492,24 @@ def text_audio_loss(
 
 
 # --------------------------------------------------------------------------------------
-# Source supervision of the activity map (procedural clips)
+# Source supervision of the activity map and the saliency (procedural clips)
 # --------------------------------------------------------------------------------------
+
+
+def _frame_deliveries(
+    meta: dict, frame_times_s: np.ndarray, pulse_reference: str, knowledge: str
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """:func:`~..evaluation.generator.sounding_deliveries` at video frames' instants
+    (seconds into the clip), each pulse read at the frame nearest its instant; None for a
+    clip without a frame rate, sources or what they need (another corpus)."""
+    from ..evaluation.generator import sounding_deliveries
+
+    fps = (meta.get("video") or {}).get("fps")
+    if not fps or not meta.get("sources"):
+        return None
+    times = np.asarray(frame_times_s, dtype=np.float64)
+    frames = np.floor(times * float(fps) + 0.5).astype(int)
+    return sounding_deliveries(meta, times, frames, pulse_reference, knowledge)
 
 
 def source_activity_map(
@@ -512,17 +528,10 @@ def source_activity_map(
     of the drawn level and signal power (:func:`~..evaluation.generator.sounding_deliveries`).
     The silent look-alikes give nothing: this is the activity map's video side as an oracle
     would draw it. None when clip.json lacks what it needs (another corpus)."""
-    from ..evaluation.generator import sounding_deliveries
-
-    fps = (meta.get("video") or {}).get("fps")
-    if not fps or not meta.get("sources"):
-        return None
-    times = np.asarray(frame_times_s, dtype=np.float64)
-    frames = np.floor(times * float(fps) + 0.5).astype(int)
-    deliveries = sounding_deliveries(meta, times, frames, pulse_reference, knowledge)
+    deliveries = _frame_deliveries(meta, frame_times_s, pulse_reference, knowledge)
     if deliveries is None:
         return None
-    total = np.zeros((len(times), (order + 1) ** 2))
+    total = np.zeros((len(frame_times_s), (order + 1) ** 2))
     for power, unit in deliveries:
         total += power[:, None] * real_spherical_harmonics(torch.from_numpy(unit), order).numpy()
     return total.astype(np.float32)
@@ -544,15 +553,9 @@ def source_saliency_map(
     VideoMAE pads, renormalised. A step where nothing sounds is a zero row. ``knowledge``:
     how each source's loudness is known, as :func:`source_activity_map`. None when
     clip.json lacks what it needs (another corpus)."""
-    from ..evaluation.generator import sounding_deliveries
     from ..stages.direction import source_cells
 
-    fps = (meta.get("video") or {}).get("fps")
-    if not fps or not meta.get("sources"):
-        return None
-    times = np.asarray(frame_times_s, dtype=np.float64)
-    frames = np.floor(times * float(fps) + 0.5).astype(int)
-    deliveries = sounding_deliveries(meta, times, frames, knowledge=knowledge)
+    deliveries = _frame_deliveries(meta, frame_times_s, "mean", knowledge)
     if deliveries is None:
         return None
     cells = source_cells(deliveries, np.asarray(directions))
