@@ -15,6 +15,7 @@ from swansphere.foa.encode import direction_to_vector, encode_mono
 from swansphere.foa.harmonics import real_spherical_harmonics
 from swansphere.foa.panorama import grid_directions
 from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
+from swansphere.models.direction import VideoDirectionConfig
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
     _hz_to_mel,
@@ -29,6 +30,7 @@ from swansphere.models.svac import (
     SVACConfig,
     VideoEncoder,
     count_parameters,
+    pool_cell_map,
     replicate_to_audio_rate,
     standardise_over_time,
     svac_config_for_backbone,
@@ -511,6 +513,86 @@ def test_a_refined_saliency_moves_the_code_and_never_the_generators_saliency(
     torch.testing.assert_close(moved[0, ::2, spatial], expected[0, :4])
     with pytest.raises(InputError, match="no spatial code"):
         SVAC(SVACConfig()).code_saliency(video)
+
+
+def test_pool_cell_map_sums_blocks_averages_tubelets_and_normalises() -> None:
+    """A 2 x 4 grid onto 1 x 2 (blocks of 2 x 2 cells), tubelet 2, three frames:
+    the last tubelet repeats its frame; an all-zero step is uniform."""
+    power = torch.zeros(1, 3, 8)
+    power[0, 0, 0] = 1.0  # row 0, col 0: the left block
+    power[0, 1, 7] = 3.0  # row 1, col 3: the right block
+    power[0, 2, 2] = 2.0  # row 0, col 2: the right block
+    out = pool_cell_map(power, (2, 4), (1, 2), 2)
+    # Step 0: frames 0 and 1 -> block sums (1, 0) and (0, 3), averaged (0.5, 1.5) -> 1/4, 3/4.
+    # Step 1: frame 2 twice -> (0, 2) -> 0, 1.
+    torch.testing.assert_close(out, torch.tensor([[[0.25, 0.75], [0.0, 1.0]]]))
+    silent = pool_cell_map(torch.zeros(2, 4, 8), (2, 4), (1, 2), 2)
+    torch.testing.assert_close(silent, torch.full((2, 2, 2), 0.5))
+    with pytest.raises(InputError, match="cannot pool"):
+        pool_cell_map(torch.zeros(1, 2, 8), (2, 4), (1, 3), 1)
+    with pytest.raises(InputError, match="cannot pool"):
+        pool_cell_map(torch.zeros(1, 2, 9), (2, 4), (1, 2), 1)
+
+
+def cue_carrier(tiny: SVAC, share: float) -> SVAC:
+    """The tiny SVAC carrying a direction cue (its own random weights) at ``share``."""
+    torch.manual_seed(1)
+    config = dataclasses.replace(
+        tiny.config, cue_share=share, cue=VideoDirectionConfig(dim=8, window=4, taps=3).to_dict()
+    )
+    model = SVAC(config).eval()
+    missing, unexpected = model.load_state_dict(tiny.state_dict(), strict=False)
+    assert missing and all(k.startswith("cue.") for k in missing) and not unexpected
+    return model
+
+
+def test_a_carried_cue_mixes_into_the_codes_saliency_only(tiny: SVAC) -> None:
+    """The spatial code reads (1 - share) x its own saliency + share x the cue's map pooled
+    onto the token grid; the content and the generator's saliency are those without the
+    cue, and the cue never trains."""
+    carrier = cue_carrier(tiny, 0.5)
+    assert carrier.cue.config.grid == (8, 16)
+    assert not any(p.requires_grad for p in carrier.cue.parameters())
+    video = torch.randint(0, 256, (1, 8, 3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        cue_map = carrier.cue_saliency(video)
+        expected_map = pool_cell_map(carrier.cue.cell_powers(video), (8, 16), (4, 8), 2)
+        code = carrier.code_saliency(video)
+        plain = tiny.video_saliency(video)
+        mixed = carrier.embed_video(video)
+        before = tiny.embed_video(video)
+    torch.testing.assert_close(cue_map, expected_map)
+    assert cue_map.shape == (1, 4, 32) and float((cue_map - plain).abs().max()) > 1e-3
+    torch.testing.assert_close(code, 0.5 * plain + 0.5 * cue_map)
+    assert torch.equal(carrier.video_saliency(video), plain)
+    parts = tiny.config.parts()
+    torch.testing.assert_close(mixed[..., parts["content"]], before[..., parts["content"]])
+    torch.testing.assert_close(mixed[..., parts["activity"]], before[..., parts["activity"]])
+    with torch.no_grad():
+        expected = math.sqrt(tiny.config.spatial_weight) * carrier.spatial.video(code)
+    torch.testing.assert_close(mixed[0, ::2, parts["spatial"]], expected[0])
+    # The whole code from the cue: the embedding's code is the cue's map's.
+    only_cue = cue_carrier(tiny, 1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(only_cue.code_saliency(video), cue_map)
+    with pytest.raises(InputError, match="carries no direction cue"):
+        tiny.cue_saliency(video)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cue_share": 1.5}, "cue_share must be in"),
+        ({"cue_share": -0.1}, "cue_share must be in"),
+        ({"cue_share": 0.5, "spatial_weight": 0.0}, "cue_share needs a spatial code"),
+        ({"cue": {"dim": 8}}, "goes with cue_share > 0"),
+        ({"cue_share": 0.5, "cue": {"frame_height": 8, "frame_width": 24}}, "do not tile"),
+        ({"cue_share": 0.5, "cue": {"depth": 3}}, "unknown VideoDirectionConfig field"),
+    ],
+)
+def test_cue_settings_that_cannot_work_are_refused(fields: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        dataclasses.replace(SVAC_PRESETS["tiny"], **fields)
 
 
 def test_activity_weight_is_checked() -> None:

@@ -1,5 +1,6 @@
 """Train -> bundle -> eval through the CLI on a tiny corpus (a few steps: plumbing, not quality)."""
 
+import dataclasses
 import json
 from dataclasses import replace
 
@@ -298,19 +299,31 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     for name in ("vae", "svac", "generator"):  # the same weights
         old, new = base.component(name)[1], tuned.component(name)[1]
         assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
-    # A field the base had tuned keeps the value it was trained with; the base's other
-    # records and its evaluations of the components come along.
-    record = tuned.data["tuned"]["svac"]["activity_weight"]
-    earlier = base.data["tuned"]["svac"]["activity_weight"]
-    assert record == {"trained_with": earlier["trained_with"], "bundled": 0.45}
+    trained_with = base.config("svac")["activity_weight"]
+    assert record_of(tuned, "svac", "activity_weight") == {
+        "trained_with": trained_with,
+        "bundled": 0.45,
+    }
     assert record_of(tuned, "generator", "guidance_video") == {
         "trained_with": base.config("generator")["guidance_video"],
         "bundled": 4,
     }
-    # Its evaluations of what it retunes are stale: left out.
+    # The base's other records come along; its evaluations of what it retunes are stale.
+    for field, was in base.data["tuned"]["generator"].items():
+        assert record_of(tuned, "generator", field) == was
     kept = {k for k in base.metrics if not k.startswith(("svac", "generator"))}
     assert kept and set(tuned.metrics) == kept
     assert "--tune svac.activity_weight=0.45" in tuned.training_command["bundle"]
+    # Retuning a tuned field keeps the value it was trained with.
+    again = tmp_path / "again"
+    tune = ["--tune", "svac.cue_share=0.25", "--tune", "svac.activity_weight=0.4"]
+    assert main(["bundle", str(again), "--base", str(out), *tune]) == 0
+    retuned = load_bundle(again)
+    assert retuned.build("svac").config.cue_share == 0.25
+    assert record_of(retuned, "svac", "activity_weight") == {
+        "trained_with": trained_with,
+        "bundled": 0.4,
+    }
 
     components = {n: (*base.component(n), n) for n in ("svac", "generator")}
     # A config written before a field existed: the record gives the field's default.
@@ -324,6 +337,8 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
         tune_components(dict(components), {"generator": {"lm_dim": 64}})
     with pytest.raises(InputError, match="would need other weights"):
         tune_components(dict(components), {"svac": {"activity_weight": 0.0}})
+    with pytest.raises(InputError, match="goes with cue_share > 0"):  # the cue's weights
+        tune_components(dict(components), {"svac": {"cue_share": 0.0}})
     with pytest.raises(InputError, match="leave content a share"):
         tune_components(dict(components), {"svac": {"activity_weight": 0.7}})
     with pytest.raises(InputError, match="only generator, svac"):
@@ -379,7 +394,9 @@ KEEPS_THE_GENERATOR = {
     "init_all": True,
     "freeze_video_tokens": True,
     "freeze_saliency": True,
+    "cue_from": "default",  # the shipped SVAC carries the shipped direction cue
 }
+CARRIES_THE_CUE = {"cue_share": 0.5}
 
 
 def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> None:
@@ -395,7 +412,9 @@ def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> Non
 
     root, corpus = runs
     options = FitOptions(out_dir=Path(root / "svac-src"), track=False)
-    config = SVACStageConfig(data=str(corpus), **KEEPS_THE_GENERATOR, source_activity_weight=1.0)
+    config = SVACStageConfig(
+        data=str(corpus), **KEEPS_THE_GENERATOR, model=CARRIES_THE_CUE, source_activity_weight=1.0
+    )
     stage = SVACStage(config, options)
     model = stage.model = stage.build_model()
     _, shipped = load_bundle("default").component("svac")
@@ -415,7 +434,11 @@ def test_svac_fine_tuning_with_the_activity_maps_source_supervision(runs) -> Non
     # A network with the token-reading pulse starts from a bundle without it: that layer
     # starts at zero; any other difference is refused.
     reading = SVACStageConfig(
-        data=str(corpus), init_from="default", init_all=True, model={"activity_tokens": True}
+        data=str(corpus),
+        init_from="default",
+        init_all=True,
+        cue_from="default",
+        model={**CARRIES_THE_CUE, "activity_tokens": True},
     )
     widened = SVACStage(reading, options).build_model()
     assert not widened.activity.token_pulse.weight.any()
@@ -442,7 +465,7 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
         data=str(corpus),
         **KEEPS_THE_GENERATOR,
         source_saliency_weight=1.0,
-        model=refine,
+        model={**CARRIES_THE_CUE, **refine},
         lr=1e-2,
         warmup_steps=1,
     )
@@ -452,7 +475,7 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
     batch = collate_clips([data[0], data[1]])
     video = batch["video"]
     with torch.no_grad():
-        assert torch.equal(model.code_saliency(video), model.video_saliency(video))
+        assert torch.equal(model.video_saliency(video, refined=True), model.video_saliency(video))
     loss = stage._source_saliency_loss(batch)
     assert 0.0 < float(loss.detach()) < 10.0
     loss.backward()
@@ -469,6 +492,43 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
     assert stage._source_saliency_loss(batch) < loss
 
 
+def test_svac_fine_tuning_with_a_carried_direction_cue(runs) -> None:
+    """cue_from copies a bundle's direction cue into the SVAC (model cue_share > 0): the
+    stage config records the cue's network, the cue's weights are the bundle's and stay so
+    through a training step, and every other weight starts from init_from's."""
+    from pathlib import Path
+
+    from swansphere_training.data.dataset import collate_clips
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.svac import SVACStage, SVACStageConfig, network_config
+
+    root, corpus = runs
+    options = FitOptions(out_dir=Path(root / "svac-cue"), track=False)
+    config = SVACStageConfig(data=str(corpus), **KEEPS_THE_GENERATOR, model=CARRIES_THE_CUE)
+    bundle = load_bundle("default")
+    cue_config, cue_state = bundle.component("direction")
+    assert config.model["cue"] == cue_config
+    assert network_config(dataclasses.asdict(config)).cue == cue_config
+    stage = SVACStage(config, options)
+    model = stage.model = stage.build_model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    _, shipped = bundle.component("svac")
+    assert set(state) == set(shipped) | {f"cue.{k}" for k in cue_state}
+    assert all(torch.equal(state[k], v.float()) for k, v in shipped.items())
+    assert all(torch.equal(state[f"cue.{k}"], v.float()) for k, v in cue_state.items())
+    batch = collate_clips([stage.build_data()[i] for i in (0, 1)])
+    with torch.no_grad():
+        before = model.video_saliency(batch["video"])
+    stage.wrapped, stage.optimizers = model, {"main": stage.build_optimizers()}
+    stage.schedulers = stage.build_schedulers()
+    stage.step(batch)
+    after = model.state_dict()
+    assert all(torch.equal(after[f"cue.{k}"], v.float()) for k, v in cue_state.items())
+    assert not torch.equal(after["audio_head.net.0.weight"], state["audio_head.net.0.weight"])
+    with torch.no_grad():
+        assert torch.equal(model.video_saliency(batch["video"]), before)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -477,7 +537,12 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
         ({"model": {"activity_wieght": 0.2}}, "activity_wieght"),
         ({"init_all": True}, "init_all need init_from"),
         (
-            {"init_from": "default", "init_all": True, "model": {"activity_dim": 16}},
+            {
+                "init_from": "default",
+                "init_all": True,
+                "cue_from": "default",
+                "model": {**CARRIES_THE_CUE, "activity_dim": 16},
+            },
             r"init_all 'default'.*activity.patch_embed.weight",
         ),
         ({"source_activity_weight": -1.0}, "source_activity_weight must be >= 0"),
@@ -491,8 +556,18 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
             "needs a network with a spatial code",
         ),
         (
-            {**KEEPS_THE_GENERATOR, "source_saliency_weight": 1.0},
+            {**KEEPS_THE_GENERATOR, "model": CARRIES_THE_CUE, "source_saliency_weight": 1.0},
             "nothing to train: add model saliency_refine",
+        ),
+        ({"model": CARRIES_THE_CUE}, "cue_share needs cue_from"),
+        (
+            {"init_from": "default", "init_all": True},
+            r"init_all 'default': its SVAC carries a direction cue \(cue_share 0.5\)",
+        ),
+        ({"cue_from": "default"}, "cue_from needs model cue_share"),
+        (
+            {"cue_from": "default", "model": {"cue_share": 0.5, "cue": {"dim": 16}}},
+            r"cue_from 'default': its cue network .* differs",
         ),
     ],
 )

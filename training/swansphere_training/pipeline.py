@@ -258,10 +258,11 @@ def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> Non
 
 # Config fields a bundle may set after training (``swansphere bundle --tune``): they change
 # how the trained weights are used, not which weights there are or what they were trained
-# on: the generator's sampler, and how SVAC's similarity weighs its parts.
+# on: the generator's sampler, how SVAC's similarity weighs its parts, and how much of its
+# spatial code's saliency an SVAC carrying a direction cue takes from the cue.
 TUNABLE_FIELDS = {
     "generator": SAMPLER_FIELDS,
-    "svac": ("spatial_weight", "activity_weight"),
+    "svac": ("spatial_weight", "activity_weight", "cue_share"),
 }
 
 

@@ -86,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="COMPONENT.FIELD=VALUE",
         help="a setting chosen after training (recorded), e.g. --tune generator.guidance_video=5"
         " or --tune svac.activity_weight=0.45; the generator's sampler (steps, guidance,"
-        " lm_history, direction_lock, direction_source) and SVAC's part weights can be tuned",
+        " lm_history, direction_lock, direction_source), SVAC's part weights and the share"
+        " its spatial code takes from a carried direction cue (cue_share) can be tuned",
     )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(

@@ -20,7 +20,9 @@ Two encoders map a panorama video and an FOA clip into one 512-d space, frame by
   dimensions): measured from the FOA's intensity on the audio side, a learned saliency
   over the token grid on the video side. A mean-pooled content vector alone could not
   tell a clip from its own 45 deg rotations (rotation_top1 was at chance); a code that
-  rotates with the FOA by construction can.
+  rotates with the FOA by construction can. With ``cue_share`` > 0 the SVAC carries a
+  frozen copy of the video direction cue (:mod:`swansphere.models.direction`) and the
+  code's saliency mixes in its cell map (:meth:`SVAC.code_saliency`).
 * :class:`ActivityMap` (preset ``tiny``; ``activity_weight`` > 0) -- what gets louder
   where, frame by frame: harmonics of orders 0-3 of the rise in level of every mel band
   along its intensity (audio, measured) and of a learned per-cell pulse of the video
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ from swansphere.foa.harmonics import (
 )
 from swansphere.foa.panorama import grid_directions
 from swansphere.models.config import config_from_dict
+from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
 from swansphere.models.features import (
     FOA_FEATURE_CHANNELS,
     INTENSITY_CHANNELS,
@@ -122,13 +125,19 @@ class SVACConfig:
     # its own that starts at zero; the generator's conditioning keeps the plain saliency
     # (SVAC.video_saliency), so a bundle's generator stays valid while the code improves.
     saliency_refine: bool = False
+    # The spatial code's saliency takes this share from the video direction cue's cell map
+    # (swansphere.models.direction: a supervised localiser that reads what moves and
+    # pulses over several seconds), the rest from its own: 0 leaves the cue out. The SVAC
+    # carries a frozen copy of the cue, whose VideoDirectionConfig fields ``cue`` holds.
+    cue_share: float = 0.0
+    cue: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = [
             f.name
             for f in dataclasses.fields(self)
             if f.type in ("int", "float")
-            and f.name not in ("spatial_weight", "activity_weight")
+            and f.name not in ("spatial_weight", "activity_weight", "cue_share")
             and not getattr(self, f.name) > 0
         ]
         if positive:
@@ -181,10 +190,35 @@ class SVACConfig:
                 f"video_window {self.video_window} "
                 f"is not a multiple of video_tubelet {self.video_tubelet}",
             ),
+            (
+                0.0 <= self.cue_share <= 1.0,
+                f"cue_share must be in [0, 1], got {self.cue_share}",
+            ),
+            (
+                self.cue_share == 0 or self.spatial_weight > 0,
+                "cue_share needs a spatial code (spatial_weight > 0): the cue feeds its saliency",
+            ),
+            (
+                isinstance(self.cue, dict) and (self.cue_share > 0 or not self.cue),
+                "cue (the direction cue's config) goes with cue_share > 0 and must be a dict",
+            ),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
             raise InputError("invalid SVACConfig: " + "; ".join(problems))
+        if self.cue_share > 0:
+            rows, cols = self.cue_config.grid
+            grid = (self.video_height // self.video_patch, self.video_width // self.video_patch)
+            if rows % grid[0] or cols % grid[1]:
+                raise InputError(
+                    f"invalid SVACConfig: the cue's {rows} x {cols} cells do not tile the "
+                    f"{grid[0]} x {grid[1]} token grid"
+                )
+
+    @property
+    def cue_config(self) -> VideoDirectionConfig:
+        """The carried direction cue's network config (its defaults where ``cue`` is silent)."""
+        return VideoDirectionConfig.from_dict(self.cue)
 
     @property
     def time_patch(self) -> int:
@@ -310,6 +344,32 @@ def replicate_to_audio_rate(
     position = centres * tv / n_audio_frames + (0.0 if tubelet is None else 0.5 / tubelet)
     index = torch.clamp(torch.floor(position).long(), max=tv - 1)
     return video_feats[:, index]
+
+
+def pool_cell_map(
+    power: torch.Tensor, cells: tuple[int, int], grid: tuple[int, int], tubelet: int
+) -> torch.Tensor:
+    """Per-frame powers (B, F, R*C) >= 0 over a grid of R x C cells -> a saliency
+    (B, ceil(F / tubelet), r*c) over a coarser r x c grid whose cells each cover whole
+    R/r x C/c blocks; both grids in raster order (rows top to bottom, columns left to
+    right, as :func:`grid_directions`). Each coarse cell sums its block; each step averages
+    its tubelet's frames (the last padded by repeating its last frame, as VideoMAE's
+    windows are) and is normalised to sum to 1 (uniform where the whole map is zero)."""
+    (rows, cols), (r, c) = cells, grid
+    batch, frames, count = power.shape
+    if count != rows * cols or rows % r or cols % c:
+        raise InputError(
+            f"cannot pool powers {tuple(power.shape)} on {rows} x {cols} cells onto {r} x {c}"
+        )
+    x = power.reshape(batch, frames, r, rows // r, c, cols // c).sum(dim=(3, 5))
+    x = x.reshape(batch, frames, r * c)
+    pad = -frames % tubelet
+    if pad:
+        x = torch.cat([x, x[:, -1:].expand(-1, pad, -1)], dim=1)
+    x = x.reshape(batch, -1, tubelet, r * c).mean(dim=2)
+    total = x.sum(dim=-1, keepdim=True)
+    uniform = torch.full_like(x, 1.0 / (r * c))
+    return torch.where(total > 0, x / total.clamp_min(1e-12), uniform)
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -889,6 +949,10 @@ class SVAC(nn.Module):
         self.text_head = TextHead(config.text_dim, config.embed_dim, config.head_hidden)
         self.spatial = SpatialCode(config) if config.spatial_weight > 0 else None
         self.activity = ActivityMap(config) if config.activity_weight > 0 else None
+        self.cue = None
+        if config.cue_share > 0:
+            # Trained by its own stage on the sources' directions; never by this loss.
+            self.cue = VideoDirectionCue(config.cue_config).requires_grad_(False)
 
     def _joint(
         self, content: torch.Tensor, code: torch.Tensor | None, maps: torch.Tensor | None
@@ -947,8 +1011,28 @@ class SVAC(nn.Module):
         return self.spatial.video_saliency(tokens, pixels, refined=refined)[0]
 
     def code_saliency(self, video: torch.Tensor) -> torch.Tensor:
-        """Where the spatial code itself looks (:meth:`video_saliency` with ``refined``)."""
-        return self.video_saliency(video, refined=True)
+        """Where the spatial code itself looks (B, t, h*w), summing to 1 over cells:
+        :meth:`video_saliency` with ``refined``, mixed with the direction cue's map
+        (:meth:`cue_saliency`) at ``cue_share``."""
+        return self._code_saliency(self.video_saliency(video, refined=True), video)
+
+    def cue_saliency(self, video: torch.Tensor) -> torch.Tensor:
+        """The carried direction cue's per-cell powers of the video's frames (B, F, 3, H, W),
+        without a caption, pooled onto the token grid per video step (B, t, h*w), summing
+        to 1 over cells (:func:`pool_cell_map`)."""
+        if self.cue is None:
+            raise InputError("this SVAC carries no direction cue (cue_share = 0)")
+        power = self.cue.cell_powers(video)
+        return pool_cell_map(
+            power, self.cue.config.grid, self.video_encoder.grid, self.video_encoder.tubelet
+        )
+
+    def _code_saliency(self, saliency: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """The refined saliency (B, t, h*w) with the cue's map mixed in at ``cue_share``."""
+        if self.cue is None:
+            return saliency
+        share = self.config.cue_share
+        return (1.0 - share) * saliency + share * self.cue_saliency(video)
 
     def embed_video(self, video: torch.Tensor, n_audio_frames: int | None = None) -> torch.Tensor:
         """Embeddings (B, Ta, E) of video (B, F, 3, H, W) at the audio frame rate.
@@ -962,8 +1046,11 @@ class SVAC(nn.Module):
             content, code = self.video_head(tokens.mean(dim=2)), None
         else:
             saliency, local = self.spatial.video_saliency(tokens, pixels, refined=True)
+            # The content head was trained on this pooling; only the code reads the cue
+            # (pooling with the cue's map too lowered shift_top1 on held-out clips).
             pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
-            content, code = self.video_head(pooled), self.spatial.video(saliency)
+            code = self.spatial.video(self._code_saliency(saliency, video))
+            content = self.video_head(pooled)
         maps = None if self.activity is None else self.activity.video(pixels, tokens)
         tubelet = self.video_encoder.tubelet
         if n_audio_frames is not None:

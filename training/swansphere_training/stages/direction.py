@@ -72,16 +72,22 @@ def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
     return preset_network(stage, DIRECTION_PRESETS, "direction")
 
 
-def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
-    """Load the direction cue of bundle ``source`` into ``model``; InputError when the
-    bundle has none or its network differs from ``model``'s. A cue that reads no captions
-    may start one that does (the caption layers keep their zero start)."""
+def direction_component(source: str, setting: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The direction cue (config, weights) of bundle ``source``; InputError naming the
+    ``setting`` that named it when the bundle has none."""
     from swansphere.models.bundle import load_bundle
 
     bundle = load_bundle(source)
     if "direction" not in bundle.components:
-        raise InputError(f"init_from {source!r}: the bundle has no direction cue")
-    config, state = bundle.component("direction")
+        raise InputError(f"{setting} {source!r}: the bundle has no direction cue")
+    return bundle.component("direction")
+
+
+def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
+    """Load the direction cue of bundle ``source`` into ``model``; InputError when the
+    bundle has none or its network differs from ``model``'s. A cue that reads no captions
+    may start one that does (the caption layers keep their zero start)."""
+    config, state = direction_component(source, "init_from")
     theirs = VideoDirectionConfig.from_dict(config)
     adds_captions = theirs.text_dim == 0 and model.config.text_dim > 0
     expected = (

@@ -16,6 +16,7 @@ from torch import nn
 from swansphere.errors import InputError
 from swansphere.foa.panorama import grid_directions
 from swansphere.models.bundle import load_bundle
+from swansphere.models.direction import VideoDirectionConfig
 from swansphere.models.svac import SVAC, SVAC_PRESETS, SVACConfig
 from swansphere.models.text import CaptionEncoder
 
@@ -32,7 +33,7 @@ from ..losses.svac import (
     text_audio_loss,
 )
 from .base import Stage, linear_warmup, preset_network
-from .direction import cell_loss
+from .direction import cell_loss, direction_component
 
 
 @dataclass
@@ -73,9 +74,18 @@ class SVACStageConfig:
     # (losses.svac.source_saliency_map), per video step. Procedural clips only. With
     # freeze_saliency only a refinement (model saliency_refine) can learn from it.
     source_saliency_weight: float = 0.0
+    # A bundle whose direction cue the SVAC carries (frozen) when model cue_share > 0: the
+    # spatial code's saliency mixes in the cue's cell map. The cue's network config is
+    # written into model["cue"] when this config is made, so checkpoints record it.
+    cue_from: str | None = None
     # SVACConfig fields that differ from the preset's, e.g. {"activity_weight": 0.0} for
     # the ablation without the activity map.
     model: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        carries = isinstance(self.model, dict) and self.model.get("cue_share")
+        if carries and self.cue_from and "cue" not in self.model:
+            self.model = self.model | {"cue": direction_component(self.cue_from, "cue_from")[0]}
 
 
 def network_config(stage: SVACStageConfig | dict) -> SVACConfig:
@@ -120,11 +130,19 @@ class SVACStage(Stage):
             )
         if self.config.source_activity_weight > 0 and config.activity_weight <= 0:
             raise InputError("source_activity_weight needs a network with an activity map")
+        if self.config.cue_from and config.cue_share <= 0:
+            raise InputError("cue_from needs model cue_share > 0: nothing would read the cue")
+        if config.cue_share > 0 and not self.config.cue_from:
+            raise InputError(
+                "model cue_share needs cue_from: the bundle whose direction cue the SVAC carries"
+            )
         model = SVAC(config)
         if self.config.init_all:
-            load_svac(model, self.config.init_from)
+            load_svac(model, self.config.init_from, supplied=("cue.",) if model.cue else ())
         elif self.config.init_from:
             load_encoders(model, self.config.init_from, spatial=init_spatial)
+        if model.cue is not None:
+            load_carried_cue(model, self.config.cue_from)
         if self.config.freeze_video_tokens:
             model.freeze_video_tokens()
         if self.config.freeze_saliency:
@@ -314,13 +332,21 @@ def load_encoders(model: SVAC, source: str, spatial: bool = False) -> None:
         )
 
 
-def load_svac(model: SVAC, source: str) -> None:
+def load_svac(model: SVAC, source: str, supplied: tuple[str, ...] = ()) -> None:
     """Copy every weight of bundle ``source``'s SVAC into ``model`` (a fine-tuning start);
     InputError when the networks differ in any weight's name or shape, except weights of
-    ``model`` that start at zero (:attr:`SVAC.ZERO_START_WEIGHTS`), which may be new."""
-    _, state = load_bundle(source).component("svac")
+    ``model`` that start at zero (:attr:`SVAC.ZERO_START_WEIGHTS`) or whose names start
+    with one of ``supplied`` (loaded from elsewhere), which may be new."""
+    config, state = load_bundle(source).component("svac")
     ours = model.state_dict()
-    new = {k for k in set(ours) - set(state) if k.startswith(SVAC.ZERO_START_WEIGHTS)}
+    if model.cue is None and any(k.startswith("cue.") for k in state):
+        raise InputError(
+            f"init_all {source!r}: its SVAC carries a direction cue (cue_share "
+            f"{config.get('cue_share')}); carry one too: --set cue_from=BUNDLE --set "
+            "'model={\"cue_share\": S}'"
+        )
+    excused = SVAC.ZERO_START_WEIGHTS + supplied
+    new = {k for k in set(ours) - set(state) if k.startswith(excused)}
     differ = sorted((set(ours) - new) ^ set(state)) + [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
         for k, v in ours.items()
@@ -331,3 +357,15 @@ def load_svac(model: SVAC, source: str) -> None:
             f"init_all {source!r}: its SVAC does not fit this network ({'; '.join(differ[:5])})"
         )
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=not new)
+
+
+def load_carried_cue(model: SVAC, source: str) -> None:
+    """Copy bundle ``source``'s direction cue into the cue ``model`` carries; InputError
+    when its network differs from ``model``'s ``cue`` config."""
+    config, state = direction_component(source, "cue_from")
+    if VideoDirectionConfig.from_dict(config) != model.config.cue_config:
+        raise InputError(
+            f"cue_from {source!r}: its cue network {config} differs from this SVAC's "
+            f"{model.config.cue}"
+        )
+    model.cue.load_state_dict({k: v.float() for k, v in state.items()})
