@@ -261,12 +261,12 @@ def test_svac_over_frozen_video_tokens_keeps_the_bases_generator(runs, caplog):
 
 def test_a_run_whose_preset_changed_since_is_refused_before_bundling() -> None:
     from swansphere.errors import InputError
-    from swansphere.models.svac import SVAC_PRESETS, SVACConfig
+    from swansphere.models.svac import SVACConfig
     from swansphere_training.pipeline import check_weights_fit
 
     config, state = load_bundle("default").component("svac")
     check_weights_fit("svac", SVACConfig.from_dict(config), state, "shipped")
-    older = replace(SVAC_PRESETS["tiny"], activity_weight=0.0)
+    older = replace(SVACConfig.from_dict(config), activity_weight=0.0)
     with pytest.raises(InputError, match=r"run old do not fit .*unexpected activity\."):
         check_weights_fit("svac", older, state, "old")
     narrower = replace(SVACConfig.from_dict(config), activity_dim=16)

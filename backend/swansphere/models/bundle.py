@@ -362,10 +362,11 @@ class Bundle:
 def weight_mismatches(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     """What keeps ``state`` from loading into ``module`` ("" when it fits): missing names
     (bar the module's ``OPTIONAL_WEIGHTS`` prefixes), unexpected names and shape
-    differences, the first four of them. Works on a module built on the meta device."""
+    differences, the first four of them in name order. Works on a module built on the meta
+    device."""
     optional = tuple(getattr(module, "OPTIONAL_WEIGHTS", ()))
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
+    expected = {k: tuple(v.shape) for k, v in sorted(module.state_dict().items())}
+    got = {k: tuple(v.shape) for k, v in sorted(state.items())}
     problems = [f"missing {k}" for k in expected if k not in got and not k.startswith(optional)]
     problems += [f"unexpected {k}" for k in got if k not in expected]
     problems += [
