@@ -5,6 +5,7 @@ and the model registry round trip."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,30 @@ def test_stage_run_alone_gets_a_parent_and_failures_are_recorded(client) -> None
     assert client.get_run(failed).info.status == "FAILED"
     assert client.get_run(killed).info.status == "KILLED"
     assert tracking.active_run_id() is None
+
+
+def test_stages_of_other_processes_nest_under_a_begun_pipeline_run(
+    client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What train_encoders.sh does: begin a pipeline run, start each stage with its id in
+    MLFLOW_RUN_ID, end it. The stages nest under it and leave its name alone."""
+    tracking.main(["begin", "encoders", "--param", "data=corpus"])
+    parent = capsys.readouterr().out.strip()
+    for stage in ("vae", "svac"):
+        monkeypatch.setenv("MLFLOW_RUN_ID", parent)  # each stage is a process of its own
+        with tracking.stage_run(stage) as run_id:
+            pass
+        assert "MLFLOW_RUN_ID" not in os.environ  # MLflow must not reopen it as the stage
+        assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent
+        assert client.get_run(run_id).info.run_name == stage
+    tracking.main(["end", parent, "--status", "FAILED"])
+    run = client.get_run(parent)
+    assert run.info.run_name == "encoders" and run.data.params == {"data": "corpus"}
+    assert run.data.tags["swansphere.kind"] == "pipeline" and run.info.status == "FAILED"
+    with pytest.raises(InputError, match="not in"):
+        tracking.end_pipeline_run("0" * 32)
+    with pytest.raises(SystemExit):
+        tracking.main(["begin", "x", "--param", "novalue"])
 
 
 def test_a_stage_logs_per_step_and_resumes_into_its_run(tmp_path: Path, client) -> None:

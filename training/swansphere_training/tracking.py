@@ -43,6 +43,9 @@ from swansphere.errors import InputError
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "swansphere"
+#: MLflow's variable naming the run a process should log into; ``mlflow run`` sets it.
+#: Here it names the pipeline run a stage process nests under.
+PIPELINE_RUN_ENV = "MLFLOW_RUN_ID"
 #: MLflow's limit on a parameter value's length (characters).
 MAX_PARAM_LENGTH = 6000
 _MODEL_URI_RE = re.compile(r"^models:/([^/@]+)(?:@([^/@]+)|/(\d+))$")
@@ -225,6 +228,31 @@ def _run(
     mlflow.end_run("FINISHED")
 
 
+def begin_pipeline_run(name: str, params: Mapping[str, Any] | None = None) -> str:
+    """Create a parent run that outlives this process, for a pipeline whose stages are
+    processes of their own (``training/scripts/train_encoders.sh``); return its id.
+
+    A stage started with ``MLFLOW_RUN_ID=<id>`` in its environment nests under it.
+    :func:`end_pipeline_run` ends it.
+    """
+    client = _mlflow().MlflowClient()
+    tags = {"swansphere.kind": "pipeline", "mlflow.runName": name}
+    run_id = client.create_run(experiment_id(), run_name=name, tags=tags).info.run_id
+    for key, value in flatten_params(params or {}).items():
+        client.log_param(run_id, key, value)
+    return run_id
+
+
+def end_pipeline_run(run_id: str, status: str = "FINISHED") -> None:
+    """End run ``run_id`` with ``status`` (FINISHED, FAILED or KILLED)."""
+    if status not in ("FINISHED", "FAILED", "KILLED"):
+        raise InputError(f"run status {status!r}: use FINISHED, FAILED or KILLED")
+    client = _mlflow().MlflowClient()
+    if _find_run(run_id) is None:
+        raise InputError(f"MLflow run {run_id} is not in {tracking_uri()}")
+    client.set_terminated(run_id, status)
+
+
 @contextmanager
 def pipeline_run(
     name: str,
@@ -262,8 +290,12 @@ def stage_run(
         with _run(name, run_id=run_id, nested=True, params=params, tags=tags) as rid:
             yield rid
         return
+    # A pipeline run of another process (`mlflow run`, or begin_pipeline_run) named in
+    # MLflow's variable. Taken out of the environment: MLflow's start_run would reopen it
+    # for the nested run too (and rename it after the stage).
+    inherited = os.environ.pop(PIPELINE_RUN_ENV, None)
     existing = _find_run(run_id) if run_id is not None else None
-    parent_id = existing.data.tags.get("mlflow.parentRunId") if existing is not None else None
+    parent_id = existing.data.tags.get("mlflow.parentRunId") if existing is not None else inherited
     with pipeline_run(name, run_id=parent_id):
         with _run(name, run_id=run_id, nested=True, params=params, tags=tags) as rid:
             yield rid
@@ -474,3 +506,36 @@ def _download_bundle(mlflow: ModuleType, uri: str, dst: Path, where: str) -> Pat
     except MlflowException as exc:
         raise InputError(f"cannot resolve {uri} in the registry at {where}: {exc}") from exc
     return Path(local)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Pipeline runs for shell pipelines (``training/scripts/train_encoders.sh``):
+
+    ``python -m swansphere_training.tracking begin NAME [--param KEY=VALUE ...]`` prints
+    the id of a new pipeline run; ``... end RUN_ID [--status STATUS]`` ends it.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m swansphere_training.tracking")
+    commands = parser.add_subparsers(dest="command", required=True)
+    begin = commands.add_parser("begin", help="create a pipeline run; print its id")
+    begin.add_argument("name")
+    begin.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    end = commands.add_parser("end", help="end a pipeline run")
+    end.add_argument("run_id")
+    end.add_argument("--status", default="FINISHED", choices=("FINISHED", "FAILED", "KILLED"))
+    args = parser.parse_args(argv)
+    if args.command == "begin":
+        params = {}
+        for item in args.param:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                parser.error(f"--param {item!r}: expected KEY=VALUE")
+            params[key] = value
+        print(begin_pipeline_run(args.name, params))
+    else:
+        end_pipeline_run(args.run_id, args.status)
+
+
+if __name__ == "__main__":
+    main()
