@@ -1,0 +1,118 @@
+"""training/scripts/train_encoders.sh end to end on a tiny corpus (two steps a stage:
+plumbing, not quality): the four runs in their lanes under one MLflow pipeline run, the
+bundle, the evaluations and the report; a failing lane stops the other."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from swansphere.cli import main
+from swansphere.models.bundle import load_bundle
+from swansphere_training import tracking
+from swansphere_training.corpus.scene import PRESETS
+from swansphere_training.corpus.synth import synthesize_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "training" / "scripts" / "train_encoders.sh"
+TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=1)
+FAST = {"VAE_STEPS": "2", "CUE_STEPS": "2", "SVAC_STEPS": "2", "SVAC_BATCH": "2",
+        "EVAL_CLIPS": "3"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("encoders") / "corpus"
+    for split, clips in (("train", 4), ("test", 3)):
+        synthesize_corpus(root, clips=clips, seed=4, split=split, config=TINY, workers=1,
+                          progress=False)  # fmt: skip
+    assert main(["data", "caption", str(root)]) == 0  # the cue reads captions
+    return root
+
+
+def run_script(corpus: Path, out: Path, store: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        **FAST,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}",
+        "SWANSPHERE": str(Path(sys.executable).with_name("swansphere")),
+        "PYTHON": sys.executable,
+        **env,
+    }
+    environment.pop("MLFLOW_RUN_ID", None)
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(corpus), str(out)],
+        env=environment, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def pipeline_runs(store: Path) -> dict[str, list]:
+    """The store's runs by name."""
+    tracking.configure(f"sqlite:///{store}")
+    try:
+        client = tracking._mlflow().MlflowClient()
+        found: dict[str, list] = {}
+        for run in client.search_runs([tracking.experiment_id()]):
+            found.setdefault(run.info.run_name, []).append(run)
+        return found
+    finally:
+        tracking.configure(None)
+
+
+def test_the_encoders_pipeline_trains_bundles_evaluates_and_reports(
+    corpus: Path, tmp_path: Path
+) -> None:
+    out, store = tmp_path / "out", tmp_path / "mlruns.db"
+    done = run_script(corpus, out, store)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    stages = {"vae", "cue", "cue_bundle", "svac", "svac_ablation", "training", "bundle"}
+    assert stages <= set(report["seconds"])
+    assert report["seconds"]["training"] >= report["seconds"]["vae"] > 0
+    measured = report["eval"][str(corpus)]
+    assert {"angular_error_deg", "mrstft_per_channel", "streaming_max_abs_diff"} <= set(
+        measured["vae"]
+    )
+    for svac in ("svac", "svac_ablation"):
+        assert {"r_at_1", "rotation_top1", "shift_top1"} <= set(measured[svac])
+        assert measured[svac]["clips"] == 3
+    assert measured["svac_ablation"]["model"] == str(out / "ablation")
+
+    # The bundle: the VAE, the SVAC carrying the cue, and the cue itself.
+    bundle = load_bundle(out / "bundle")
+    assert set(bundle.components) == {"vae", "svac", "direction"}
+    assert bundle.config("svac")["cue_share"] == 0.5
+    commands = json.loads((out / "ablation" / "manifest.json").read_text())["training_command"]
+    assert 'negatives={"time_shift":false,"rotation":false,"roll":false}' in commands["svac"]
+
+    # One pipeline run over the four stage runs.
+    runs = pipeline_runs(store)
+    (parent,) = runs["encoders"]
+    assert parent.info.status == "FINISHED" and parent.data.params["vae_steps"] == "2"
+    children = [r for name in ("vae", "direction", "svac") for r in runs[name]]
+    assert len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+
+
+def test_a_failing_lane_stops_the_other_and_fails_the_pipeline_run(
+    corpus: Path, tmp_path: Path
+) -> None:
+    out, store = tmp_path / "out", tmp_path / "mlruns.db"
+    done = run_script(corpus, out, store, VAE_STEPS="many")
+    assert done.returncode != 0
+    assert "vae: exit status" in done.stderr and "many" in done.stderr
+    assert not (out / "times" / "svac").exists() and not (out / "bundle").exists()
+    (parent,) = pipeline_runs(store)["encoders"]
+    assert parent.info.status == "FAILED"
+
+
+def test_a_corpus_without_its_splits_is_refused(tmp_path: Path) -> None:
+    done = run_script(tmp_path, tmp_path / "out", tmp_path / "mlruns.db")
+    assert done.returncode == 2 and "no train/ and test/ splits" in done.stderr

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The tiny FOA-VAE and SVAC from nothing, in about an hour on two CPU cores: four training
+# runs in two lanes of one thread each, one MLflow pipeline run over them, a bundle, and
+# the evaluations.
+#
+#   lane 1: video direction cue (CUE_STEPS) -> SVAC, all four negatives (SVAC_STEPS)
+#   lane 2: FOA-VAE (VAE_STEPS), then waits  -> SVAC, batch negatives only (the ablation)
+#
+# The SVAC's spatial code reads the cue's cell map at cue_share 0.5 (README, "SVAC"), so
+# the cue trains first, beside the VAE. OUT/bundle holds the VAE, the SVAC and the cue
+# (load it with --model OUT/bundle); OUT/ablation the ablation's SVAC. Prints one JSON
+# object: each stage's wall time, the total, and `eval vae` / `eval svac` of both on the
+# test split of DATA and of every corpus in EVAL_DATA.
+#
+#   training/scripts/train_encoders.sh DATA [OUT=runs/encoders]
+#   e.g. swansphere data synth --out corpus --clips 800 --split train --seed 1
+#        swansphere data synth --out corpus --clips 64 --split test --seed 1
+#        swansphere data caption corpus
+#        training/scripts/train_encoders.sh corpus
+#
+# Environment: VAE_STEPS (600), CUE_STEPS (1500), SVAC_STEPS (1000), SVAC_BATCH (12),
+# EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated), SWANSPHERE_NO_TRACK=1
+# (no MLflow), MLFLOW_RUN_ID (a pipeline run to nest under instead of a new one, as
+# `mlflow run mlflow -e encoders` sets it), SWANSPHERE (the command), PYTHON.
+set -euo pipefail
+data=${1:?corpus root (train/ and test/ splits, captioned)}
+out=${2:-runs/encoders}
+vae_steps=${VAE_STEPS:-600}
+cue_steps=${CUE_STEPS:-1500}
+svac_steps=${SVAC_STEPS:-1000}
+svac_batch=${SVAC_BATCH:-12}
+eval_clips=${EVAL_CLIPS:-128}
+swansphere=${SWANSPHERE:-swansphere}
+python=${PYTHON:-python}
+if [ ! -d "$data/train" ] || [ ! -d "$data/test" ]; then
+    echo "$data: no train/ and test/ splits (swansphere data synth writes them)" >&2
+    exit 2
+fi
+mkdir -p "$out/logs" "$out/times"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1  # one core a lane
+
+track=()
+pipeline_run=
+begun=
+if [ "${SWANSPHERE_NO_TRACK:-0}" = 1 ]; then
+    track=(--no-track)
+elif [ -n "${MLFLOW_RUN_ID:-}" ]; then
+    pipeline_run=$MLFLOW_RUN_ID  # `mlflow run -e encoders` made the pipeline run and ends it
+else
+    pipeline_run=$("$python" -m swansphere_training.tracking begin encoders \
+        --param data="$data" --param vae_steps="$vae_steps" --param cue_steps="$cue_steps" \
+        --param svac_steps="$svac_steps" --param svac_batch="$svac_batch")
+    begun=$pipeline_run
+fi
+finish() {
+    local status=$?
+    [ -z "$begun" ] || "$python" -m swansphere_training.tracking end "$begun" \
+        --status "$([ "$status" = 0 ] && echo FINISHED || echo FAILED)"
+}
+trap finish EXIT
+
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", b - a }'; }
+
+# timed NAME CMD...: run CMD, log to OUT/logs/NAME.log, its wall seconds to OUT/times/NAME.
+timed() {
+    local name=$1 start=$EPOCHREALTIME
+    shift
+    local status=0
+    "$@" > "$out/logs/$name.log" 2>&1 || status=$?
+    if [ "$status" != 0 ]; then  # 143: stopped because the other lane failed
+        echo "$name: exit status $status; the end of $out/logs/$name.log:" >&2
+        tail -c 3000 "$out/logs/$name.log" | tr '\r' '\n' | tail -n 20 >&2
+        return 1
+    fi
+    since "$start" > "$out/times/$name"
+}
+
+# lanes PID...: wait for the lanes; when one fails, stop the others and fail.
+lanes() {
+    local pids=("$@") ended pid rest
+    while [ "${#pids[@]}" -gt 0 ]; do
+        if ! wait -n -p ended "${pids[@]}"; then
+            for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; done
+            return 1
+        fi
+        rest=()
+        for pid in "${pids[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done
+        pids=("${rest[@]}")
+    done
+}
+
+train() {  # train STAGE NAME STEPS [--set ...]; each stage nests under the pipeline run
+    local stage=$1 name=$2 steps=$3
+    shift 3
+    MLFLOW_RUN_ID=$pipeline_run timed "$name" "$swansphere" train "$stage" --data "$data" \
+        --preset tiny --steps "$steps" --out "$out/runs/$name" --eval-every 0 "${track[@]}" "$@"
+}
+
+svac_settings=(--set batch_size="$svac_batch" --set cue_from="$out/cue"
+               --set 'model={"cue_share": 0.5}')
+start=$EPOCHREALTIME
+(
+    decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps
+    train direction cue "$cue_steps" --set lr=1.5e-3 --set lr_decay_steps="$decay" \
+        --set cell_weight=1.0 --set 'cell_pulse="mean"' --set caption_dropout=0.25
+    timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
+    train svac svac "$svac_steps" "${svac_settings[@]}" \
+        --set 'negatives={"n_time_shift": 1, "n_rotation": 1, "n_roll": 1}'
+) &
+lane1=$!
+(
+    train vae vae "$vae_steps"
+    until [ -e "$out/times/cue_bundle" ]; do  # the ablation reads the same cue
+        kill -0 "$lane1" 2>/dev/null || exit 1
+        sleep 5
+    done
+    train svac svac_ablation "$svac_steps" "${svac_settings[@]}" \
+        --set 'negatives={"time_shift": false, "rotation": false, "roll": false}'
+) &
+lane2=$!
+lanes "$lane1" "$lane2"
+since "$start" > "$out/times/training"
+
+timed bundle "$swansphere" bundle "$out/bundle" --vae "$out/runs/vae" --svac "$out/runs/svac" \
+    --direction "$out/runs/cue" --data "$data"
+timed ablation_bundle "$swansphere" bundle "$out/ablation" --svac "$out/runs/svac_ablation" \
+    --direction "$out/runs/cue" --data "$data"
+
+# Evaluations, two lanes again: the bundle's VAE and SVAC in one, the ablation in the other.
+sets=("$data" ${EVAL_DATA:-})
+(
+    for i in "${!sets[@]}"; do
+        timed "eval_vae_$i" "$swansphere" eval vae --model "$out/bundle" --data "${sets[$i]}" \
+            --clips 32 --json
+        timed "eval_svac_$i" "$swansphere" eval svac --model "$out/bundle" \
+            --data "${sets[$i]}" --clips "$eval_clips" --json
+    done
+) &
+eval1=$!
+(
+    for i in "${!sets[@]}"; do
+        timed "eval_ablation_$i" "$swansphere" eval svac --model "$out/ablation" \
+            --data "${sets[$i]}" --clips "$eval_clips" --json
+    done
+) &
+eval2=$!
+lanes "$eval1" "$eval2"
+
+"$python" - "$out" "${sets[@]}" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+out, sets = Path(sys.argv[1]), sys.argv[2:]
+
+
+def last_json(log: Path) -> dict:
+    """The JSON object that ends a command's log (progress bars may come before it)."""
+    text = log.read_text().rstrip()
+    decoder = json.JSONDecoder()
+    start = len(text)
+    while (start := text.rfind("{", 0, start)) >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if end == len(text):
+            return value
+    raise SystemExit(f"{log}: it does not end with a JSON object")
+
+
+times = {p.name: round(float(p.read_text()), 1) for p in sorted((out / "times").iterdir())}
+report = {
+    "out": str(out),
+    "bundle": str(out / "bundle"),
+    "seconds": {k: v for k, v in times.items() if not k.startswith("eval_")},
+    "training_minutes": round(times["training"] / 60, 1),
+    "eval": {},
+}
+for i, corpus in enumerate(sets):
+    report["eval"][corpus] = {
+        "vae": last_json(out / "logs" / f"eval_vae_{i}.log"),
+        "svac": last_json(out / "logs" / f"eval_svac_{i}.log"),
+        "svac_ablation": last_json(out / "logs" / f"eval_ablation_{i}.log"),
+    }
+(out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+print(json.dumps(report, indent=2))
+EOF
