@@ -135,11 +135,11 @@ def test_stages_of_other_processes_nest_under_a_begun_pipeline_run(
     MLFLOW_RUN_ID, end it. The stages nest under it and leave its name alone."""
     tracking.main(["begin", "encoders", "--param", "data=corpus"])
     parent = capsys.readouterr().out.strip()
+    monkeypatch.setenv("MLFLOW_RUN_ID", parent)
     for stage in ("vae", "svac"):
-        monkeypatch.setenv("MLFLOW_RUN_ID", parent)  # each stage is a process of its own
         with tracking.stage_run(stage) as run_id:
-            pass
-        assert "MLFLOW_RUN_ID" not in os.environ  # MLflow must not reopen it as the stage
+            assert "MLFLOW_RUN_ID" not in os.environ  # else MLflow reopens it as the stage
+        assert os.environ["MLFLOW_RUN_ID"] == parent  # back for the next stage
         assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent
         assert client.get_run(run_id).info.run_name == stage
     tracking.main(["end", parent, "--status", "FAILED"])

@@ -113,6 +113,12 @@ def test_a_failing_lane_stops_the_other_and_fails_the_pipeline_run(
     assert parent.info.status == "FAILED"
 
 
-def test_a_corpus_without_its_splits_is_refused(tmp_path: Path) -> None:
+def test_a_corpus_without_its_splits_and_a_used_out_folder_are_refused(
+    corpus: Path, tmp_path: Path
+) -> None:
     done = run_script(tmp_path, tmp_path / "out", tmp_path / "mlruns.db")
     assert done.returncode == 2 and "no train/ and test/ splits" in done.stderr
+    (tmp_path / "out" / "runs").mkdir(parents=True)
+    done = run_script(corpus, tmp_path / "out", tmp_path / "mlruns.db")
+    assert done.returncode == 2 and "already holds runs" in done.stderr
+    assert not (tmp_path / "mlruns.db").exists()  # refused before any run was begun

@@ -13,8 +13,8 @@
 # test split of DATA and of every corpus in EVAL_DATA.
 #
 #   training/scripts/train_encoders.sh DATA [OUT=runs/encoders]
-#   e.g. swansphere data synth --out corpus --clips 800 --split train --seed 1
-#        swansphere data synth --out corpus --clips 64 --split test --seed 1
+#   e.g. swansphere data synth --out corpus --clips 800 --split train --preset small --seed 1
+#        swansphere data synth --out corpus --clips 64 --split test --preset small --seed 1
 #        swansphere data caption corpus
 #        training/scripts/train_encoders.sh corpus
 #
@@ -34,6 +34,10 @@ swansphere=${SWANSPHERE:-swansphere}
 python=${PYTHON:-python}
 if [ ! -d "$data/train" ] || [ ! -d "$data/test" ]; then
     echo "$data: no train/ and test/ splits (swansphere data synth writes them)" >&2
+    exit 2
+fi
+if [ -e "$out/runs" ]; then  # a stage would write its checkpoints among the old ones
+    echo "$out already holds runs: name another OUT or remove it" >&2
     exit 2
 fi
 mkdir -p "$out/logs" "$out/times"

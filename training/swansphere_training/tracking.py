@@ -291,14 +291,20 @@ def stage_run(
             yield rid
         return
     # A pipeline run of another process (`mlflow run`, or begin_pipeline_run) named in
-    # MLflow's variable. Taken out of the environment: MLflow's start_run would reopen it
-    # for the nested run too (and rename it after the stage).
+    # MLflow's variable. Out of the environment while the stage runs: MLflow's start_run
+    # would reopen it for the nested run too (and rename it after the stage).
     inherited = os.environ.pop(PIPELINE_RUN_ENV, None)
-    existing = _find_run(run_id) if run_id is not None else None
-    parent_id = existing.data.tags.get("mlflow.parentRunId") if existing is not None else inherited
-    with pipeline_run(name, run_id=parent_id):
-        with _run(name, run_id=run_id, nested=True, params=params, tags=tags) as rid:
-            yield rid
+    try:
+        existing = _find_run(run_id) if run_id is not None else None
+        parent_id = (
+            existing.data.tags.get("mlflow.parentRunId") if existing is not None else inherited
+        )
+        with pipeline_run(name, run_id=parent_id):
+            with _run(name, run_id=run_id, nested=True, params=params, tags=tags) as rid:
+                yield rid
+    finally:
+        if inherited is not None:
+            os.environ[PIPELINE_RUN_ENV] = inherited
 
 
 # --------------------------------------------------------------------------------------
