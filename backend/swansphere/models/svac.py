@@ -208,12 +208,18 @@ class SVACConfig:
             raise InputError("invalid SVACConfig: " + "; ".join(problems))
         if self.cue_share > 0:
             rows, cols = self.cue_config.grid
-            grid = (self.video_height // self.video_patch, self.video_width // self.video_patch)
+            grid = self.token_grid
             if rows % grid[0] or cols % grid[1]:
                 raise InputError(
                     f"invalid SVACConfig: the cue's {rows} x {cols} cells do not tile the "
                     f"{grid[0]} x {grid[1]} token grid"
                 )
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the video token grid: rows top to bottom, columns left to
+        right (:func:`grid_directions`)."""
+        return self.video_height // self.video_patch, self.video_width // self.video_patch
 
     @property
     def cue_config(self) -> VideoDirectionConfig:
@@ -660,9 +666,7 @@ class AudioEncoder(nn.Module):
 def grid_harmonics(config: SVACConfig) -> torch.Tensor:
     """Real spherical harmonics (cells, (spatial_order + 1)^2), ACN, orthonormal, of the
     centres of the video token grid's cells in raster order (:func:`grid_directions`)."""
-    rows = config.video_height // config.video_patch
-    cols = config.video_width // config.video_patch
-    directions = torch.from_numpy(grid_directions(rows, cols))
+    directions = torch.from_numpy(grid_directions(*config.token_grid))
     return real_spherical_harmonics(directions, config.spatial_order)
 
 
