@@ -391,6 +391,34 @@ def test_every_stage_has_one_mlproject_entry_point_and_the_cli_trains_it():
     assert set(stage.choices) == set(STAGES)
 
 
+def test_bundle_tune_hands_an_svac_trained_without_a_cue_the_bundles_cue() -> None:
+    """--tune svac.cue_share on an SVAC without a cue makes it carry the bundle's direction
+    cue, as training with cue_from would have: the shipped SVAC stripped of its cue gets
+    back exactly its shipped config and weights."""
+    from swansphere.errors import InputError
+    from swansphere.models.svac import SVAC, SVACConfig
+    from swansphere_training.pipeline import tune_components
+
+    bundle = load_bundle("default")
+    config, state = bundle.component("svac")
+    bare = {k: v for k, v in config.items() if k != "cue"} | {"cue_share": 0.0}
+    own = {k: v for k, v in state.items() if not k.startswith("cue.")}
+    cue_config, cue_state = bundle.component("direction")
+    components = {"svac": (bare, own, "svac"), "direction": (cue_config, cue_state, "direction")}
+    record = tune_components(components, {"svac": {"cue_share": config["cue_share"]}})
+    carried_config, carried, _ = components["svac"]
+    assert carried_config == bare | {"cue": cue_config, "cue_share": config["cue_share"]}
+    assert carried.keys() == state.keys() and all(torch.equal(carried[k], state[k]) for k in state)
+    assert record["svac"] == {
+        "cue": {"trained_with": None, "bundled": "the bundle's direction cue"},
+        "cue_share": {"trained_with": 0.0, "bundled": config["cue_share"]},
+    }
+    model = SVAC(SVACConfig.from_dict(carried_config))
+    model.load_state_dict({k: v.float() for k, v in carried.items()})  # strict
+    with pytest.raises(InputError, match="bundle has none to give it"):
+        tune_components({"svac": (bare, own, "svac")}, {"svac": {"cue_share": 0.5}})
+
+
 # A fine-tune of every SVAC weight that keeps what the shipped generator reads (its video
 # tokens and saliency).
 KEEPS_THE_GENERATOR = {

@@ -259,7 +259,8 @@ def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> Non
 # Config fields a bundle may set after training (``swansphere bundle --tune``): they change
 # how the trained weights are used, not which weights there are or what they were trained
 # on: the generator's sampler, how SVAC's similarity weighs its parts, and how much of its
-# spatial code's saliency an SVAC carrying a direction cue takes from the cue.
+# spatial code's saliency an SVAC takes from a direction cue (one trained without the cue
+# takes the bundle's: :func:`carry_direction_cue`).
 TUNABLE_FIELDS = {
     "generator": SAMPLER_FIELDS,
     "svac": ("spatial_weight", "activity_weight", "cue_share"),
@@ -295,6 +296,9 @@ def tune_components(
         config, state, kind = components[name]
         old = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         new = old | fields
+        if name == "svac" and fields.get("cue_share", 0) > 0 and not old.get("cue"):
+            new, state = carry_direction_cue(new, state, components)
+            record[name] = {"cue": {"trained_with": None, "bundled": "the bundle's direction cue"}}
         with torch.device("meta"):
             problems = weight_mismatches(component_builder(kind)(new), state)
             # Fields a config written before they existed lacks have their defaults.
@@ -304,8 +308,28 @@ def tune_components(
         if problems:
             raise InputError(f"--tune {name}: {fields} would need other weights ({problems})")
         components[name] = (new, state, kind)
-        record[name] = {k: {"trained_with": old.get(k), "bundled": v} for k, v in fields.items()}
+        record[name] = record.get(name, {}) | {
+            k: {"trained_with": old.get(k), "bundled": v} for k, v in fields.items()
+        }
     return record
+
+
+def carry_direction_cue(
+    svac: dict[str, Any], state: dict, components: dict[str, tuple[Any, dict, str]]
+) -> tuple[dict[str, Any], dict]:
+    """An SVAC config (a dict) and weights trained without a direction cue, made to carry
+    the bundle's direction cue (``components["direction"]``) as one trained with
+    ``cue_from`` does: its config under ``cue``, its weights under ``cue.``. The SVAC's
+    own weights are unchanged; its spatial code's saliency takes ``cue_share`` of the
+    cue's cell map. InputError when the bundle has no direction cue."""
+    if "direction" not in components:
+        raise InputError(
+            "--tune svac.cue_share: this SVAC was trained without a direction cue and the "
+            "bundle has none to give it; add one with --direction RUN (or --base BUNDLE)"
+        )
+    config, cue_state, _ = components["direction"]
+    cue = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return svac | {"cue": cue}, dict(state) | {f"cue.{k}": v for k, v in cue_state.items()}
 
 
 def check_weights_fit(kind: str, network: Any, state: dict, run: str | Path) -> None:

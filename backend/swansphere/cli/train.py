@@ -87,7 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a setting chosen after training (recorded), e.g. --tune generator.guidance_video=5"
         " or --tune svac.activity_weight=0.45; the generator's sampler (steps, guidance,"
         " lm_history, direction_lock, direction_source), SVAC's part weights and the share"
-        " its spatial code takes from a carried direction cue (cue_share) can be tuned",
+        " its spatial code takes from a direction cue (cue_share; an SVAC trained without"
+        " one takes the bundle's) can be tuned",
     )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(
