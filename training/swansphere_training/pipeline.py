@@ -242,13 +242,19 @@ def export_bundle(
     )
 
 
+def config_dict(config: Any) -> dict[str, Any]:
+    """A component's config as a plain dict: a config dataclass (from a run) or the dict
+    a bundle holds (copied)."""
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
 def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> None:
     """InputError for a generator whose lock aims at the video direction cue in a bundle
     without one (the runtime could not load it)."""
     if "generator" not in components or "direction" in components:
         return
     config = components["generator"][0]
-    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    config = config_dict(config)
     if config.get("direction_source", "lm") == "video":
         raise InputError(
             "the generator's direction_source is video, but the bundle has no direction cue: "
@@ -294,11 +300,11 @@ def tune_components(
                 f"{', '.join(TUNABLE_FIELDS[name])})"
             )
         config, state, kind = components[name]
-        old = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        old = config_dict(config)
         new = old | fields
-        if name == "svac" and fields.get("cue_share", 0) > 0 and not old.get("cue"):
+        carries = name == "svac" and fields.get("cue_share", 0) > 0 and not old.get("cue")
+        if carries:
             new, state = carry_direction_cue(new, state, components)
-            record[name] = {"cue": {"trained_with": None, "bundled": "the bundle's direction cue"}}
         with torch.device("meta"):
             problems = weight_mismatches(component_builder(kind)(new), state)
             # Fields a config written before they existed lacks have their defaults.
@@ -308,9 +314,9 @@ def tune_components(
         if problems:
             raise InputError(f"--tune {name}: {fields} would need other weights ({problems})")
         components[name] = (new, state, kind)
-        record[name] = record.get(name, {}) | {
-            k: {"trained_with": old.get(k), "bundled": v} for k, v in fields.items()
-        }
+        record[name] = {k: {"trained_with": old.get(k), "bundled": v} for k, v in fields.items()}
+        if carries:
+            record[name]["cue"] = {"trained_with": None, "bundled": "the bundle's direction cue"}
     return record
 
 
@@ -328,8 +334,8 @@ def carry_direction_cue(
             "bundle has none to give it; add one with --direction RUN (or --base BUNDLE)"
         )
     config, cue_state, _ = components["direction"]
-    cue = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    return svac | {"cue": cue}, dict(state) | {f"cue.{k}": v for k, v in cue_state.items()}
+    carried = dict(state) | {f"cue.{k}": v for k, v in cue_state.items()}
+    return svac | {"cue": config_dict(config)}, carried
 
 
 def check_weights_fit(kind: str, network: Any, state: dict, run: str | Path) -> None:

@@ -46,6 +46,8 @@ DEFAULT_EXPERIMENT = "swansphere"
 #: MLflow's variable naming the run a process should log into; ``mlflow run`` sets it.
 #: Here it names the pipeline run a stage process nests under.
 PIPELINE_RUN_ENV = "MLFLOW_RUN_ID"
+#: The statuses a pipeline run can end with.
+END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 #: MLflow's limit on a parameter value's length (characters).
 MAX_PARAM_LENGTH = 6000
 _MODEL_URI_RE = re.compile(r"^models:/([^/@]+)(?:@([^/@]+)|/(\d+))$")
@@ -245,8 +247,8 @@ def begin_pipeline_run(name: str, params: Mapping[str, Any] | None = None) -> st
 
 def end_pipeline_run(run_id: str, status: str = "FINISHED") -> None:
     """End run ``run_id`` with ``status`` (FINISHED, FAILED or KILLED)."""
-    if status not in ("FINISHED", "FAILED", "KILLED"):
-        raise InputError(f"run status {status!r}: use FINISHED, FAILED or KILLED")
+    if status not in END_STATUSES:
+        raise InputError(f"run status {status!r}: use {', '.join(END_STATUSES)}")
     client = _mlflow().MlflowClient()
     if _find_run(run_id) is None:
         raise InputError(f"MLflow run {run_id} is not in {tracking_uri()}")
@@ -529,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     begin.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     end = commands.add_parser("end", help="end a pipeline run")
     end.add_argument("run_id")
-    end.add_argument("--status", default="FINISHED", choices=("FINISHED", "FAILED", "KILLED"))
+    end.add_argument("--status", default="FINISHED", choices=END_STATUSES)
     args = parser.parse_args(argv)
     if args.command == "begin":
         params = {}
