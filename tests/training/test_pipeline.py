@@ -524,6 +524,43 @@ def test_svac_fine_tuning_the_spatial_codes_saliency_on_the_sources(runs) -> Non
     assert stage._source_saliency_loss(batch) < loss
 
 
+def test_svac_content_shift_weight_adds_the_contents_own_shift_loss(runs) -> None:
+    """content_shift_weight adds the content part's InfoNCE against the time-shift
+    negatives to the objective; its top-1 is logged either way."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from swansphere_training.data.dataset import collate_clips
+    from swansphere_training.stages.base import FitOptions
+    from swansphere_training.stages.svac import SVACStage, SVACStageConfig
+
+    root, corpus = runs
+    totals, metrics = [], []
+    for weight in (0.0, 2.0):
+        options = FitOptions(out_dir=Path(root / f"svac-shift-{weight}"), track=False)
+        config = SVACStageConfig(
+            data=str(corpus),
+            init_from="default",
+            init_all=True,
+            cue_from="default",
+            model=CARRIES_THE_CUE,
+            content_shift_weight=weight,
+        )
+        stage = SVACStage(config, options)
+        model = stage.model = stage.build_model()
+        batch = collate_clips([stage.build_data()[i] for i in (0, 1)])
+        stage.wrapped, stage.optimizers = model, {"main": stage.build_optimizers()}
+        stage.schedulers = stage.build_schedulers()
+        np.random.seed(0)  # noqa: NPY002 (the stage draws its negatives from it)
+        metrics.append(stage.step(batch))
+        totals.append(metrics[-1]["total_loss"])
+    assert "content_shift_loss" not in metrics[0]
+    assert metrics[0]["content_shift_top1"] == metrics[1]["content_shift_top1"]
+    assert 0.0 < metrics[1]["content_shift_loss"]
+    assert totals[1] - totals[0] == pytest.approx(2.0 * metrics[1]["content_shift_loss"], rel=1e-4)
+
+
 def test_svac_fine_tuning_with_a_carried_direction_cue(runs) -> None:
     """cue_from copies a bundle's direction cue into the SVAC (model cue_share > 0): the
     stage config records the cue's network, the cue's weights are the bundle's and stay so
@@ -583,6 +620,11 @@ def test_svac_fine_tuning_with_a_carried_direction_cue(runs) -> None:
             "needs a network with an activity map",
         ),
         ({"source_saliency_weight": -1.0}, "source_saliency_weight must be >= 0"),
+        ({"content_shift_weight": -0.5}, "content_shift_weight must be >= 0"),
+        (
+            {"content_shift_weight": 1.0, "negatives": {"n_time_shift": 0}},
+            "content_shift_weight needs time-shift negatives",
+        ),
         (
             {"source_saliency_weight": 1.0, "model": {"spatial_weight": 0.0}},
             "needs a network with a spatial code",

@@ -21,6 +21,7 @@ from swansphere_training.losses.svac import (
     SVACBatchNegatives,
     aligned_similarity,
     build_negatives,
+    part_shift_loss,
     roll_negatives,
     rotate_foa_batch,
     rotation_angle_deg,
@@ -199,6 +200,34 @@ def test_loss_matches_a_hand_computed_reference() -> None:
     assert float(loss) == pytest.approx((v2a + a2v) / 2, rel=1e-9)
     assert metrics["loss_v2a"] == pytest.approx(v2a) and metrics["loss_a2v"] == pytest.approx(a2v)
     assert metrics["v2a_n_logits"] == 3 + 2 + 1 and metrics["a2v_n_logits"] == 3 + 2
+
+
+def test_part_shift_loss_reads_only_its_part_against_the_shifts() -> None:
+    b, t, k, tau = 3, 4, 2, 0.07
+    part, share = slice(0, 5), 0.3
+    v, a, shifted = unit(b, t, 8, seed=1), unit(b, t, 8, seed=2), unit(b, k, t, 8, seed=3)
+    loss, top1 = part_shift_loss(v, a, shifted, part, share, temperature=tau)
+
+    def sim(x, y):  # the part's own aligned similarity, as the loss reads it
+        return sum(float(x[n, part] @ y[n, part]) for n in range(t)) / t / share
+
+    expected, wins = 0.0, 0
+    for i in range(b):
+        row = [sim(v[i], a[i])] + [sim(v[i], shifted[i, j]) for j in range(k)]
+        expected += (math.log(sum(math.exp(x / tau) for x in row)) - row[0] / tau) / b
+        wins += row[0] > max(row[1:])
+    assert float(loss) == pytest.approx(expected, rel=1e-9)
+    assert top1 == pytest.approx(wins / b)
+    # The other dimensions (another part) change nothing.
+    other = a.clone()
+    other[..., 5:] = unit(b, t, 3, seed=9)
+    assert float(part_shift_loss(v, other, shifted, part, share)[0]) == pytest.approx(
+        float(part_shift_loss(v, a, shifted, part, share)[0])
+    )
+    with pytest.raises(InputError, match="shifted_audio must be"):
+        part_shift_loss(v, a, shifted[0], part, share)
+    with pytest.raises(InputError, match="share of the similarity must be positive"):
+        part_shift_loss(v, a, shifted, part, 0.0)
 
 
 def test_aligned_embeddings_give_a_lower_loss_than_shuffled() -> None:

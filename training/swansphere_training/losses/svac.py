@@ -443,6 +443,42 @@ def svac_loss(
     return loss, metrics
 
 
+def part_shift_loss(
+    video_emb: torch.Tensor,
+    audio_emb: torch.Tensor,
+    shifted_audio: torch.Tensor,
+    part: slice,
+    share: float,
+    *,
+    temperature: float = 0.07,
+) -> tuple[torch.Tensor, float]:
+    """InfoNCE of one part of the joint embedding alone: each video clip's own audio
+    against the same audio circularly shifted in time, no other candidate.
+
+    video_emb, audio_emb (B, T, E), shifted_audio (B, K, T, E) (``SVACBatchNegatives``);
+    ``part`` is where the part lies in E (``SVACConfig.parts``) and ``share`` its weight in
+    the similarity (the part is scaled by sqrt(share) in each embedding), so the logits are
+    the part's own aligned similarity (the content's: its mean cosine) over temperature.
+    The joint loss lets whichever part tells shifts apart most cheaply (the activity map)
+    carry them; this one asks the part to do it on its own. Returns (loss, top-1 accuracy).
+    """
+    if share <= 0:
+        raise InputError(f"the part's share of the similarity must be positive, got {share}")
+    if shifted_audio.ndim != 4 or shifted_audio.shape[0] != video_emb.shape[0]:
+        raise InputError(
+            f"shifted_audio must be (B, K, T, E) with B = {video_emb.shape[0]}, "
+            f"got {tuple(shifted_audio.shape)}"
+        )
+    v, a, s = video_emb[..., part], audio_emb[..., part], shifted_audio[..., part]
+    positive = aligned_similarity(v, a)
+    logits = torch.cat([positive[:, None], _own_similarity(v, s, "shifted_audio")], dim=1)
+    logits = logits / share
+    loss = F.cross_entropy(logits / temperature, logits.new_zeros(len(logits), dtype=torch.long))
+    with torch.no_grad():
+        top1 = float((logits[:, 0] > logits[:, 1:].max(dim=1).values).float().mean())
+    return loss, top1
+
+
 def text_audio_loss(
     text_emb: torch.Tensor,
     audio_emb: torch.Tensor,

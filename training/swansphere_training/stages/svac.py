@@ -27,6 +27,7 @@ from ..losses.svac import (
     NegativeConfig,
     activity_source_loss,
     build_negatives,
+    part_shift_loss,
     source_activity_map,
     source_saliency_map,
     svac_loss,
@@ -74,6 +75,10 @@ class SVACStageConfig:
     # (losses.svac.source_saliency_map), per video step. Procedural clips only. With
     # freeze_saliency only a refinement (model saliency_refine) can learn from it.
     source_saliency_weight: float = 0.0
+    # Weight of an InfoNCE of the content part alone against the time-shift negatives
+    # (losses.svac.part_shift_loss). The joint loss leaves the shifts to the activity map,
+    # which tells them apart first; this asks the content to follow the pulsing too.
+    content_shift_weight: float = 0.0
     # A bundle whose direction cue the SVAC carries (frozen) when model cue_share > 0: the
     # spatial code's saliency mixes in the cue's cell map. The cue's network config is
     # written into model["cue"] when this config is made, so checkpoints record it.
@@ -114,7 +119,7 @@ class SVACStage(Stage):
                 "freeze_saliency needs init_spatial (or init_all) and freeze_video_tokens: "
                 "the saliency depends on both the spatial code and the video tokens"
             )
-        for name in ("source_activity_weight", "source_saliency_weight"):
+        for name in ("source_activity_weight", "source_saliency_weight", "content_shift_weight"):
             if getattr(self.config, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self.config, name)}")
         if self.config.source_saliency_weight > 0 and config.spatial_weight <= 0:
@@ -127,6 +132,12 @@ class SVACStage(Stage):
             raise InputError(
                 "source_saliency_weight with freeze_saliency has nothing to train: add "
                 "model saliency_refine=true (the spatial code's own refinement)"
+            )
+        shifts = NegativeConfig(**self.config.negatives)
+        if self.config.content_shift_weight > 0 and not (shifts.time_shift and shifts.n_time_shift):
+            raise InputError(
+                "content_shift_weight needs time-shift negatives (negatives time_shift on, "
+                "n_time_shift >= 1)"
             )
         if self.config.source_activity_weight > 0 and config.activity_weight <= 0:
             raise InputError("source_activity_weight needs a network with an activity map")
@@ -188,6 +199,19 @@ class SVACStage(Stage):
             config=negatives_config,
             temperature=model.config.temperature,
         )
+        if negatives.shifted_audio is not None:
+            c_loss, c_top1 = part_shift_loss(
+                video_emb,
+                audio_emb,
+                negatives.shifted_audio,
+                model.config.parts()["content"],
+                1.0 - model.config.spatial_weight - model.config.activity_weight,
+                temperature=model.config.temperature,
+            )
+            metrics["content_shift_top1"] = c_top1
+            if self.config.content_shift_weight > 0:
+                loss = loss + self.config.content_shift_weight * c_loss
+                metrics["content_shift_loss"] = float(c_loss.detach())
         captions = list(batch["caption"])
         text, present = self._captions.encode_with_mask(captions)
         text = text.clone()  # the encoder runs in inference mode; autograd needs a normal tensor
