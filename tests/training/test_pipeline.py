@@ -621,6 +621,7 @@ def test_svac_fine_tuning_with_a_carried_direction_cue(runs) -> None:
         ),
         ({"source_saliency_weight": -1.0}, "source_saliency_weight must be >= 0"),
         ({"content_shift_weight": -0.5}, "content_shift_weight must be >= 0"),
+        ({"negatives": {"n_shift": 1}}, r"unknown SVAC negatives setting\(s\) \['n_shift'\]"),
         (
             {"content_shift_weight": 1.0, "negatives": {"n_time_shift": 0}},
             "content_shift_weight needs time-shift negatives",

@@ -3,7 +3,8 @@
 # runs in two lanes of one thread each, one MLflow pipeline run over them, a bundle, and
 # the evaluations.
 #
-#   lane 1: video direction cue (CUE_STEPS) -> SVAC, all four negatives (SVAC_STEPS)
+#   lane 1: video direction cue (CUE_STEPS) -> SVAC, all four negatives (SVAC_STEPS), its
+#           content also asked to tell the time shifts apart on its own
 #   lane 2: FOA-VAE (VAE_STEPS), then waits  -> SVAC, batch negatives only (the ablation)
 #
 # The SVAC's spatial code reads the cue's cell map at cue_share 0.5 (README, "SVAC"), so
@@ -109,7 +110,8 @@ start=$EPOCHREALTIME
         --set cell_weight=1.0 --set 'cell_pulse="mean"' --set caption_dropout=0.25
     timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
     train svac svac "$svac_steps" "${svac_settings[@]}" \
-        --set 'negatives={"n_time_shift": 1, "n_rotation": 1, "n_roll": 1}'
+        --set 'negatives={"n_time_shift": 1, "n_rotation": 1, "n_roll": 1}' \
+        --set content_shift_weight=1.0
 ) &
 lane1=$!
 (

@@ -99,6 +99,16 @@ def network_config(stage: SVACStageConfig | dict) -> SVACConfig:
     return preset_network(stage, SVAC_PRESETS, "SVAC")
 
 
+def negative_config(settings: dict) -> NegativeConfig:
+    """The stage's ``negatives`` mapping as a :class:`NegativeConfig`; InputError names an
+    unknown key (a typo would otherwise surface as a TypeError at the first step)."""
+    known = {f.name for f in dataclasses.fields(NegativeConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise InputError(f"unknown SVAC negatives setting(s) {unknown}; known: {sorted(known)}")
+    return NegativeConfig(**settings)
+
+
 class SVACStage(Stage):
     name = "svac"
     find_unused_parameters = True
@@ -133,7 +143,7 @@ class SVACStage(Stage):
                 "source_saliency_weight with freeze_saliency has nothing to train: add "
                 "model saliency_refine=true (the spatial code's own refinement)"
             )
-        shifts = NegativeConfig(**self.config.negatives)
+        shifts = negative_config(self.config.negatives)
         if self.config.content_shift_weight > 0 and not (shifts.time_shift and shifts.n_time_shift):
             raise InputError(
                 "content_shift_weight needs time-shift negatives (negatives time_shift on, "
@@ -186,7 +196,7 @@ class SVACStage(Stage):
 
     def step(self, batch: dict) -> dict[str, float]:
         model: SVAC = self.model
-        negatives_config = NegativeConfig(**self.config.negatives)
+        negatives_config = negative_config(self.config.negatives)
         foa, video = batch["foa"], batch["video"]
         video_emb, audio_emb = self.wrapped(video, foa)
         # The negatives' draws come from the global NumPy RNG, which checkpoints restore.
