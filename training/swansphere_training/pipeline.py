@@ -253,8 +253,7 @@ def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> Non
     without one (the runtime could not load it)."""
     if "generator" not in components or "direction" in components:
         return
-    config = components["generator"][0]
-    config = config_dict(config)
+    config = config_dict(components["generator"][0])
     if config.get("direction_source", "lm") == "video":
         raise InputError(
             "the generator's direction_source is video, but the bundle has no direction cue: "

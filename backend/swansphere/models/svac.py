@@ -253,6 +253,12 @@ class SVACConfig:
         """Dimensions of the joint embedding taken by the learned content heads."""
         return self.embed_dim - self.spatial_dim - self.map_dim
 
+    @property
+    def content_weight(self) -> float:
+        """Share of the similarity given to the learned content: what the spatial code and
+        the activity map leave (1 - spatial_weight - activity_weight)."""
+        return 1.0 - self.spatial_weight - self.activity_weight
+
     def parts(self) -> dict[str, slice]:
         """Where each part lies in a joint embedding: content first, then the spatial code,
         then the activity map (only the parts that are on)."""
@@ -964,7 +970,7 @@ class SVAC(nn.Module):
         """Unit content (B, T, content_dim), unit spatial code (B, T, spatial_dim) and
         activity map (B, T, map_dim) at one rate -> (B, T, E); the map is standardised here."""
         w, u = self.config.spatial_weight, self.config.activity_weight
-        parts = [math.sqrt(1.0 - w - u) * content]
+        parts = [math.sqrt(self.config.content_weight) * content]
         if code is not None:
             parts.append(math.sqrt(w) * code)
         if maps is not None:

@@ -215,7 +215,7 @@ class SVACStage(Stage):
                 audio_emb,
                 negatives.shifted_audio,
                 model.config.parts()["content"],
-                1.0 - model.config.spatial_weight - model.config.activity_weight,
+                model.config.content_weight,
                 temperature=model.config.temperature,
             )
             metrics["content_shift_top1"] = c_top1
