@@ -515,6 +515,58 @@ def test_a_refined_saliency_moves_the_code_and_never_the_generators_saliency(
         SVAC(SVACConfig()).code_saliency(video)
 
 
+def _content_grads(model: SVAC, video: torch.Tensor) -> dict[str, float]:
+    """The largest gradient on each saliency MLP of the content part of the video embedding."""
+    model.zero_grad()
+    part = model.config.parts()["content"]
+    model.embed_video(video)[..., part].square().sum().backward()
+    mlps = {"code": model.spatial.saliency, "content": model.content_saliency}
+    return {
+        name: max(float(p.grad.abs().max()) for p in mlp.parameters() if p.grad is not None)
+        if mlp is not None and any(p.grad is not None for p in mlp.parameters())
+        else 0.0
+        for name, mlp in mlps.items()
+    }
+
+
+def test_content_pooling_decides_which_saliency_the_content_moves(tiny: SVAC) -> None:
+    """ "shared" and "detached" embed the same with the same weights, but only "shared"
+    lets the content's loss reach the code's saliency MLP; "own" pools the content with an
+    MLP of its own (the code part is unchanged, bitwise) and moves only that one."""
+    video = torch.randint(0, 256, (1, 8, 3, 64, 128), dtype=torch.uint8)
+    models = {}
+    for pooling in ("shared", "detached", "own"):
+        model = SVAC(dataclasses.replace(tiny.config, content_pooling=pooling)).eval()
+        missing, unexpected = model.load_state_dict(tiny.state_dict(), strict=False)
+        assert not unexpected
+        assert all(k.startswith("content_saliency.") for k in missing)
+        assert bool(missing) == (pooling == "own")
+        models[pooling] = model
+    with torch.no_grad():
+        shared, detached, own = (models[p].embed_video(video) for p in models)
+    assert torch.equal(shared, detached)
+    parts = tiny.config.parts()
+    for name in ("spatial", "activity"):
+        assert torch.equal(own[..., parts[name]], shared[..., parts[name]])
+    assert float((own[..., parts["content"]] - shared[..., parts["content"]]).abs().max()) > 1e-4
+    assert _content_grads(models["shared"], video)["code"] > 0
+    assert _content_grads(models["detached"], video)["code"] == 0
+    grads = _content_grads(models["own"], video)
+    assert grads["code"] == 0 and grads["content"] > 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"content_pooling": "max"}, "content_pooling must be one of"),
+        ({"content_pooling": "own", "spatial_weight": 0.0}, "needs a spatial code"),
+    ],
+)
+def test_content_pooling_settings_that_cannot_work_are_refused(fields: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        dataclasses.replace(SVAC_PRESETS["tiny"], **fields)
+
+
 def test_pool_cell_map_sums_blocks_averages_tubelets_and_normalises() -> None:
     """A 2 x 4 grid onto 1 x 2 (blocks of 2 x 2 cells), tubelet 2, three frames:
     the last tubelet repeats its frame; an all-zero step is uniform."""

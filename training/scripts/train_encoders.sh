@@ -101,8 +101,10 @@ train() {  # train STAGE NAME STEPS [--set ...]; each stage nests under the pipe
         --preset tiny --steps "$steps" --out "$out/runs/$name" --eval-every 0 "${track[@]}" "$@"
 }
 
+# The content pools with the code's saliency without moving it (content_pooling
+# "detached"): its own shift loss would pull the saliency away from where the code needs it.
 svac_settings=(--set batch_size="$svac_batch" --set cue_from="$out/cue"
-               --set 'model={"cue_share": 0.5}')
+               --set 'model={"cue_share": 0.5, "content_pooling": "detached"}')
 start=$EPOCHREALTIME
 (
     decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps

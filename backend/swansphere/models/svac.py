@@ -74,6 +74,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Log-mel maps enter the audio encoder as (dB - clip mean of W's dB) / this many dB.
 LOGMEL_SCALE_DB = 20.0
 
+# SVACConfig.content_pooling's choices.
+CONTENT_POOLINGS = ("shared", "detached", "own")
+
 
 @dataclass(frozen=True)
 class SVACConfig:
@@ -125,6 +128,13 @@ class SVACConfig:
     # its own that starts at zero; the generator's conditioning keeps the plain saliency
     # (SVAC.video_saliency), so a bundle's generator stays valid while the code improves.
     saliency_refine: bool = False
+    # What pools the video content over the token grid when there is a spatial code:
+    # "shared", the code's saliency, moved by the content's losses as well as the code's;
+    # "detached", the code's saliency, moved by the code's losses only; "own", a saliency
+    # MLP of the content's own over the same cell features. The content's own shift loss
+    # (the SVAC stage's content_shift_weight) pulls a shared saliency away from where the
+    # spatial code needs it.
+    content_pooling: str = "shared"
     # The spatial code's saliency takes this share from the video direction cue's cell map
     # (swansphere.models.direction: a supervised localiser that reads what moves and
     # pulses over several seconds), the rest from its own: 0 leaves the cue out. The SVAC
@@ -189,6 +199,15 @@ class SVACConfig:
                 self.video_window % self.video_tubelet == 0,
                 f"video_window {self.video_window} "
                 f"is not a multiple of video_tubelet {self.video_tubelet}",
+            ),
+            (
+                self.content_pooling in CONTENT_POOLINGS,
+                f"content_pooling must be one of {CONTENT_POOLINGS}, got {self.content_pooling!r}",
+            ),
+            (
+                self.content_pooling == "shared" or self.spatial_weight > 0,
+                f"content_pooling {self.content_pooling!r} needs a spatial code "
+                "(spatial_weight > 0): without one the content is the mean over the grid",
             ),
             (
                 0.0 <= self.cue_share <= 1.0,
@@ -676,6 +695,25 @@ def grid_harmonics(config: SVACConfig) -> torch.Tensor:
     return real_spherical_harmonics(directions, config.spatial_order)
 
 
+def cell_logit_mlp(dim: int) -> nn.Module:
+    """An MLP of a cell's features (..., 4 dim) (:func:`cell_features`) to one logit
+    (..., 1); a softmax of the logits over the cells makes a saliency."""
+    return nn.Sequential(
+        nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
+    )
+
+
+def cell_features(
+    tokens: torch.Tensor,
+    local: torch.Tensor,
+    tokens_mean: torch.Tensor,
+    local_mean: torch.Tensor,
+) -> torch.Tensor:
+    """A saliency's input per cell, (..., cells, 4 D): [VideoMAE token, patch embedding,
+    each one's departure from the mean given (broadcastable), what pulses or moves]."""
+    return torch.cat([tokens, local, tokens - tokens_mean, local - local_mean], dim=-1)
+
+
 class SpatialCode(nn.Module):
     """Where the sound comes from, as a unit vector of real spherical-harmonic coefficients.
 
@@ -718,14 +756,10 @@ class SpatialCode(nn.Module):
             kernel_size=(config.video_tubelet, config.video_patch, config.video_patch),
             stride=(config.video_tubelet, config.video_patch, config.video_patch),
         )
-        self.saliency = nn.Sequential(
-            nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
-        )
+        self.saliency = cell_logit_mlp(dim)
         self.refine = None
         if config.saliency_refine:
-            self.refine = nn.Sequential(
-                nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
-            )
+            self.refine = cell_logit_mlp(dim)
             nn.init.zeros_(self.refine[-1].weight)
             nn.init.zeros_(self.refine[-1].bias)
         self.band_bias = nn.Parameter(torch.zeros(config.n_mels))
@@ -756,9 +790,26 @@ class SpatialCode(nn.Module):
         came from (B, F, 3, H, W), normalised: each step sums to 1 over the cells. Also
         returns the departure (B, t, cells, D) of the patch embedding from its clip mean.
         ``refined``: the code's own saliency, not the generator's (:meth:`saliency_against`)."""
+        features, departure = self.cell_features(tokens, pixels)
+        return self.saliency_of(features, refined), departure
+
+    def cell_features(
+        self, tokens: torch.Tensor, pixels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the saliency reads of each cell, (B, t, cells, 4 D): [VideoMAE token, patch
+        embedding, each one's departure from its clip mean], of tokens (B, t, cells, D) and
+        the frames (B, F, 3, H, W) they came from; also the patch embedding's departure."""
         local = self.pixel_tokens(pixels)
         means = [x.mean(dim=1, keepdim=True) for x in (tokens, local)]
-        return self.saliency_against(tokens, local, *means, refined=refined), local - means[1]
+        return cell_features(tokens, local, *means), local - means[1]
+
+    def saliency_of(self, features: torch.Tensor, refined: bool = False) -> torch.Tensor:
+        """Saliency (..., cells), summing to 1 over the cells, of cell features
+        (..., cells, 4 D) (:meth:`cell_features`); ``refined`` as in :meth:`saliency_against`."""
+        logits = self.saliency(features)
+        if refined and self.refine is not None:
+            logits = logits + self.refine(features)
+        return logits.squeeze(-1).softmax(dim=-1)
 
     def saliency_against(
         self,
@@ -774,11 +825,7 @@ class SpatialCode(nn.Module):
         training, a causal running mean when streaming (the generator's conditioning).
         ``refined``: the saliency the code itself reads, with ``saliency_refine`` the
         softmax of both MLPs' logits summed (else the same)."""
-        features = torch.cat([tokens, local, tokens - tokens_mean, local - local_mean], dim=-1)
-        logits = self.saliency(features)
-        if refined and self.refine is not None:
-            logits = logits + self.refine(features)
-        return logits.squeeze(-1).softmax(dim=-1)
+        return self.saliency_of(cell_features(tokens, local, tokens_mean, local_mean), refined)
 
     def video(self, saliency: torch.Tensor) -> torch.Tensor:
         """Unit codes (B, t, spatial_dim) of a saliency over the token grid (B, t, cells)."""
@@ -959,6 +1006,10 @@ class SVAC(nn.Module):
         self.text_head = TextHead(config.text_dim, config.embed_dim, config.head_hidden)
         self.spatial = SpatialCode(config) if config.spatial_weight > 0 else None
         self.activity = ActivityMap(config) if config.activity_weight > 0 else None
+        # content_pooling "own": the content's saliency over the code's cell features.
+        self.content_saliency = None
+        if self.spatial is not None and config.content_pooling == "own":
+            self.content_saliency = cell_logit_mlp(config.video_dim)
         self.cue = None
         if config.cue_share > 0:
             # Trained by its own stage on the sources' directions; never by this loss.
@@ -1055,10 +1106,12 @@ class SVAC(nn.Module):
         if self.spatial is None:
             content, code = self.video_head(tokens.mean(dim=2)), None
         else:
-            saliency, local = self.spatial.video_saliency(tokens, pixels, refined=True)
-            # The content head was trained on this pooling; only the code reads the cue
-            # (pooling with the cue's map too lowered shift_top1 on held-out clips).
-            pooled = (saliency[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
+            features, local = self.spatial.cell_features(tokens, pixels)
+            saliency = self.spatial.saliency_of(features, refined=True)
+            # Only the code reads the cue (pooling the content with the cue's map too
+            # lowered shift_top1 on held-out clips).
+            weights = self._content_weights(saliency, features)
+            pooled = (weights[..., None] * torch.cat([tokens, local], dim=-1)).sum(dim=2)
             code = self.spatial.video(self._code_saliency(saliency, video))
             content = self.video_head(pooled)
         maps = None if self.activity is None else self.activity.video(pixels, tokens)
@@ -1078,6 +1131,14 @@ class SVAC(nn.Module):
                 for x in (content, code)
             )
         return self._joint(content, code, maps)
+
+    def _content_weights(self, saliency: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The weights (B, t, cells), summing to 1 over the cells, that pool the video
+        content, given the code's saliency and the cell features it came from
+        (``content_pooling``)."""
+        if self.content_saliency is not None:
+            return self.content_saliency(features).squeeze(-1).softmax(dim=-1)
+        return saliency.detach() if self.config.content_pooling == "detached" else saliency
 
     def activity_video_map(self, video: torch.Tensor) -> torch.Tensor:
         """The activity map's video side (B, F, S) of video (B, F, 3, H, W), one map per
