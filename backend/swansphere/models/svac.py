@@ -988,7 +988,8 @@ class SVAC(nn.Module):
     aligned similarity) is then (1 - w - u) x content cosine + w x spatial cosine +
     u x activity correlation, in [-1, 1]; frames are unit vectors on average over the
     clip, and exactly so without the activity map. With the spatial code the video
-    content is pooled with its saliency instead of the mean over the token grid.
+    content is pooled with a saliency instead of the mean over the token grid: the code's
+    own, or the content's (``content_pooling``).
     """
 
     def __init__(self, config: SVACConfig) -> None:
