@@ -696,14 +696,14 @@ def grid_harmonics(config: SVACConfig) -> torch.Tensor:
 
 
 def cell_logit_mlp(dim: int) -> nn.Module:
-    """An MLP of a cell's features (..., 4 dim) (:func:`cell_features`) to one logit
+    """An MLP of a cell's features (..., 4 dim) (:func:`cell_features_against`) to one logit
     (..., 1); a softmax of the logits over the cells makes a saliency."""
     return nn.Sequential(
         nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim), nn.GELU(), nn.Linear(dim, 1)
     )
 
 
-def cell_features(
+def cell_features_against(
     tokens: torch.Tensor,
     local: torch.Tensor,
     tokens_mean: torch.Tensor,
@@ -801,7 +801,7 @@ class SpatialCode(nn.Module):
         the frames (B, F, 3, H, W) they came from; also the patch embedding's departure."""
         local = self.pixel_tokens(pixels)
         means = [x.mean(dim=1, keepdim=True) for x in (tokens, local)]
-        return cell_features(tokens, local, *means), local - means[1]
+        return cell_features_against(tokens, local, *means), local - means[1]
 
     def saliency_of(self, features: torch.Tensor, refined: bool = False) -> torch.Tensor:
         """Saliency (..., cells), summing to 1 over the cells, of cell features
@@ -825,7 +825,8 @@ class SpatialCode(nn.Module):
         training, a causal running mean when streaming (the generator's conditioning).
         ``refined``: the saliency the code itself reads, with ``saliency_refine`` the
         softmax of both MLPs' logits summed (else the same)."""
-        return self.saliency_of(cell_features(tokens, local, tokens_mean, local_mean), refined)
+        features = cell_features_against(tokens, local, tokens_mean, local_mean)
+        return self.saliency_of(features, refined)
 
     def video(self, saliency: torch.Tensor) -> torch.Tensor:
         """Unit codes (B, t, spatial_dim) of a saliency over the token grid (B, t, cells)."""
