@@ -1008,9 +1008,10 @@ class SVAC(nn.Module):
         self.text_head = TextHead(config.text_dim, config.embed_dim, config.head_hidden)
         self.spatial = SpatialCode(config) if config.spatial_weight > 0 else None
         self.activity = ActivityMap(config) if config.activity_weight > 0 else None
-        # content_pooling "own": the content's saliency over the code's cell features.
+        # content_pooling "own" (which the config allows only with a spatial code): the
+        # content's saliency over the code's cell features.
         self.content_saliency = None
-        if self.spatial is not None and config.content_pooling == "own":
+        if config.content_pooling == "own":
             self.content_saliency = cell_logit_mlp(config.video_dim)
         self.cue = None
         if config.cue_share > 0:
