@@ -129,6 +129,42 @@ def test_rotation_negatives_really_move_the_source() -> None:
             assert torch.allclose(out[b, j, 0], foa[b, 0])  # W (pressure) unchanged
 
 
+def test_rotation_and_roll_negatives_keep_within_their_bounds() -> None:
+    foa = source_foa([0, 120, -60, 10], [0, 30, -20, 80])
+    rng = np.random.default_rng(3)
+    out, matrices = rotation_negatives(foa, 8, rng, min_angle_deg=45.0, max_angle_deg=90.0)
+    angles = rotation_angle_deg(matrices)
+    assert angles.min() >= 45.0 and angles.max() <= 90.0
+    for b in range(4):  # the source still moves by at least the minimum
+        for j in range(8):
+            turned = clip_direction(out[b, j].numpy())
+            assert great_circle_deg(turned, clip_direction(foa[b].numpy())) >= 45.0 - 1e-6
+    # At the default bound the draws are those of every run before the bound existed.
+    _, unbounded = rotation_negatives(foa, 3, np.random.default_rng(1), 45.0)
+    _, default = rotation_negatives(foa, 3, np.random.default_rng(1), 45.0, 180.0)
+    assert np.array_equal(unbounded, default)
+    assert rotation_angle_deg(unbounded).max() > 90.0  # so the bound above did something
+
+    video = torch.randint(0, 256, (3, 2, 3, 8, 32), dtype=torch.uint8)
+    rolled, yaw = roll_negatives(video, 40, np.random.default_rng(4), 45.0, max_roll_deg=90.0)
+    near = np.minimum(yaw, 360.0 - yaw)  # how far from no roll, either way
+    assert near.min() >= 45.0 and near.max() <= 90.0
+    assert (yaw < 180).any() and (yaw > 180).any()  # both ways
+    for b in range(3):
+        for j in range(40):
+            columns = round(yaw[b, j] / 360 * 32)
+            assert torch.equal(rolled[b, j], torch.roll(video[b], -columns, dims=-1))
+    with pytest.raises(InputError, match="no whole-pixel roll"):  # 11.25 deg a pixel
+        roll_negatives(video, 1, np.random.default_rng(4), 46.0, max_roll_deg=50.0)
+    for bad, field in (
+        ({"max_rotation_deg": 45.0}, "max_rotation_deg"),
+        ({"max_rotation_deg": 181.0}, "max_rotation_deg"),
+        ({"max_roll_deg": 30.0}, "max_roll_deg"),
+    ):
+        with pytest.raises(InputError, match=field):
+            NegativeConfig(**bad)
+
+
 def test_roll_negatives_equal_torch_roll_and_roll_equirect() -> None:
     video = torch.randint(0, 256, (2, 3, 3, 8, 32), dtype=torch.uint8)
     out, yaw = roll_negatives(video, 5, np.random.default_rng(2), min_roll_deg=45.0)

@@ -60,7 +60,11 @@ class NegativeConfig:
     n_roll: int = 2  # rolled copies per clip
     min_shift_fraction: float = 0.2  # shifts lie in [f, 1 - f] of the clip length
     min_rotation_deg: float = 45.0  # rotation angle, and clip-direction change, at least
-    min_roll_deg: float = 45.0  # roll yaw in [min, 360 - min] degrees
+    # Rotation angle at most: below 180 the negatives crowd near the smallest rotations a
+    # clip must be told from (Haar rotations are mostly large: 84 % turn by over 90 deg).
+    max_rotation_deg: float = 180.0
+    min_roll_deg: float = 45.0  # roll yaw in [min, max] or [360 - max, 360 - min] degrees
+    max_roll_deg: float = 180.0
 
     def __post_init__(self) -> None:
         for name in ("n_time_shift", "n_rotation", "n_roll"):
@@ -72,8 +76,18 @@ class NegativeConfig:
             )
         if not 0.0 <= self.min_rotation_deg < 180.0:
             raise InputError(f"min_rotation_deg must be in [0, 180), got {self.min_rotation_deg}")
+        if not self.min_rotation_deg < self.max_rotation_deg <= 180.0:
+            raise InputError(
+                f"max_rotation_deg must be in (min_rotation_deg, 180] = "
+                f"({self.min_rotation_deg}, 180], got {self.max_rotation_deg}"
+            )
         if not 0.0 < self.min_roll_deg <= 180.0:
             raise InputError(f"min_roll_deg must be in (0, 180], got {self.min_roll_deg}")
+        if not self.min_roll_deg <= self.max_roll_deg <= 180.0:
+            raise InputError(
+                f"max_roll_deg must be in [min_roll_deg, 180] = [{self.min_roll_deg}, 180], "
+                f"got {self.max_roll_deg}"
+            )
 
     @property
     def physical(self) -> bool:
@@ -173,27 +187,35 @@ def clip_intensity(foa: torch.Tensor) -> torch.Tensor:
 
 
 def _draw_rotation(
-    rng: np.random.Generator, min_angle_deg: float, direction: np.ndarray | None
+    rng: np.random.Generator,
+    min_angle_deg: float,
+    direction: np.ndarray | None,
+    max_angle_deg: float = 180.0,
 ) -> np.ndarray:
     cos_min = np.cos(np.deg2rad(min_angle_deg))
     for _ in range(MAX_ROTATION_DRAWS):
         r = random_rotation(rng)
-        if rotation_angle_deg(r) < min_angle_deg:
+        if not min_angle_deg <= rotation_angle_deg(r) <= max_angle_deg:
             continue
         if direction is not None and float(direction @ r @ direction) > cos_min:
             continue
         return r
     raise InputError(
-        f"no rotation of at least {min_angle_deg} deg found in {MAX_ROTATION_DRAWS} draws"
+        f"no rotation of {min_angle_deg} to {max_angle_deg} deg found in {MAX_ROTATION_DRAWS} draws"
     )
 
 
 def rotation_negatives(
-    foa: torch.Tensor, k: int, rng: np.random.Generator, min_angle_deg: float = 45.0
+    foa: torch.Tensor,
+    k: int,
+    rng: np.random.Generator,
+    min_angle_deg: float = 45.0,
+    max_angle_deg: float = 180.0,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """k random 3D rotations per clip: rotated FOA (B, k, 4, T) and the matrices (B, k, 3, 3).
 
-    Each rotation is Haar-random with a rotation angle of at least ``min_angle_deg``; when
+    Each rotation is Haar-random with a rotation angle in [``min_angle_deg``,
+    ``max_angle_deg``] (rejection sampling, so Haar-distributed within the bounds); when
     the clip has a clear direction d (broadband intensity, see :data:`DIRECTION_CLARITY`),
     it must also move d by at least ``min_angle_deg``, so that a rotation about the source
     axis (which leaves a single source where it was) is never taken as a negative. The
@@ -211,7 +233,7 @@ def rotation_negatives(
         clear = norm > DIRECTION_CLARITY * float(power[b]) and norm > 0
         direction = intensity[b] / norm if clear else None
         for j in range(k):
-            matrices[b, j] = _draw_rotation(rng, min_angle_deg, direction)
+            matrices[b, j] = _draw_rotation(rng, min_angle_deg, direction, max_angle_deg)
     return rotate_foa_batch(foa, matrices), matrices
 
 
@@ -232,14 +254,19 @@ def rotate_foa_batch(foa: torch.Tensor, matrices: np.ndarray) -> torch.Tensor:
 
 
 def roll_negatives(
-    video: torch.Tensor, k: int, rng: np.random.Generator, min_roll_deg: float = 45.0
+    video: torch.Tensor,
+    k: int,
+    rng: np.random.Generator,
+    min_roll_deg: float = 45.0,
+    max_roll_deg: float = 180.0,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """k horizontal panorama rolls per clip: (B, k, F, 3, H, W) and their yaws (B, k) in degrees.
 
     Whole-pixel rolls only: s columns with s * 360 / W in [min_roll_deg, 360 - min_roll_deg],
-    yaw = s * 360 / W. The content moves left by s columns (torch.roll by -s on the width
-    axis), which is :func:`swansphere.foa.panorama.roll_equirect` by that yaw: the scene
-    rotated by Rz(yaw).
+    uniformly; with ``max_roll_deg`` below 180 only those within max_roll_deg of no roll,
+    either way half of the time. yaw = s * 360 / W. The content moves left by s columns
+    (torch.roll by -s on the width axis), which is
+    :func:`swansphere.foa.panorama.roll_equirect` by that yaw: the scene rotated by Rz(yaw).
     """
     if not isinstance(video, torch.Tensor) or video.ndim != 5:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video)
@@ -252,7 +279,17 @@ def roll_negatives(
         raise InputError(
             f"cannot roll a panorama {width} pixels wide by at least {min_roll_deg} deg"
         )
-    columns = rng.integers(low, high, size=(batch, k), endpoint=True)
+    if max_roll_deg < 180.0:
+        cap = int(np.floor(max_roll_deg / 360.0 * width + 1e-9))
+        if cap < low:
+            raise InputError(
+                f"no whole-pixel roll of a panorama {width} pixels wide lies in "
+                f"[{min_roll_deg}, {max_roll_deg}] deg"
+            )
+        columns = rng.integers(low, cap, size=(batch, k), endpoint=True)
+        columns = np.where(rng.random(size=(batch, k)) < 0.5, columns, width - columns)
+    else:  # the whole range in one draw (as every run before max_roll_deg drew it)
+        columns = rng.integers(low, high, size=(batch, k), endpoint=True)
     rolled = torch.stack(
         [
             torch.stack([torch.roll(video[b], -int(columns[b, j]), dims=-1) for j in range(k)])
@@ -286,10 +323,14 @@ def build_negatives(
         shifted, _ = time_shift_negatives(foa, config.n_time_shift, rng, config.min_shift_fraction)
         out.shifted_audio = audio(shifted)
     if config.rotation and config.n_rotation:
-        rotated, _ = rotation_negatives(foa, config.n_rotation, rng, config.min_rotation_deg)
+        rotated, _ = rotation_negatives(
+            foa, config.n_rotation, rng, config.min_rotation_deg, config.max_rotation_deg
+        )
         out.rotated_audio = audio(rotated)
     if config.roll and config.n_roll:
-        rolled, _ = roll_negatives(video, config.n_roll, rng, config.min_roll_deg)
+        rolled, _ = roll_negatives(
+            video, config.n_roll, rng, config.min_roll_deg, config.max_roll_deg
+        )
         emb = model.embed_video(rolled.reshape(-1, *rolled.shape[2:]), n_audio_frames)
         out.rolled_video = emb.reshape(batch, config.n_roll, *emb.shape[1:])
     return out
