@@ -1,6 +1,7 @@
 """training/scripts/train_encoders.sh end to end on a tiny corpus (two steps a stage:
-plumbing, not quality): the four runs in their lanes under one MLflow pipeline run, the
-bundle, the evaluations and the report; a failing lane stops the other."""
+plumbing, not quality): the data-parallel cue, then three runs in their lanes, under one
+MLflow pipeline run, the bundle, the evaluations and the report; a failing lane stops the
+other."""
 
 from __future__ import annotations
 
@@ -99,6 +100,9 @@ def test_the_encoders_pipeline_trains_bundles_evaluates_and_reports(
     children = [r for name in ("vae", "direction", "svac") for r in runs[name]]
     assert len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    # The cue trained data-parallel on two processes, the batch of 8 split between them.
+    (cue,) = runs["direction"]
+    assert cue.data.params["fit.world_size"] == "2" and cue.data.params["batch_size"] == "4"
 
 
 def test_a_failing_lane_stops_the_other_and_fails_the_pipeline_run(
@@ -121,4 +125,6 @@ def test_a_corpus_without_its_splits_and_a_used_out_folder_are_refused(
     (tmp_path / "out" / "runs").mkdir(parents=True)
     done = run_script(corpus, tmp_path / "out", tmp_path / "mlruns.db")
     assert done.returncode == 2 and "already holds runs" in done.stderr
+    done = run_script(corpus, tmp_path / "fresh", tmp_path / "mlruns.db", CUE_BATCH="5")
+    assert done.returncode == 2 and "CUE_BATCH (5) must split evenly" in done.stderr
     assert not (tmp_path / "mlruns.db").exists()  # refused before any run was begun

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The tiny FOA-VAE and SVAC from nothing, in about an hour on two CPU cores: four training
-# runs in two lanes of one thread each, one MLflow pipeline run over them, a bundle, and
-# the evaluations.
+# The tiny FOA-VAE and SVAC from nothing, in about an hour on two CPU cores: the video
+# direction cue first on both cores, then three training runs in two lanes of one thread
+# each, one MLflow pipeline run over them, a bundle, and the evaluations.
 #
-#   lane 1: video direction cue (CUE_STEPS) -> SVAC, all four negatives (SVAC_STEPS), its
-#           content also asked to tell the time shifts apart on its own
-#   lane 2: FOA-VAE (VAE_STEPS), then waits  -> SVAC, batch negatives only (the ablation)
+#   first:  video direction cue (CUE_STEPS), data-parallel over CUE_PROCS processes
+#   lane 1: SVAC, all four negatives (SVAC_STEPS), its content also asked to tell the time
+#           shifts apart on its own
+#   lane 2: FOA-VAE (VAE_STEPS), then SVAC with batch negatives only (the ablation)
 #
-# The SVAC's spatial code reads the cue's cell map at cue_share 0.5 (README, "SVAC"), so
-# the cue trains first, beside the VAE. OUT/bundle holds the VAE, the SVAC and the cue
-# (load it with --model OUT/bundle); OUT/ablation the ablation's SVAC. Prints one JSON
-# object: each stage's wall time, the total, and `eval vae` / `eval svac` of both on the
-# test split of DATA and of every corpus in EVAL_DATA.
+# The SVACs' spatial code reads the cue's cell map at cue_share 0.5 (README, "SVAC"), so
+# the cue trains first: on both cores (torchrun, one thread a process, the batch split
+# between them) it takes about half its one-core time, and both lanes need it. OUT/bundle
+# holds the VAE, the SVAC and the cue (load it with --model OUT/bundle); OUT/ablation the
+# ablation's SVAC. Prints one JSON object: each stage's wall time, the total, and `eval
+# vae` / `eval svac` of both on the test split of DATA and of every corpus in EVAL_DATA.
 #
 #   training/scripts/train_encoders.sh DATA [OUT=runs/encoders]
 #   e.g. swansphere data synth --out corpus --clips 800 --split train --preset small --seed 1
@@ -19,15 +21,19 @@
 #        swansphere data caption corpus
 #        training/scripts/train_encoders.sh corpus
 #
-# Environment: VAE_STEPS (600), CUE_STEPS (1500), SVAC_STEPS (1000), SVAC_BATCH (12),
-# EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated), SWANSPHERE_NO_TRACK=1
-# (no MLflow), MLFLOW_RUN_ID (a pipeline run to nest under instead of a new one, as
-# `mlflow run mlflow -e encoders` sets it), SWANSPHERE (the command), PYTHON.
+# Environment: VAE_STEPS (600), CUE_STEPS (2250), CUE_PROCS (2; 1 trains the cue without
+# torchrun), CUE_BATCH (8, split between the processes), SVAC_STEPS (1000), SVAC_BATCH
+# (12), EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated),
+# SWANSPHERE_NO_TRACK=1 (no MLflow), MLFLOW_RUN_ID (a pipeline run to nest under instead
+# of a new one, as `mlflow run mlflow -e encoders` sets it), SWANSPHERE (the command),
+# PYTHON.
 set -euo pipefail
 data=${1:?corpus root (train/ and test/ splits, captioned)}
 out=${2:-runs/encoders}
 vae_steps=${VAE_STEPS:-600}
-cue_steps=${CUE_STEPS:-1500}
+cue_steps=${CUE_STEPS:-2250}
+cue_procs=${CUE_PROCS:-2}
+cue_batch=${CUE_BATCH:-8}
 svac_steps=${SVAC_STEPS:-1000}
 svac_batch=${SVAC_BATCH:-12}
 eval_clips=${EVAL_CLIPS:-128}
@@ -37,12 +43,16 @@ if [ ! -d "$data/train" ] || [ ! -d "$data/test" ]; then
     echo "$data: no train/ and test/ splits (swansphere data synth writes them)" >&2
     exit 2
 fi
+if [ "$cue_procs" -lt 1 ] || [ $((cue_batch % cue_procs)) != 0 ]; then
+    echo "CUE_BATCH ($cue_batch) must split evenly between CUE_PROCS ($cue_procs) processes" >&2
+    exit 2
+fi
 if [ -e "$out/runs" ]; then  # a stage would write its checkpoints among the old ones
     echo "$out already holds runs: name another OUT or remove it" >&2
     exit 2
 fi
 mkdir -p "$out/logs" "$out/times"
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1  # one core a lane
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1  # one core a lane (and a cue process)
 
 track=()
 pipeline_run=
@@ -54,7 +64,8 @@ elif [ -n "${MLFLOW_RUN_ID:-}" ]; then
 else
     pipeline_run=$("$python" -m swansphere_training.tracking begin encoders \
         --param data="$data" --param vae_steps="$vae_steps" --param cue_steps="$cue_steps" \
-        --param svac_steps="$svac_steps" --param svac_batch="$svac_batch")
+        --param svac_steps="$svac_steps" --param svac_batch="$svac_batch" \
+        --param cue_procs="$cue_procs")
     begun=$pipeline_run
 fi
 finish() {
@@ -94,10 +105,13 @@ lanes() {
     done
 }
 
-train() {  # train STAGE NAME STEPS [--set ...]; each stage nests under the pipeline run
+# train STAGE NAME STEPS [--set ...]; each stage nests under the pipeline run. With
+# launch=(torchrun ...) set, through that.
+launch=("$swansphere")
+train() {
     local stage=$1 name=$2 steps=$3
     shift 3
-    MLFLOW_RUN_ID=$pipeline_run timed "$name" "$swansphere" train "$stage" --data "$data" \
+    MLFLOW_RUN_ID=$pipeline_run timed "$name" "${launch[@]}" train "$stage" --data "$data" \
         --preset tiny --steps "$steps" --out "$out/runs/$name" --eval-every 0 "${track[@]}" "$@"
 }
 
@@ -106,11 +120,18 @@ train() {  # train STAGE NAME STEPS [--set ...]; each stage nests under the pipe
 svac_settings=(--set batch_size="$svac_batch" --set cue_from="$out/cue"
                --set 'model={"cue_share": 0.5, "content_pooling": "detached"}')
 start=$EPOCHREALTIME
+# The cue, data-parallel: each process takes CUE_BATCH / CUE_PROCS crops of every batch.
+if [ "$cue_procs" -gt 1 ]; then
+    launch=("$python" -m torch.distributed.run --standalone --nproc_per_node="$cue_procs"
+            "$(command -v "$swansphere")")
+fi
+decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps
+train direction cue "$cue_steps" --set batch_size=$((cue_batch / cue_procs)) --set lr=1.5e-3 \
+    --set lr_decay_steps="$decay" --set cell_weight=1.0 --set 'cell_pulse="mean"' \
+    --set caption_dropout=0.25
+launch=("$swansphere")
+timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
 (
-    decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps
-    train direction cue "$cue_steps" --set lr=1.5e-3 --set lr_decay_steps="$decay" \
-        --set cell_weight=1.0 --set 'cell_pulse="mean"' --set caption_dropout=0.25
-    timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
     train svac svac "$svac_steps" "${svac_settings[@]}" \
         --set 'negatives={"n_time_shift": 1, "n_rotation": 1, "n_roll": 1}' \
         --set content_shift_weight=1.0
@@ -118,10 +139,6 @@ start=$EPOCHREALTIME
 lane1=$!
 (
     train vae vae "$vae_steps"
-    until [ -e "$out/times/cue_bundle" ]; do  # the ablation reads the same cue
-        kill -0 "$lane1" 2>/dev/null || exit 1
-        sleep 5
-    done
     train svac svac_ablation "$svac_steps" "${svac_settings[@]}" \
         --set 'negatives={"time_shift": false, "rotation": false, "roll": false}'
 ) &
