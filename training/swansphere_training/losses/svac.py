@@ -61,7 +61,7 @@ class NegativeConfig:
     min_shift_fraction: float = 0.2  # shifts lie in [f, 1 - f] of the clip length
     min_rotation_deg: float = 45.0  # rotation angle, and clip-direction change, at least
     # Rotation angle at most: below 180 the negatives crowd near the smallest rotations a
-    # clip must be told from (Haar rotations are mostly large: 84 % turn by over 90 deg).
+    # clip must be told from (Haar rotations are mostly large: 82 % turn by over 90 deg).
     max_rotation_deg: float = 180.0
     min_roll_deg: float = 45.0  # roll yaw in [min, max] or [360 - max, 360 - min] degrees
     max_roll_deg: float = 180.0
