@@ -103,6 +103,7 @@ def test_the_encoders_pipeline_trains_bundles_evaluates_and_reports(
     # The cue trained data-parallel on two processes, the batch of 8 split between them.
     (cue,) = runs["direction"]
     assert cue.data.params["fit.world_size"] == "2" and cue.data.params["batch_size"] == "4"
+    assert {r.data.params["fit.world_size"] for r in children if r is not cue} == {"1"}
 
 
 def test_a_failing_lane_stops_the_other_and_fails_the_pipeline_run(

@@ -105,13 +105,16 @@ lanes() {
     done
 }
 
-# train STAGE NAME STEPS [--set ...]; each stage nests under the pipeline run. With
-# launch=(torchrun ...) set, through that.
-launch=("$swansphere")
+# [procs=N] train STAGE NAME STEPS [--set ...]: each stage nests under the pipeline run;
+# with procs > 1, data-parallel over that many processes through torchrun.
 train() {
-    local stage=$1 name=$2 steps=$3
+    local stage=$1 name=$2 steps=$3 run=("$swansphere")
     shift 3
-    MLFLOW_RUN_ID=$pipeline_run timed "$name" "${launch[@]}" train "$stage" --data "$data" \
+    if [ "${procs:-1}" -gt 1 ]; then
+        run=("$python" -m torch.distributed.run --standalone --nproc_per_node="$procs"
+             "$(command -v "$swansphere")")
+    fi
+    MLFLOW_RUN_ID=$pipeline_run timed "$name" "${run[@]}" train "$stage" --data "$data" \
         --preset tiny --steps "$steps" --out "$out/runs/$name" --eval-every 0 "${track[@]}" "$@"
 }
 
@@ -121,15 +124,10 @@ svac_settings=(--set batch_size="$svac_batch" --set cue_from="$out/cue"
                --set 'model={"cue_share": 0.5, "content_pooling": "detached"}')
 start=$EPOCHREALTIME
 # The cue, data-parallel: each process takes CUE_BATCH / CUE_PROCS crops of every batch.
-if [ "$cue_procs" -gt 1 ]; then
-    launch=("$python" -m torch.distributed.run --standalone --nproc_per_node="$cue_procs"
-            "$(command -v "$swansphere")")
-fi
 decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps
-train direction cue "$cue_steps" --set batch_size=$((cue_batch / cue_procs)) --set lr=1.5e-3 \
-    --set lr_decay_steps="$decay" --set cell_weight=1.0 --set 'cell_pulse="mean"' \
-    --set caption_dropout=0.25
-launch=("$swansphere")
+procs=$cue_procs train direction cue "$cue_steps" --set batch_size=$((cue_batch / cue_procs)) \
+    --set lr=1.5e-3 --set lr_decay_steps="$decay" --set cell_weight=1.0 \
+    --set 'cell_pulse="mean"' --set caption_dropout=0.25
 timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
 (
     train svac svac "$svac_steps" "${svac_settings[@]}" \
