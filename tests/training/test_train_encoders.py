@@ -74,7 +74,8 @@ def test_the_encoders_pipeline_trains_bundles_evaluates_and_reports(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report == json.loads((out / "report.json").read_text())
-    stages = {"vae", "cue", "cue_bundle", "svac", "svac_ablation", "training", "bundle"}
+    stages = {"vae", "cue", "cue_bundle", "svac", "svac_ablation", "training", "trained_bundle"}
+    stages |= {"weigh_svac", "svac_bundle", "weigh_ablation", "ablation_bundle"}
     assert stages <= set(report["seconds"])
     assert report["seconds"]["training"] >= report["seconds"]["vae"] > 0
     measured = report["eval"][str(corpus)]
@@ -85,6 +86,30 @@ def test_the_encoders_pipeline_trains_bundles_evaluates_and_reports(
         assert {"r_at_1", "rotation_top1", "shift_top1"} <= set(measured[svac])
         assert measured[svac]["clips"] == 3
     assert measured["svac_ablation"]["model"] == str(out / "ablation")
+
+    # Each SVAC's part weights were chosen on DATA's test split and bundled: the bundle is
+    # the one as trained, weighed so, and the report scores it as trained beside.
+    for name, bundled in (("svac", "bundle"), ("ablation", "ablation")):
+        weighing = report[f"weighing_{name}"]
+        assert weighing["trained"] == {
+            "content_weight": 0.3, "spatial_weight": 0.4, "activity_weight": 0.3
+        }  # fmt: skip
+        chosen = weighing["chosen"]
+        config = load_bundle(out / bundled).config("svac")
+        assert (config["spatial_weight"], config["activity_weight"]) == (
+            chosen["spatial_weight"], chosen["activity_weight"]
+        )  # fmt: skip
+        manifest = json.loads((out / bundled / "manifest.json").read_text())
+        assert manifest["metrics"]["weighing"]["chosen"] == chosen
+        own = measured["svac" if name == "svac" else "svac_ablation"]
+        assert own["weights"] == {k: chosen[k] for k in weighing["trained"]}
+        # On DATA's test split, the set it was chosen on, the bundle scores what it chose.
+        assert {k: own[k] for k in ("r_at_1", "rotation_top1", "shift_top1")} == {
+            k: chosen[k] for k in ("r_at_1", "rotation_top1", "shift_top1")
+        }
+        assert set(own["as_trained"]) >= {"r_at_1", "rotation_top1", "shift_top1"}
+    trained = json.loads((out / "trained" / "manifest.json").read_text())
+    assert "weighing" not in trained["metrics"]
 
     # The bundle: the VAE, the SVAC carrying the cue, and the cue itself.
     bundle = load_bundle(out / "bundle")

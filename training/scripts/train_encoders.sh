@@ -10,10 +10,13 @@
 #
 # The SVACs' spatial code reads the cue's cell map at cue_share 0.5 (README, "SVAC"), so
 # the cue trains first: on both cores (torchrun, one thread a process, the batch split
-# between them) it takes about half its one-core time, and both lanes need it. OUT/bundle
-# holds the VAE, the SVAC and the cue (load it with --model OUT/bundle); OUT/ablation the
-# ablation's SVAC. Prints one JSON object: each stage's wall time, the total, and `eval
-# vae` / `eval svac` of both on the test split of DATA and of every corpus in EVAL_DATA.
+# between them) it takes about half its one-core time, and both lanes need it. OUT/trained
+# holds the VAE, the SVAC and the cue as trained, OUT/ablation_trained the ablation's SVAC.
+# Then each SVAC's part weights (content, spatial code, activity map) are chosen on DATA's
+# test split (`eval svac --weighings`): OUT/bundle and OUT/ablation are those bundles so
+# weighed (load one with --model OUT/bundle). Prints one JSON object: each stage's wall
+# time, the total, the weighings, and `eval vae` / `eval svac` of both on the test split of
+# DATA and of every corpus in EVAL_DATA (SVAC also as trained: `as_trained`).
 #
 #   training/scripts/train_encoders.sh DATA [OUT=runs/encoders]
 #   e.g. swansphere data synth --out corpus --clips 800 --split train --preset small --seed 1
@@ -23,7 +26,8 @@
 #
 # Environment: VAE_STEPS (600), CUE_STEPS (2250), CUE_PROCS (2; 1 trains the cue without
 # torchrun), CUE_BATCH (8, split between the processes), SVAC_STEPS (1000), SVAC_BATCH
-# (12), EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated),
+# (12), EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated), CHOOSE_WEIGHING
+# (1; 0 bundles the SVACs weighed as trained),
 # SWANSPHERE_NO_TRACK=1 (no MLflow), MLFLOW_RUN_ID (a pipeline run to nest under instead
 # of a new one, as `mlflow run mlflow -e encoders` sets it), SWANSPHERE (the command),
 # PYTHON.
@@ -37,6 +41,7 @@ cue_batch=${CUE_BATCH:-8}
 svac_steps=${SVAC_STEPS:-1000}
 svac_batch=${SVAC_BATCH:-12}
 eval_clips=${EVAL_CLIPS:-128}
+choose_weighing=${CHOOSE_WEIGHING:-1}
 swansphere=${SWANSPHERE:-swansphere}
 python=${PYTHON:-python}
 if [ ! -d "$data/train" ] || [ ! -d "$data/test" ]; then
@@ -77,12 +82,17 @@ trap finish EXIT
 
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", b - a }'; }
 
-# timed NAME CMD...: run CMD, log to OUT/logs/NAME.log, its wall seconds to OUT/times/NAME.
+# [stdout_to=FILE] timed NAME CMD...: run CMD, log to OUT/logs/NAME.log (its standard
+# output to FILE instead when given), its wall seconds to OUT/times/NAME.
 timed() {
     local name=$1 start=$EPOCHREALTIME
     shift
     local status=0
-    "$@" > "$out/logs/$name.log" 2>&1 || status=$?
+    if [ -n "${stdout_to:-}" ]; then
+        "$@" > "$stdout_to" 2> "$out/logs/$name.log" || status=$?
+    else
+        "$@" > "$out/logs/$name.log" 2>&1 || status=$?
+    fi
     if [ "$status" != 0 ]; then  # 143: stopped because the other lane failed
         echo "$name: exit status $status; the end of $out/logs/$name.log:" >&2
         tail -c 3000 "$out/logs/$name.log" | tr '\r' '\n' | tail -n 20 >&2
@@ -144,10 +154,32 @@ lane2=$!
 lanes "$lane1" "$lane2"
 since "$start" > "$out/times/training"
 
-timed bundle "$swansphere" bundle "$out/bundle" --vae "$out/runs/vae" --svac "$out/runs/svac" \
-    --direction "$out/runs/cue" --data "$data"
-timed ablation_bundle "$swansphere" bundle "$out/ablation" --svac "$out/runs/svac_ablation" \
-    --direction "$out/runs/cue" --data "$data"
+timed trained_bundle "$swansphere" bundle "$out/trained" --vae "$out/runs/vae" \
+    --svac "$out/runs/svac" --direction "$out/runs/cue" --data "$data"
+timed ablation_trained_bundle "$swansphere" bundle "$out/ablation_trained" \
+    --svac "$out/runs/svac_ablation" --direction "$out/runs/cue" --data "$data"
+
+# weigh NAME BASE TO: how much of the similarity each SVAC part takes (content, spatial code,
+# activity map) is chosen after training, so `eval svac --weighings` scores a fixed grid of
+# shares on DATA's test split, which no stage trains on, and TO is BASE with the one whose
+# worst score is furthest above its target. EVAL_DATA takes no part in the choice.
+weigh() {
+    local name=$1 base=$2 to=$3
+    stdout_to="$out/weighing_$name.json" timed "weigh_$name" "$swansphere" eval svac \
+        --model "$base" --data "$data" --clips "$eval_clips" --weighings --json
+    timed "${name}_bundle" "$swansphere" bundle "$to" --base "$base" \
+        --weighing "$out/weighing_$name.json"
+}
+if [ "$choose_weighing" = 1 ]; then
+    weigh svac "$out/trained" "$out/bundle" &
+    weigh1=$!
+    weigh ablation "$out/ablation_trained" "$out/ablation" &
+    weigh2=$!
+    lanes "$weigh1" "$weigh2"
+else
+    cp -r "$out/trained" "$out/bundle"
+    cp -r "$out/ablation_trained" "$out/ablation"
+fi
 
 # Evaluations, two lanes again: the bundle's VAE and SVAC in one, the ablation in the other.
 sets=("$data" ${EVAL_DATA:-})
@@ -156,14 +188,14 @@ sets=("$data" ${EVAL_DATA:-})
         timed "eval_vae_$i" "$swansphere" eval vae --model "$out/bundle" --data "${sets[$i]}" \
             --clips 32 --json
         timed "eval_svac_$i" "$swansphere" eval svac --model "$out/bundle" \
-            --data "${sets[$i]}" --clips "$eval_clips" --json
+            --data "${sets[$i]}" --clips "$eval_clips" --weighings --json
     done
 ) &
 eval1=$!
 (
     for i in "${!sets[@]}"; do
         timed "eval_ablation_$i" "$swansphere" eval svac --model "$out/ablation" \
-            --data "${sets[$i]}" --clips "$eval_clips" --json
+            --data "${sets[$i]}" --clips "$eval_clips" --weighings --json
     done
 ) &
 eval2=$!
@@ -200,11 +232,35 @@ report = {
     "training_minutes": round(times["training"] / 60, 1),
     "eval": {},
 }
+weighed = {}  # the SVACs' weights as trained, where a weighing was chosen
+for name in ("svac", "ablation"):
+    path = out / f"weighing_{name}.json"
+    if path.is_file():
+        weighing = json.loads(path.read_text())
+        weighed[name] = weighing["weights"]
+        report[f"weighing_{name}"] = {"trained": weighing["weights"], "chosen": weighing["chosen"]}
+
+
+def svac_eval(log: Path, name: str) -> dict:
+    """`eval svac --weighings` without its list of candidates, with the scores of the
+    weighing as trained (``as_trained``) beside the bundle's when it was chosen."""
+    result = last_json(log)
+    candidates = result.pop("weighings")
+    for key in ("chosen", "targets"):
+        result.pop(key)
+    if name in weighed:
+        trained = weighed[name]
+        result["as_trained"] = next(
+            (c for c in candidates if all(c[k] == v for k, v in trained.items())), None
+        )
+    return result
+
+
 for i, corpus in enumerate(sets):
     report["eval"][corpus] = {
         "vae": last_json(out / "logs" / f"eval_vae_{i}.log"),
-        "svac": last_json(out / "logs" / f"eval_svac_{i}.log"),
-        "svac_ablation": last_json(out / "logs" / f"eval_ablation_{i}.log"),
+        "svac": svac_eval(out / "logs" / f"eval_svac_{i}.log", "svac"),
+        "svac_ablation": svac_eval(out / "logs" / f"eval_ablation_{i}.log", "ablation"),
     }
 (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 print(json.dumps(report, indent=2))

@@ -42,6 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(procedural clips), with their drawn loudness and (video_*) with only their "
         "classes' typical one: how much of a miss is the video side's",
     )
+    p.add_argument(
+        "--weighings",
+        action="store_true",
+        help="also score every candidate share of the parts (content, spatial code, activity "
+        "map) from the same embeddings, and name the one with the best worst margin to the "
+        "targets (r_at_1 0.5, rotation 0.9, shift 0.8); `bundle --base B --tune "
+        "svac.spatial_weight=W --tune svac.activity_weight=U` applies it",
+    )
     p.set_defaults(run=run_svac)
     p = what.add_parser(
         "generator",
@@ -96,7 +104,14 @@ def run_svac(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     svac = load_bundle(args.model).build("svac")
-    result = evaluate_svac(svac, args.data, args.split, max(args.clips, 64), oracles=args.oracles)
+    result = evaluate_svac(
+        svac,
+        args.data,
+        args.split,
+        max(args.clips, 64),
+        oracles=args.oracles,
+        weighings=args.weighings,
+    )
     result.pop("similarity")  # (N, N) matrix: the training stage plots it
     result.pop("saliency", None)  # example maps: likewise
     print_json({"model": args.model, **result})

@@ -90,6 +90,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         " its spatial code takes from a direction cue (cue_share; an SVAC trained without"
         " one takes the bundle's) can be tuned",
     )
+    b.add_argument(
+        "--weighing",
+        type=Path,
+        metavar="JSON",
+        help="weigh SVAC's parts as chosen by `eval svac --weighings --json` (its 'chosen' "
+        "spatial_weight and activity_weight, as --tune; the file is recorded as "
+        "metrics['weighing'])",
+    )
     b.add_argument("--data", type=Path, help="the corpus the runs trained on (recorded)")
     b.add_argument(
         "--metrics",
@@ -134,6 +142,25 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def chosen_weighing(
+    weighing: dict, path: Path, tune: list[tuple[str, str, Any]]
+) -> list[tuple[str, str, Any]]:
+    """The --tune entries of the weighing ``eval svac --weighings --json`` chose."""
+    chosen = weighing.get("chosen") if isinstance(weighing, dict) else None
+    fields = ("spatial_weight", "activity_weight")
+    if not isinstance(chosen, dict) or not all(
+        isinstance(chosen.get(f), (int, float)) for f in fields
+    ):
+        raise InputError(
+            f"{path}: no 'chosen' spatial_weight and activity_weight "
+            "(write it with `swansphere eval svac --weighings --json`)"
+        )
+    for component, field, _ in tune:
+        if component == "svac" and field in fields:
+            raise InputError(f"--weighing sets svac.{field}: do not also --tune it")
+    return [("svac", f, float(chosen[f])) for f in fields]
+
+
 def run_bundle(args: argparse.Namespace) -> int:
     from swansphere_training.pipeline import export_bundle, read_json
 
@@ -147,17 +174,22 @@ def run_bundle(args: argparse.Namespace) -> int:
         )
         if path
     }
-    if not runs and not (args.base and (args.tune or args.metrics)):
+    if not runs and not (args.base and (args.tune or args.metrics or args.weighing)):
         raise InputError(
             "give at least one of --vae, --svac, --generator and --direction "
-            "(or --base with --tune or --metrics)"
+            "(or --base with --tune, --weighing or --metrics)"
         )
     metrics = {Path(m).stem: read_json(m) for m in args.metrics}
+    tuned = list(args.tune)
+    if args.weighing:
+        weighing = read_json(args.weighing)
+        metrics["weighing"] = weighing
+        tuned += chosen_weighing(weighing, args.weighing, args.tune)
     data = {"corpus": str(args.data) if args.data else None}
     if args.data and (args.data / "train").is_dir():
         data["train_clips"] = sum(1 for _ in (args.data / "train").iterdir())
     tune: dict[str, dict[str, Any]] = {}
-    for component, field, value in args.tune:
+    for component, field, value in tuned:
         tune.setdefault(component, {})[field] = value
     path = export_bundle(
         args.out,

@@ -13,22 +13,38 @@ spatial code or an activity map, the rotation and shift scores of each part of t
 embedding alone (content, spatial, activity); with a spatial code, saliency maps of a few
 clips. With ``oracles`` (procedural clips), ``oracle`` holds the same scores with video
 sides that know clip.json's sounding sources (:func:`oracle_parts`): how much of a miss
-is the video side's.
+is the video side's. With ``weighings``, ``weighings`` holds the three scores under each
+candidate share of the parts (:data:`WEIGHING_GRID`) from the same embeddings, and
+``chosen`` the one :func:`choose_weighing` picks: the part weights are settings chosen
+after training (``swansphere bundle --tune``), so they are chosen on clips the evaluation
+that follows never sees.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from swansphere.errors import InputError
 from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
 from swansphere.models.svac import SVAC
 
 from ..data.dataset import ClipDataset, TorchClipDataset, frame_indices
 from ..losses.svac import aligned_similarity
+
+# What the SVAC is held to (the encoders issue): retrieval among 64, the true FOA against
+# its 7 yaw rotations, the true alignment against 7 circular shifts.
+SVAC_TARGETS = {"r_at_1": 0.5, "rotation_top1": 0.9, "shift_top1": 0.8}
+
+# Candidate (spatial_weight, activity_weight) shares, fixed before any were measured:
+# spatial 0.2-0.6 by 0.1, activity 0.15-0.6 by 0.15, content (the rest) at least 0.1.
+WEIGHING_GRID: tuple[tuple[float, float], ...] = tuple(
+    (w, u) for w in (0.2, 0.3, 0.4, 0.5, 0.6) for u in (0.15, 0.3, 0.45, 0.6) if w + u <= 0.9 + 1e-9
+)
 
 
 def svac_window(config) -> tuple[int, int]:
@@ -150,6 +166,7 @@ def evaluate_svac(
     max_clips: int = 128,
     candidates: int = 64,
     oracles: bool = False,
+    weighings: bool = False,
 ) -> dict:
     """The metrics of the module docstring. With a spatial code or an activity map,
     ``parts`` also holds rotation_top1 and shift_top1 measured on each part's dimensions
@@ -164,8 +181,14 @@ def evaluate_svac(
     ``..._spatial_with_learned_activity``), over the ``clips`` that have sources; the
     same names with ``video_`` before the part (``rotation_top1_video_spatial``, ...) for
     oracles that know each source's loudness only as its class's typical power, as a
-    picture can."""
+    picture can.
+
+    With ``weighings`` (a model with more than one part), ``weighings`` lists each
+    :data:`WEIGHING_GRID` candidate with its scores (:func:`reweighed_scores`) and
+    ``chosen`` is the one :func:`choose_weighing` picks by ``targets``."""
     model.eval()
+    if weighings and len(model.config.parts()) < 2:
+        raise InputError("this SVAC has one part (no spatial code, no activity map): no weighing")
     video_emb, audio_emb, foa, video, metas = embed_clips(model, root, split, max_clips)
     n = video_emb.shape[0]
     k = min(candidates, n)
@@ -179,6 +202,9 @@ def evaluate_svac(
         parts |= model.config.parts()
     rotation_hits = {name: [] for name in parts}
     shift_hits = {name: [] for name in parts}
+    # Each part's similarities alone, (8,) per clip: any other weighing is a sum of them.
+    part_rotation = {name: [] for name in parts if name != "all"}
+    part_shift = {name: [] for name in parts if name != "all"}
     rotations = np.stack([foa_rotation_matrix(ypr_to_matrix(45.0 * r, 0, 0)) for r in range(8)])
     oracle_hits: dict[str, list[bool]] = {}
     oracle_clips = 0
@@ -191,6 +217,13 @@ def evaluate_svac(
         for name, part in parts.items():
             rotation_hits[name].append(_top1(video_emb[i], a_rot, part))
             shift_hits[name].append(_top1(video_emb[i], a_shift, part))
+            if name != "all":
+                part_rotation[name].append(
+                    aligned_similarity(video_emb[i, None, :, part], a_rot[..., part])
+                )
+                part_shift[name].append(
+                    aligned_similarity(video_emb[i, None, :, part], a_shift[..., part])
+                )
         for knowledge, prefix in (("signal", ""), ("video", "video_")) if oracles else ():
             known = oracle_parts(model, metas[i], video_emb.shape[1], knowledge)
             for kind, audio in (("rotation", a_rot), ("shift", a_shift)):
@@ -216,6 +249,26 @@ def evaluate_svac(
             for name in parts
             if name != "all"
         }
+    if weighings:
+        similarities = PartSimilarities(
+            retrieval={  # aligned_similarity of every pair, without the (N, N, T, E) product
+                name: torch.einsum("ite,jte->ij", video_emb[..., part], audio_emb[..., part])
+                / video_emb.shape[1]
+                for name, part in model.config.parts().items()
+            },
+            rotation={name: torch.stack(got) for name, got in part_rotation.items()},
+            shift={name: torch.stack(got) for name, got in part_shift.items()},
+            candidates=k,
+        )
+        trained = part_weights(model.config.spatial_weight, model.config.activity_weight)
+        scored = [
+            {**part_weights(w, u), **reweighed_scores(similarities, trained, part_weights(w, u))}
+            for w, u in candidate_weighings(model.config)
+        ]
+        result["weights"] = trained  # what the scores at the top were measured with
+        result["weighings"] = scored
+        result["chosen"] = choose_weighing(scored, trained)
+        result["targets"] = dict(SVAC_TARGETS)
     if oracles:
         result["oracle"] = {"clips": oracle_clips} | {
             name: float(np.mean(got)) for name, got in oracle_hits.items()
@@ -232,3 +285,84 @@ def evaluate_svac(
             "maps": saliency.reshape(-1, rows, cols).numpy(),
         }
     return result
+
+
+@dataclass(frozen=True)
+class PartSimilarities:
+    """Each part's aligned similarities alone (:func:`aligned_similarity` over its
+    dimensions of the joint embedding, its weight included): ``retrieval`` (N, N) video
+    rows x audio columns, ``rotation`` (N, 8) against the 8 yaw rotations (0 degrees
+    first), ``shift`` (N, 8) against the 8 circular shifts (none first); keyed by part
+    name (content, spatial, activity). ``candidates``: the retrieval pool size."""
+
+    retrieval: dict[str, torch.Tensor]
+    rotation: dict[str, torch.Tensor]
+    shift: dict[str, torch.Tensor]
+    candidates: int
+
+
+def part_weights(spatial_weight: float, activity_weight: float) -> dict[str, float]:
+    """The share of the similarity each part takes: content what the other two leave."""
+    return {
+        "content_weight": round(1.0 - spatial_weight - activity_weight, 6),
+        "spatial_weight": spatial_weight,
+        "activity_weight": activity_weight,
+    }
+
+
+def candidate_weighings(config) -> list[tuple[float, float]]:
+    """The :data:`WEIGHING_GRID` candidates a model can take: a part it lacks stays at 0
+    (then its share is spread over the grid of the others), and its own weighing is
+    always a candidate."""
+    has_spatial, has_activity = config.spatial_weight > 0, config.activity_weight > 0
+    grid = {(w if has_spatial else 0.0, u if has_activity else 0.0) for w, u in WEIGHING_GRID}
+    grid.add((config.spatial_weight, config.activity_weight))
+    return sorted(grid)
+
+
+def reweighed_scores(
+    similarities: PartSimilarities, trained: dict[str, float], weights: dict[str, float]
+) -> dict[str, float]:
+    """r_at_1, rotation_top1 and shift_top1 of the embedding with its parts weighed
+    ``weights`` instead of ``trained`` (``part_weights`` dicts). The joint embedding
+    concatenates sqrt(share) x each part, so the aligned similarity is the sum of the
+    parts' and a part's scales by new share / trained share: no need to embed again."""
+
+    def combined(per_part: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(
+            per_part[name] * (weights[f"{name}_weight"] / trained[f"{name}_weight"])
+            for name in per_part
+        )
+
+    sim = combined(similarities.retrieval)
+    n, k = sim.shape[0], similarities.candidates
+    pools = (torch.arange(n)[:, None] + torch.arange(k)[None, :]) % n  # itself, then the next
+    return {
+        "r_at_1": float((sim.gather(1, pools).argmax(1) == 0).double().mean()),
+        "rotation_top1": float((combined(similarities.rotation).argmax(1) == 0).double().mean()),
+        "shift_top1": float((combined(similarities.shift).argmax(1) == 0).double().mean()),
+    }
+
+
+def weighing_margin(scores: dict[str, float], targets: dict[str, float] = SVAC_TARGETS) -> float:
+    """The worst of the scores relative to its target (score / target): above 1, every
+    target is met."""
+    return min(scores[name] / target for name, target in targets.items())
+
+
+def choose_weighing(
+    scored: list[dict[str, float]],
+    trained: dict[str, float],
+    targets: dict[str, float] = SVAC_TARGETS,
+) -> dict[str, float]:
+    """The candidate (a ``part_weights`` dict with its scores) with the best worst margin
+    to the targets (:func:`weighing_margin`); ties go to the best mean margin, then to
+    the weighing nearest the trained one."""
+
+    def key(entry: dict[str, float]) -> tuple[float, float, float]:
+        margins = [entry[name] / target for name, target in targets.items()]
+        distance = sum(abs(entry[name] - trained[name]) for name in trained)
+        return (min(margins), sum(margins) / len(margins), -distance)
+
+    best = max(scored, key=key)
+    return {**best, "margin": weighing_margin(best, targets)}
