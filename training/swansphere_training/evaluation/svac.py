@@ -31,7 +31,7 @@ import torch
 
 from swansphere.errors import InputError
 from swansphere.foa.rotation import foa_rotation_matrix, ypr_to_matrix
-from swansphere.models.svac import SVAC
+from swansphere.models.svac import SVAC, SVACConfig
 
 from ..data.dataset import ClipDataset, TorchClipDataset, frame_indices
 from ..losses.svac import aligned_similarity
@@ -129,11 +129,6 @@ def oracle_parts(
     return out
 
 
-def _top1(video: torch.Tensor, candidates: torch.Tensor, part: slice) -> bool:
-    """Whether candidate 0 of (K, T, E) is the most similar to video (T, E) over ``part``."""
-    return int(torch.argmax(aligned_similarity(video[None, :, part], candidates[..., part]))) == 0
-
-
 def _oracle_similarities(
     known: dict[str, torch.Tensor],
     video: torch.Tensor,
@@ -215,15 +210,13 @@ def evaluate_svac(
         shifts = torch.stack([torch.roll(foa[i], s * t // 8, dims=-1) for s in range(8)])
         a_shift = model.embed_audio(shifts)
         for name, part in parts.items():
-            rotation_hits[name].append(_top1(video_emb[i], a_rot, part))
-            shift_hits[name].append(_top1(video_emb[i], a_shift, part))
+            rotation = aligned_similarity(video_emb[i, None, :, part], a_rot[..., part])
+            shift = aligned_similarity(video_emb[i, None, :, part], a_shift[..., part])
+            rotation_hits[name].append(int(torch.argmax(rotation)) == 0)
+            shift_hits[name].append(int(torch.argmax(shift)) == 0)
             if name != "all":
-                part_rotation[name].append(
-                    aligned_similarity(video_emb[i, None, :, part], a_rot[..., part])
-                )
-                part_shift[name].append(
-                    aligned_similarity(video_emb[i, None, :, part], a_shift[..., part])
-                )
+                part_rotation[name].append(rotation)
+                part_shift[name].append(shift)
         for knowledge, prefix in (("signal", ""), ("video", "video_")) if oracles else ():
             known = oracle_parts(model, metas[i], video_emb.shape[1], knowledge)
             for kind, audio in (("rotation", a_rot), ("shift", a_shift)):
@@ -310,7 +303,7 @@ def part_weights(spatial_weight: float, activity_weight: float) -> dict[str, flo
     }
 
 
-def candidate_weighings(config) -> list[tuple[float, float]]:
+def candidate_weighings(config: SVACConfig) -> list[tuple[float, float]]:
     """The :data:`WEIGHING_GRID` candidates a model can take: a part it lacks stays at 0
     (then its share is spread over the grid of the others), and its own weighing is
     always a candidate."""
