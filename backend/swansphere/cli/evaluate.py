@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also score every candidate share of the parts (content, spatial code, activity "
         "map) from the same embeddings, and name the one with the best worst margin to the "
-        "targets (r_at_1 0.5, rotation 0.9, shift 0.8); `bundle --base B --tune "
-        "svac.spatial_weight=W --tune svac.activity_weight=U` applies it",
+        "targets (r_at_1 0.5, rotation 0.9, shift 0.8); `bundle OUT --base B --weighing "
+        "FILE` applies this JSON's choice",
     )
     p.set_defaults(run=run_svac)
     p = what.add_parser(
