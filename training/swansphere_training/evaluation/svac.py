@@ -129,6 +129,14 @@ def oracle_parts(
     return out
 
 
+def retrieval_top1(sim: torch.Tensor, candidates: int) -> float:
+    """Share of videos (rows of the (N, N) video x audio similarity) whose own audio is the
+    most similar among ``candidates`` clips: itself and the next ones, circularly."""
+    n = sim.shape[0]
+    pools = (torch.arange(n)[:, None] + torch.arange(candidates)[None, :]) % n
+    return float((sim.gather(1, pools).argmax(1) == 0).double().mean())
+
+
 def _oracle_similarities(
     known: dict[str, torch.Tensor],
     video: torch.Tensor,
@@ -188,10 +196,6 @@ def evaluate_svac(
     n = video_emb.shape[0]
     k = min(candidates, n)
     sim = aligned_similarity(video_emb[:, None], audio_emb[None, :])  # (N, N)
-    hits = []
-    for i in range(n):
-        pool = [(i + j) % n for j in range(k)]
-        hits.append(int(torch.argmax(sim[i, pool])) == 0)
     parts = {"all": slice(None)}
     if len(model.config.parts()) > 1:
         parts |= model.config.parts()
@@ -229,7 +233,7 @@ def evaluate_svac(
     result = {
         "clips": n,
         "candidates": k,
-        "r_at_1": float(np.mean(hits)),
+        "r_at_1": retrieval_top1(sim, k),
         "rotation_top1": float(np.mean(rotation_hits["all"])),
         "shift_top1": float(np.mean(shift_hits["all"])),
         "chance": {"r_at_1": 1.0 / k, "rotation_top1": 1 / 8, "shift_top1": 1 / 8},
@@ -327,11 +331,8 @@ def reweighed_scores(
             for name in per_part
         )
 
-    sim = combined(similarities.retrieval)
-    n, k = sim.shape[0], similarities.candidates
-    pools = (torch.arange(n)[:, None] + torch.arange(k)[None, :]) % n  # itself, then the next
     return {
-        "r_at_1": float((sim.gather(1, pools).argmax(1) == 0).double().mean()),
+        "r_at_1": retrieval_top1(combined(similarities.retrieval), similarities.candidates),
         "rotation_top1": float((combined(similarities.rotation).argmax(1) == 0).double().mean()),
         "shift_top1": float((combined(similarities.shift).argmax(1) == 0).double().mean()),
     }
@@ -353,9 +354,9 @@ def choose_weighing(
     the weighing nearest the trained one."""
 
     def key(entry: dict[str, float]) -> tuple[float, float, float]:
-        margins = [entry[name] / target for name, target in targets.items()]
+        mean = sum(entry[name] / target for name, target in targets.items()) / len(targets)
         distance = sum(abs(entry[name] - trained[name]) for name in trained)
-        return (min(margins), sum(margins) / len(margins), -distance)
+        return (weighing_margin(entry, targets), mean, -distance)
 
     best = max(scored, key=key)
     return {**best, "margin": weighing_margin(best, targets)}
