@@ -198,6 +198,21 @@ def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
         "trained_with": "lm",
         "bundled": "video",
     }
+    # eval direction scores the bundled cue as the run scored its last step.
+    capsys.readouterr()  # the bundle's summary
+    cue_eval = ["eval", "direction", "--model", str(out), "--data", str(corpus), "--per-clip"]
+    assert main(cue_eval) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["clips"] == scored["captioned_clips"] == 2
+    assert (
+        len(scored["per_clip"]) == 2
+        and scored["per_clip"].keys() == scored["caption_per_clip"].keys()
+    )
+    for key, value in trained["eval"].items():
+        assert scored[key] == pytest.approx(value, abs=1e-4), key
+    assert main(["eval", "direction", "--model", str(without_cue), "--data", str(corpus)]) == 2
+    assert "no direction cue" in capsys.readouterr().err
+
     runtime = GeneratorRuntime.from_bundle(bundle)
     assert runtime.uses_direction_cue
     frames = np.random.default_rng(0).integers(0, 256, (3, 64, 128, 3), dtype=np.uint8)

@@ -70,6 +70,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also generate from video and caption together (reported as video_text)",
     )
     p.set_defaults(run=run_generator)
+    p = what.add_parser(
+        "direction",
+        help="the video direction cue alone: clip-level angle of its estimate from the "
+        "reference's intensity, from video only and (captioned clips) with the caption",
+    )
+    _model_args(p)
+    p.add_argument(
+        "--per-clip",
+        action="store_true",
+        help="also list each clip's error in degrees (per_clip, caption_per_clip)",
+    )
+    p.set_defaults(run=run_direction)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -138,6 +150,28 @@ def run_generator(args: argparse.Namespace) -> int:
         guidance=guidance,
     )
     print_json({"model": args.model, **result})
+    return 0
+
+
+def run_direction(args: argparse.Namespace) -> int:
+    import torch
+
+    from swansphere.errors import InputError
+    from swansphere.models.bundle import load_bundle
+    from swansphere_training.stages.direction import evaluate_cue
+
+    torch.set_num_threads(1)
+    bundle = load_bundle(args.model)
+    if "direction" not in bundle.components:
+        raise InputError(f"--model {args.model!r}: the bundle has no direction cue")
+    result = evaluate_cue(bundle.build("direction"), args.data, args.split, args.clips)
+    # evaluate_cue's "clips" / "caption_clips" are per-clip errors; "clips" here counts them
+    # as in the other evaluations, and the errors come along only when asked for.
+    per_clip = {k: result.pop(k) for k in ("clips", "caption_clips") if k in result}
+    result["clips"] = len(per_clip["clips"])
+    if args.per_clip:
+        result |= {k.replace("clips", "per_clip"): v for k, v in per_clip.items()}
+    print_json({"model": args.model, "data": str(args.data / args.split), **result})
     return 0
 
 
