@@ -303,3 +303,37 @@ def test_torch_dataset_rejects_bad_sizes(corpus):
         TorchClipDataset(data, num_samples=0)
     with pytest.raises(InputError, match="frame_size"):
         TorchClipDataset(data, num_samples=10, frame_size=(0, 8))
+
+
+def test_datasets_that_keep_clips_in_memory_limit_heap_fragmentation(corpus, monkeypatch):
+    from swansphere.models.direction import DIRECTION_PRESETS
+    from swansphere_training.stages import direction as direction_stage
+
+    calls: list[str] = []
+    monkeypatch.setattr(dataset_module, "limit_heap_fragmentation", lambda: calls.append("clips"))
+    monkeypatch.setattr(direction_stage, "limit_heap_fragmentation", lambda: calls.append("cue"))
+    data = ClipDataset(corpus, "train")
+    TorchClipDataset(data, num_samples=100)
+    assert calls == []  # nothing kept, nothing changed
+    TorchClipDataset(data, num_samples=100, cache=True)
+    direction_stage.PatchFrameDataset(list(data), DIRECTION_PRESETS["tiny"], crop=4)
+    assert calls == ["clips", "cue"]
+
+
+def test_limit_heap_fragmentation_takes_on_glibc():
+    """In a fresh process (it changes the process's allocator once): glibc accepts both
+    settings, and the process goes on allocating and freeing as before."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only (a no-op returning False elsewhere)")
+    code = (
+        "import numpy as np\n"
+        "from swansphere_training.data.dataset import limit_heap_fragmentation as limit\n"
+        "kept = [np.ones(1 << 20)[: 1 << 17].copy() for _ in range(20)]\n"
+        "print(limit(), limit(), sum(float(k.sum()) for k in kept))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", str(float(20 << 17))]

@@ -17,6 +17,9 @@ of :mod:`swansphere.foa.panorama`: the centre column is the front).
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
+import functools
 import json
 import logging
 import math
@@ -291,6 +294,31 @@ class ClipDataset(Sequence[ClipRecord]):
 # --------------------------------------------------------------------------------------
 
 
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+@functools.cache
+def limit_heap_fragmentation(mmap_threshold: int = 64 * 1024) -> bool:
+    """Have glibc serve blocks above ``mmap_threshold`` bytes with their own mappings and
+    return freed heap tops at once; True when it took (glibc), False elsewhere (a no-op).
+
+    Why: a dataset that keeps decoded clips in memory interleaves its long-lived 1 MB
+    arrays with the decoder's larger short-lived buffers, and glibc's growing heap then
+    keeps the freed pages. A direction run over 6000 cached clips held about 3.5 MB
+    resident per clip this way (heading past this machine's 24 GB); with these settings
+    about 1.5 MB. Equivalent to MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ in the
+    environment; it applies to the whole process, once."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    took = mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+    return took and mallopt(_M_TRIM_THRESHOLD, 0) == 1
+
+
 def crop_or_pad(audio: np.ndarray, offset: int, length: int) -> np.ndarray:
     """Samples [offset, offset + length) of (channels, n) audio, zero-padded past the end."""
     out = np.zeros((audio.shape[0], length), dtype=audio.dtype)
@@ -360,6 +388,8 @@ class TorchClipDataset(torch.utils.data.Dataset):
         # cache: keep each clip's resampled audio and resized frames in memory after the
         # first read (training re-reads every clip every epoch; decoding dominates on CPU).
         self.cache = cache
+        if cache:
+            limit_heap_fragmentation()
         self._audio_cache: dict[int, np.ndarray] = {}
         self._video_cache: dict[int, tuple[np.ndarray, float]] = {}
 

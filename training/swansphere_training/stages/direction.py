@@ -30,7 +30,7 @@ from swansphere.models.direction import (
     patch_intensity_targets,
 )
 
-from ..data.dataset import ClipDataset, ClipRecord
+from ..data.dataset import ClipDataset, ClipRecord, limit_heap_fragmentation
 from ..evaluation.plots import plt
 from .base import Stage, preset_network, warmup_cosine
 
@@ -266,6 +266,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         self.pulse_reference = pulse_reference
         self._directions = grid_directions(*config.grid).astype(np.float64)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]] = {}
+        limit_heap_fragmentation()  # the cache would otherwise hold the decoder's freed pages
 
     def __len__(self) -> int:
         return len(self.clips)
