@@ -148,6 +148,7 @@ def run_generator(args: argparse.Namespace) -> int:
         steps=args.steps,
         video_text=args.video_text,
         guidance=guidance,
+        progress=True,  # a bar on stderr: 64 clips take a quarter of an hour on one core
     )
     print_json({"model": args.model, **result})
     return 0
