@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch.nn.utils import parametrize
 
 from swansphere.errors import InputError
 from swansphere.foa.doa import angular_error, clip_direction
@@ -197,6 +198,36 @@ def test_streaming_bad_input(tiny: FOAVAE) -> None:
     stream.decode_chunk(torch.zeros(2, TINY.latent_dim, 4))
     with pytest.raises(InputError, match="batch size changed from 2 to 1"):
         stream.decode_chunk(torch.zeros(1, TINY.latent_dim, 4))
+
+
+def test_fold_weight_norm_keeps_every_output(tiny: FOAVAE) -> None:
+    """fold_weight_norm (what a serving runtime does) leaves no weight norm to recompute
+    and freezes the polyphase weights, and the folded model encodes, decodes and streams
+    bit for bit as before; training mode ignores a frozen polyphase weight."""
+    folded = FOAVAE(tiny.config)
+    folded.load_state_dict(tiny.state_dict())
+    folded.eval().fold_weight_norm().fold_weight_norm()  # idempotent
+    assert not any(parametrize.is_parametrized(m) for m in folded.modules())
+    transposed = [m for m in folded.modules() if isinstance(m, CausalConvTranspose1d)]
+    assert transposed and all(m.frozen_polyphase is not None for m in transposed)
+    assert not any("frozen_polyphase" in k for k in folded.state_dict())
+    torch.manual_seed(7)
+    z = torch.randn(1, TINY.latent_dim, 12)
+    x = 0.1 * torch.randn(1, 4, 8 * TINY.hop_length)
+    with torch.no_grad():
+        assert torch.equal(folded.decode(z), tiny.decode(z))
+        assert all(torch.equal(a, b) for a, b in zip(folded.encode(x), tiny.encode(x), strict=True))
+    streams = [StreamingDecoder(tiny), StreamingDecoder(folded)]
+    for i in range(0, 12, 4):
+        chunk, folded_chunk = (s.decode_chunk(z[..., i : i + 4]) for s in streams)
+        assert torch.equal(folded_chunk, chunk)
+    layer = transposed[0]
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    layer.train()
+    assert not torch.equal(layer.polyphase_weight(), layer.frozen_polyphase)
+    layer.eval()
+    assert torch.equal(layer.polyphase_weight(), layer.frozen_polyphase)
 
 
 # --------------------------------------------------------------------------------------

@@ -157,7 +157,8 @@ class GeneratorRuntime:
             )
         self.name = name
         self.device = torch_device(device)
-        self.vae = vae.to(self.device).eval()
+        # Serving only: the weight norms folded into plain weights (same output, faster).
+        self.vae = vae.to(self.device).eval().fold_weight_norm()
         self.svac = svac.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
         self.direction = None if direction is None else direction.to(self.device).eval()
