@@ -28,6 +28,27 @@ def test_synth_caption_stats(tmp_path, capsys):
     assert (root / "stats" / "frame_ground_truth.png").stat().st_size > 1000
 
 
+def test_synth_start_extends_a_corpus_with_the_same_clips(tmp_path, capsys):
+    """--start S writes clips S .. S+N-1: two clips, then two more from index 2, give the
+    four clips of one run, file for file."""
+    small = ["--seed", "5", "--preset", "small", "--seconds", "1", "--workers", "1"]
+    whole, grown = tmp_path / "whole", tmp_path / "grown"
+    assert main(["data", "synth", "--out", str(whole), "--clips", "4", *small]) == 0
+    assert main(["data", "synth", "--out", str(grown), "--clips", "2", *small]) == 0
+    assert main(["data", "synth", "--out", str(grown), "--clips", "2", "--start", "2", *small]) == 0
+    capsys.readouterr()
+    names = sorted(p.name for p in (whole / "train").iterdir())
+    assert names == [f"train-{i:06d}" for i in range(4)]
+    assert sorted(p.name for p in (grown / "train").iterdir()) == names
+    for name in names:
+        for file in ("clip.json", "clip.wav"):
+            assert (grown / "train" / name / file).read_bytes() == (
+                whole / "train" / name / file
+            ).read_bytes()
+    assert main(["data", "synth", "--out", str(grown), "--clips", "1", "--start", "-1"]) == 2
+    assert "--start" in capsys.readouterr().err
+
+
 def test_import_captions_layout(tmp_path, capsys):
     src = tmp_path / "src"
     (src / "audio").mkdir(parents=True)

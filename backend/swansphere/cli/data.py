@@ -24,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=["train", "val", "test"], default="train")
     p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="index of the first clip (default 0): --clips N --start S writes clips S .. "
+        "S+N-1, so a corpus grows without rewriting the clips it has (clip i is the same "
+        "whatever the start)",
+    )
+    p.add_argument(
         "--preset",
         choices=["default", "small"],
         default="default",
@@ -65,6 +73,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.clips < 1:
         raise InputError(f"--clips must be at least 1, got {args.clips}")
+    if args.start < 0:
+        raise InputError(f"--start must be at least 0, got {args.start}")
     if args.sources is not None and not 1 <= args.sources <= 3:
         raise InputError(f"--sources must be 1, 2 or 3, got {args.sources}")
     config = PRESETS[args.preset]
@@ -73,8 +83,9 @@ def run_synth(args: argparse.Namespace) -> int:
             raise InputError(f"--seconds must be between 1 and 60, got {args.seconds}")
         config = replace(config, seconds=args.seconds)
     summary = synthesize_corpus(
-        args.out, args.clips, args.seed, args.split, config, args.workers, args.sources
-    ).to_json()
+        args.out, args.clips, args.seed, args.split, config, args.workers, args.sources,
+        start_index=args.start,
+    ).to_json()  # fmt: skip
     if args.json:
         print_json(summary)
     else:
