@@ -103,9 +103,10 @@ class SessionConfig:
 
 class GeneratorRuntime:
     """The networks of one bundle (FOA-VAE, SVAC, generator, caption encoder, and the video
-    direction cue when the bundle has one), shared by all sessions; inference only. Load
-    with :meth:`load` (cached per bundle) or :meth:`random` (random generator weights, same
-    code path)."""
+    direction cue when the bundle has one), shared by all sessions; inference only: it puts
+    the networks it is given in eval mode and folds the VAE's weight norms in place
+    (:meth:`FOAVAE.fold_weight_norm`). Load with :meth:`load` (cached per bundle) or
+    :meth:`random` (random generator weights, same code path)."""
 
     _cache: ClassVar[dict[tuple[str, str, str], GeneratorRuntime]] = {}
     _cache_lock = threading.Lock()
@@ -157,7 +158,6 @@ class GeneratorRuntime:
             )
         self.name = name
         self.device = torch_device(device)
-        # Serving only: the weight norms folded into plain weights (same output, faster).
         self.vae = vae.to(self.device).eval().fold_weight_norm()
         self.svac = svac.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
