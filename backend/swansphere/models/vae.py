@@ -639,8 +639,10 @@ class FOAVAE(nn.Module):
         Outputs stay bit for bit the same; a streamed patch (4 frames) of the tiny preset
         decodes about a fifth faster on one CPU thread (16.0 to 12.1 ms), as neither is
         recomputed per call any more. The folded state dict has plain ``weight`` keys,
-        which bundles do not load: fold a copy that serves, not one that trains or is
-        saved. Idempotent; returns self."""
+        which bundles do not load: fold an instance built to serve (``Bundle.build`` gives
+        a fresh one), not one that trains or is saved, nor a ``copy.deepcopy`` of a
+        parametrized model (the copies share torch's parametrized classes, so folding one
+        breaks the other). Idempotent; returns self."""
         for module in self.modules():
             if parametrize.is_parametrized(module, "weight"):
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
