@@ -31,7 +31,7 @@ def test_synth_caption_stats(tmp_path, capsys):
 
 def test_synth_start_extends_a_corpus_with_the_same_clips(tmp_path, capsys):
     """--start S writes clips S .. S+N-1: two clips, then two more from index 2, give the
-    four clips of one run, file for file."""
+    four clips of one run (the same clip.json and the same samples)."""
     small = ["--seed", "5", "--preset", "small", "--seconds", "1", "--workers", "1"]
     whole, grown = tmp_path / "whole", tmp_path / "grown"
     assert main(["data", "synth", "--out", str(whole), "--clips", "4", *small]) == 0
