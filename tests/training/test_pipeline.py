@@ -348,6 +348,36 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     assert _tuned_field("svac.activity_weight=0.45") == ("svac", "activity_weight", 0.45)
 
 
+def test_bundle_tunes_the_direction_cues_smoothing_and_drops_what_it_invalidates(tmp_path, capsys):
+    from swansphere.models.direction import DirectionTracker
+
+    out = tmp_path / "smoothing1"
+    assert main(["bundle", str(out), "--base", "default", "--tune", "direction.smoothing=1"]) == 0
+    base, tuned = load_bundle("default"), load_bundle(out)
+    cue = tuned.build("direction")
+    assert cue.config.smoothing == 1
+    assert record_of(tuned, "direction", "smoothing") == {
+        "trained_with": base.config("direction")["smoothing"],
+        "bundled": 1,
+    }
+    old, new = base.component("direction")[1], tuned.component("direction")[1]
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    # The generator's evaluations aimed its lock at the old sums: they are not carried.
+    assert any(k.startswith("generator") for k in base.metrics)
+    assert not any(k.startswith(("generator", "direction")) for k in tuned.metrics)
+    # The lock now aims at the latest patch's estimate alone.
+    tracker = DirectionTracker(cue.eval())
+    h, w = cue.config.frame_height, cue.config.frame_width
+    frames = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    tracker.push(frames[0])
+    latest = tracker.push(frames[1])
+    assert torch.equal(tracker.direction, latest)
+    for tune, problem in (("smoothing=0", "smoothing"), ("dim=64", "direction.dim: not tunable")):
+        bad = ["bundle", str(tmp_path / "bad"), "--base", "default", "--tune", f"direction.{tune}"]
+        assert main(bad) == 2
+        assert problem in capsys.readouterr().err
+
+
 def test_bundle_base_with_metrics_records_an_evaluation(tmp_path, capsys):
     result = tmp_path / "generator_fresh.json"
     result.write_text(json.dumps({"angular_deg": 41.0}))

@@ -202,8 +202,9 @@ def export_bundle(
             if isinstance(base_commands, dict) and name in base_commands:
                 commands[name] = base_commands[name]
             # The base's evaluations of it (NAME or NAME_*.json) come with it, unless this
-            # bundle retunes it or replaces a component they were measured with.
-            replaced = sorted(EVALUATED_WITH.get(name, frozenset()) & runs.keys())
+            # bundle retunes it or replaces or retunes a component they were measured with.
+            redone = runs.keys() | (tune or {}).keys()
+            replaced = sorted(EVALUATED_WITH.get(name, frozenset()) & redone)
             stale = [k for k in source.metrics if k == name or k.startswith(f"{name}_")]
             if replaced or name in (tune or {}):
                 if stale:
@@ -212,7 +213,7 @@ def export_bundle(
                         "evaluate the new bundle and pass --metrics",
                         name,
                         ", ".join(stale),
-                        f"this bundle replaces its {' and '.join(replaced)}"
+                        f"this bundle replaces or retunes its {' and '.join(replaced)}"
                         if replaced
                         else "this bundle retunes it",
                     )
@@ -265,10 +266,12 @@ def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> Non
 # how the trained weights are used, not which weights there are or what they were trained
 # on: the generator's sampler, how SVAC's similarity weighs its parts, and how much of its
 # spatial code's saliency an SVAC takes from a direction cue (one trained without the cue
-# takes the bundle's: :func:`carry_direction_cue`).
+# takes the bundle's: :func:`carry_direction_cue`), and over how many patches the
+# direction cue's estimates are summed where the generator's lock aims.
 TUNABLE_FIELDS = {
     "generator": SAMPLER_FIELDS,
     "svac": ("spatial_weight", "activity_weight", "cue_share"),
+    "direction": ("smoothing",),
 }
 
 
