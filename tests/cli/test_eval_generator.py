@@ -18,7 +18,12 @@ from swansphere.models.generator import SpatialGenerator
 from swansphere_training.corpus.captioning import caption_corpus
 from swansphere_training.corpus.scene import PRESETS
 from swansphere_training.corpus.synth import synthesize_corpus
-from swansphere_training.evaluation.generator import BASELINES, evaluate_generator
+from swansphere_training.evaluation.generator import (
+    BASELINES,
+    block_levels_db,
+    evaluate_generator,
+    level_correlation,
+)
 
 TINY = replace(PRESETS["small"], seconds=2.0, max_distractors=0)
 KEYS = {"angular_rad", "angular_deg", "azimuth_rad", "elevation_rad", "trajectory_rad"}
@@ -86,8 +91,13 @@ def test_eval_generator_json_has_every_metric_and_baseline(corpus, bundle, capsy
         if name != "video_direction_cue":
             assert KEYS | {"text_region_accuracy"} <= set(result["baselines"][name])
     assert result["baselines"]["video_direction_cue"] == {}  # this bundle has no cue
-    # The VAE round trip of the reference keeps its direction far better than chance.
+    # The VAE round trip of the reference keeps its direction far better than chance,
+    # and its loudness from patch to patch.
     assert result["baselines"]["vae_reference"]["angular_rad"] < 0.5
+    assert result["baselines"]["vae_reference"]["level_correlation"] > 0.9
+    for levels in (result, result["video_text"], result["text_only"]):
+        assert -1 <= levels["level_correlation"] <= 1
+    assert "level_correlation" not in result["baselines"]["front"]  # no audio to follow
     # Where the LM meant the sound to be, and how far the rendering strays from it.
     assert 0 <= result["rendering_deg"] <= 180
     assert result["rendering_deg"] == pytest.approx(np.rad2deg(result["rendering_rad"]))
@@ -163,6 +173,26 @@ def test_a_generator_that_follows_the_direction_cue_scores_like_its_baseline(
     assert_scores_like(result, "video_direction_cue")
     runtime.direction = None
     assert cue_direction(runtime, np.zeros((2, 32, 64, 3), np.uint8), 4.0, 3) is None
+
+
+def test_block_levels_and_their_correlation_follow_the_w_channel() -> None:
+    foa = np.zeros((4, 400))
+    foa[0, :100], foa[0, 100:200] = 0.5, -0.05  # -6.02 dB, -26.02 dB; then silence
+    foa[1:, :] = 1.0  # the dipoles do not count
+    levels = block_levels_db(foa, 100)
+    np.testing.assert_allclose(levels, [20 * np.log10(0.5), 20 * np.log10(0.05), -80, -80])
+    assert len(block_levels_db(foa[:, :350], 100)) == 3  # a partial block is dropped
+    rng = np.random.default_rng(0)
+    envelope = np.repeat([1.0, 0.2, 0.6, 0.05, 0.8], 100)
+    reference = encode_mono(rng.standard_normal(500) * envelope, 30.0, 0.0)
+    assert level_correlation(0.3 * reference, reference, 100) == pytest.approx(1.0)
+    inverse = encode_mono(
+        rng.standard_normal(500) * np.repeat([0.05, 0.8, 0.2, 1.0, 0.1], 100), 0, 0
+    )
+    assert level_correlation(inverse, reference, 100) < -0.8
+    steady = np.ones((4, 500))
+    assert level_correlation(steady, reference, 100) is None  # nothing to follow
+    assert level_correlation(reference[:, :200], reference, 100) is None  # too short
 
 
 def test_source_oracle_sums_the_sounding_sources_directions() -> None:

@@ -4,6 +4,7 @@ the same code path as a trained one)."""
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -366,6 +367,59 @@ def test_direction_source_video_turns_each_patch_to_the_cue(runtime, frames):
         captioned_lm = runtime.generate(*dog)
     np.testing.assert_allclose(captioned, captioned_lm, atol=1e-6)
     assert not np.allclose(by_lm, offline, atol=1e-4)
+
+
+def test_level_lock_makes_each_patch_as_loud_as_the_cue_estimates(runtime, frames):
+    from swansphere.models.direction import DirectionTracker
+    from swansphere.models.generator import level_lock_gain, patch_flux
+
+    channel = runtime.vae.config.latent_dim - 4  # the level channel, before Y, Z, X
+    g, text, config = runtime.generator, runtime.caption_tokens(None), SessionConfig(seed=5)
+
+    def fluxes(patches) -> list[float]:
+        return [
+            float(patch_flux((p * g.latent_std + g.latent_mean)[0], channel).norm())
+            for p in patches
+        ]
+
+    with direction_cue(runtime) as cue:
+        cues = runtime.video_cues(frames[:2], 4.0, 2)
+
+        def sample(level_lock: float) -> list[torch.Tensor]:
+            with sampler_settings(runtime, level_lock=level_lock):
+                sampler = PatchSampler(runtime, replace(config, steps=2))
+                return [sampler.step(cues[t : t + 1], text[0], text[1]) for t in range(2)]
+
+        (free0, free1), (locked0, locked1) = sample(0.0), sample(1.0)
+        tracker = DirectionTracker(cue)
+        loudness = [float(tracker.push(cues.canvases[t]).norm()) for t in range(2)]
+        f0, f1 = fluxes([free0, free1])
+        # The first patch sets the ratio of generated flux to the cue's estimates: as it was.
+        torch.testing.assert_close(locked0, free0)
+        # The second is scaled to the cue's estimate in the units that ratio gives (the
+        # unlocked patch is what the sampler drew before the lock scaled it).
+        gain = level_lock_gain(f1, loudness[1], (f0 + f1) / (loudness[0] + loudness[1]), 1.0)
+        assert abs(gain) > 0.01
+        assert fluxes([locked1])[0] == pytest.approx(f1 * math.exp(2 * gain), rel=1e-4)
+        keep = [i for i in range(g.config.latent_dim) if i != channel]
+        torch.testing.assert_close(locked1[..., keep], free1[..., keep])
+        # A stream locks the level as offline generation does; and the lock changes the audio.
+        with sampler_settings(runtime, level_lock=1.0):
+            locked = assert_streaming_equals_offline(runtime, frames, replace(config, steps=3))
+        free = runtime.generate(frames, 4.0, None, config=replace(config, steps=3))
+    assert not np.allclose(locked, free, atol=1e-4)
+
+
+def test_level_lock_needs_the_vaes_level_path(runtime):
+    from swansphere.models.direction import VideoDirectionConfig, VideoDirectionCue
+    from swansphere.models.vae import FOAVAE
+
+    vae = FOAVAE.from_config(replace(runtime.vae.config, level_path=False))
+    cfg = replace(runtime.generator.config, direction_lock=1.0, direction_source="video")
+    cue = VideoDirectionCue(VideoDirectionConfig(patch_seconds=runtime.patch_seconds))
+    generator = SpatialGenerator(replace(cfg, level_lock=1.0))
+    with pytest.raises(InputError, match="level path"):
+        GeneratorRuntime(vae, runtime.svac, generator, "test", direction=cue)
 
 
 def test_a_cue_that_reads_captions_turns_captioned_patches_too(runtime, frames):

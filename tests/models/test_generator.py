@@ -19,8 +19,12 @@ from swansphere.models.generator import (
     count_parameters,
     flow_interpolate,
     guided_velocity,
+    level_lock_gain,
+    patch_flux,
+    scale_level,
     steer_intensity,
 )
+from swansphere.models.vae import LEVEL_FLOOR
 
 PAPER_SIZES = {"S": 0.43e9, "M": 0.62e9, "L": 1.09e9}
 
@@ -317,6 +321,51 @@ def test_steer_intensity_turns_the_direction_channels_and_keeps_their_length():
     # Half way: closer to the target than the frame's own direction, not yet on it.
     assert torch.all(cos(half, target, dim=-1)[lit] >= cos(own, target, dim=-1)[lit] - 1e-6)
     assert torch.all(cos(half, target, dim=-1)[lit] < 1 - 1e-4)
+
+
+def test_patch_flux_is_the_mean_w_times_dipoles_the_level_and_direction_channels_say():
+    # Two frames of a plane wave from x (front) at W RMS 0.5, two at RMS 0.25 from y.
+    latents = torch.zeros(4, 8)
+    latents[:, 4] = torch.log(torch.tensor([0.5, 0.5, 0.25, 0.25]) + LEVEL_FLOOR)
+    latents[:2, -3:] = torch.tensor([0.0, 0.0, 1.0])  # Y, Z, X
+    latents[2:, -3:] = torch.tensor([0.5, 0.0, 0.0])  # half diffuse, from the left
+    flux = patch_flux(latents, level_channel=4)
+    torch.testing.assert_close(flux, torch.tensor([0.25 / 2, 0.0625 * 0.5 / 2, 0.0]))
+    batched = patch_flux(torch.stack([latents, latents.flip(0)]), level_channel=4)
+    torch.testing.assert_close(batched, flux.expand(2, 3))  # frame order does not matter
+
+
+def test_scale_level_makes_the_frames_that_much_louder():
+    latents = torch.randn(4, 8)
+    latents[:, 4] = torch.log(torch.tensor([0.5, 0.1, 0.0, 1e-3]) + LEVEL_FLOOR)
+    assert scale_level(latents, 4, 0.0) is latents
+    louder = scale_level(latents, 4, math.log(2.0))
+    rms = louder[:, 4].exp() - LEVEL_FLOOR
+    torch.testing.assert_close(rms, torch.tensor([1.0, 0.2, 0.0, 2e-3]))  # silence stays silent
+    torch.testing.assert_close(louder[:, :4], latents[:, :4])
+    torch.testing.assert_close(louder[:, 5:], latents[:, 5:])
+
+
+def test_level_lock_gain_goes_share_of_the_way_to_the_cues_loudness_within_its_bounds():
+    # Flux 0.01; the cue says 0.3 where the clip's ratio of flux to cue is 0.1: target 0.03.
+    full = level_lock_gain(0.01, 0.3, 0.1, 1.0)
+    assert math.isclose(0.01 * math.exp(2 * full), 0.03, rel_tol=1e-9)
+    assert math.isclose(level_lock_gain(0.01, 0.3, 0.1, 0.5), full / 2, rel_tol=1e-9)
+    assert level_lock_gain(0.01, 0.3, 0.1, 0.0) == 0.0
+    assert level_lock_gain(0.0, 0.3, 0.1, 1.0) == 0.0  # a silent patch: nothing to scale
+    # A cue that calls the patch silent quiets it by the floor, at most; a loud one, the
+    # ceiling.
+    assert math.isclose(level_lock_gain(0.01, 0.0, 0.1, 1.0), math.log(10 ** (-24 / 20)))
+    assert math.isclose(level_lock_gain(1e-9, 1.0, 1.0, 1.0), math.log(10 ** (12 / 20)))
+    assert math.isclose(level_lock_gain(0.01, 0.0, 0.1, 1.0, floor_db=-6), -6 * math.log(10) / 20)
+
+
+def test_level_lock_needs_the_lock_aimed_at_the_video_cue():
+    with pytest.raises(InputError, match="level_lock"):
+        GeneratorConfig(level_lock=0.5)
+    with pytest.raises(InputError, match="level_lock must be in"):
+        GeneratorConfig(direction_lock=1.0, direction_source="video", level_lock=1.5)
+    assert GeneratorConfig(direction_lock=1.0, direction_source="video", level_lock=1).level_lock
 
 
 def test_the_history_encoder_is_skipped_when_no_row_reads_a_past():

@@ -333,6 +333,12 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
         {"generator": (older, state, "generator")}, {"generator": {"direction_lock": 0.5}}
     )
     assert record["generator"]["direction_lock"] == {"trained_with": 0.0, "bundled": 0.5}
+    record = tune_components(dict(components), {"generator": {"level_lock": 0.5}})
+    assert record["generator"]["level_lock"] == {"trained_with": 0.0, "bundled": 0.5}
+    with pytest.raises(InputError, match="level_lock follows the video direction cue"):
+        tune_components(
+            dict(components), {"generator": {"level_lock": 1, "direction_source": "lm"}}
+        )
     with pytest.raises(InputError, match=r"generator\.lm_dim: not tunable"):
         tune_components(dict(components), {"generator": {"lm_dim": 64}})
     with pytest.raises(InputError, match="would need other weights"):

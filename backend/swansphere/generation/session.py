@@ -46,11 +46,14 @@ from swansphere.models.generator import (
     SpatialGenerator,
     cosine_schedule,
     guided_velocity,
+    level_lock_gain,
+    patch_flux,
+    scale_level,
     steer_intensity,
 )
 from swansphere.models.svac import SVAC, SVAC_PRESETS
 from swansphere.models.text import CaptionEncoder, pooled_caption
-from swansphere.models.vae import FOAVAE, VAE_PRESETS, StreamingDecoder
+from swansphere.models.vae import DIRECTION_DIMS, FOAVAE, VAE_PRESETS, StreamingDecoder
 
 from .accel import accelerate
 from .conditioning import (
@@ -136,6 +139,11 @@ class GeneratorRuntime:
             raise InputError(
                 "direction_lock steers the VAE's intensity channels, but this VAE has no "
                 "direct path (direct_path=false): bundle it with direction_lock=0"
+            )
+        if gcfg.level_lock and not (vae.config.level_path and vae.config.direct_path):
+            raise InputError(
+                "level_lock sets the VAE's level channel, but this VAE has no level path "
+                "(level_path=false): bundle it with level_lock=0"
             )
         if gcfg.video_saliency and svac.spatial is None:
             raise InputError(
@@ -503,6 +511,13 @@ class PatchSampler:
         self.tracker = DirectionTracker(runtime.direction) if runtime.uses_direction_cue else None
         self._lm_estimate: torch.Tensor | None = None  # the pending patch's
         self._estimate: torch.Tensor | None = None  # where the lock turns the pending patch
+        # level_lock: the cue's loudness estimate of the pending patch (None: the patch
+        # keeps its own), and the sums over the locked patches of the generated flux
+        # lengths and the cue's, whose ratio turns the cue's relative loudness into the
+        # generated audio's units as the clip goes on.
+        self.level_lock = float(cfg.level_lock)
+        self._cue_loudness: float | None = None
+        self._flux_sum = self._cue_sum = 0.0
         self._pending: PatchRequest | None = None
         self._undo: tuple = ()  # state before the pending patch's prepare (see abort)
 
@@ -575,10 +590,11 @@ class PatchSampler:
             # patch's; otherwise a captioned patch keeps the LM's estimate, which reads it.
             reads = self.runtime.cue_reads_captions
             caption = pooled_caption(text, text_mask)[0] if reads and has_text else None
-            self.tracker.push(video.canvases[0], caption)
+            loudness = float(self.tracker.push(video.canvases[0], caption).norm())
             cue = self.tracker.direction
             if (reads or not has_text) and bool(cue.norm() > 0):
                 self._estimate = cue / cue.norm()
+                self._cue_loudness = loudness
         lm_done = time.perf_counter()
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
@@ -605,12 +621,14 @@ class PatchSampler:
             g = self.model
             raw = x * g.latent_std + g.latent_mean
             raw = steer_intensity(raw, self._estimate, self.direction_lock)
+            if self.level_lock and self._cue_loudness is not None:
+                raw = self._lock_level(raw)
             x = (raw - g.latent_mean) / g.latent_std
         self.history.append(x)
         del self.history[: -cfg.context_patches]
         if self.trace_direction:
             self.lm_direction = self.lm_direction + self._lm_estimate
-        self._estimate = self._lm_estimate = None
+        self._estimate = self._lm_estimate = self._cue_loudness = None
         self.patch += 1
         self.last_batch = request.batch
         self._pending, self._undo = None, ()
@@ -629,7 +647,19 @@ class PatchSampler:
             self.saliency.restore(saliency)
         if self.tracker is not None:
             self.tracker.restore(tracker)
+        self._estimate = self._lm_estimate = self._cue_loudness = None
         self._pending, self._undo = None, ()
+
+    def _lock_level(self, raw: torch.Tensor) -> torch.Tensor:
+        """Denormalised patch latents raw (1, F, D) made ``level_lock`` of the way as loud
+        as the video cue estimates (:func:`level_lock_gain`)."""
+        channel = self.runtime.vae.config.latent_dim - DIRECTION_DIMS - 1
+        flux = float(patch_flux(raw[0], channel).norm())
+        self._flux_sum += flux
+        self._cue_sum += self._cue_loudness
+        scale = self._flux_sum / self._cue_sum if self._cue_sum > 0 else 0.0
+        gain = level_lock_gain(flux, self._cue_loudness, scale, self.level_lock)
+        return scale_level(raw, channel, gain)
 
     def _text(self, cond: Conditioning, text: torch.Tensor) -> tuple:
         """Caption keys, mask and per-layer keys/values, recomputed only when the caption

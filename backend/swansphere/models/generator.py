@@ -39,12 +39,14 @@ from torch import Tensor, nn
 from swansphere.errors import InputError
 from swansphere.foa.panorama import grid_directions
 from swansphere.models.config import config_from_dict
+from swansphere.models.vae import LEVEL_FLOOR
 
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
 # GeneratorConfig fields of the sampler, not of the network: the same weights serve any.
 SAMPLER_FIELDS = (
     "steps", "guidance_text", "guidance_video", "lm_history", "direction_lock", "direction_source",
+    "level_lock",
 )  # fmt: skip
 #: Where ``direction_lock`` turns each patch: the LM's direction head, or the bundle's video
 #: direction cue (:mod:`swansphere.models.direction`) for patches with a frame and no caption.
@@ -89,6 +91,12 @@ class GeneratorConfig:
     # cue; patches without a frame, or with a caption (which the LM reads and the cue does
     # not), keep the LM's estimate.
     direction_source: str = "lm"
+    # Share in [0, 1] of the way each patch's loudness goes to the video direction cue's
+    # estimate of it (:func:`level_lock_gain`): the cue's intensity length relative to the
+    # clip, so a patch whose picture shows its source sounding is louder and one that does
+    # not is quieter; 0: the LocDiT's loudness. Needs direction_source "video" and a VAE
+    # with a level path.
+    level_lock: float = 0.0
     text_encoder: str = "minilm"  # "minilm" (bundled) or a local transformers model path
     # SVAC's spatial-code saliency of each patch's frame as a second video input (where the
     # sound is likely to be: what pulses or moves); off for bundles from before it existed.
@@ -115,9 +123,15 @@ class GeneratorConfig:
                 raise InputError(
                     f"GeneratorConfig.{name} must be true or false, got {getattr(self, name)!r}"
                 )
-        lock = self.direction_lock
-        if isinstance(lock, bool) or not isinstance(lock, (int, float)) or not 0 <= lock <= 1:
-            raise InputError(f"GeneratorConfig.direction_lock must be in [0, 1], got {lock!r}")
+        for name in ("direction_lock", "level_lock"):
+            lock = getattr(self, name)
+            if isinstance(lock, bool) or not isinstance(lock, (int, float)) or not 0 <= lock <= 1:
+                raise InputError(f"GeneratorConfig.{name} must be in [0, 1], got {lock!r}")
+        if self.level_lock and not (self.direction_source == "video" and self.direction_lock):
+            raise InputError(
+                "GeneratorConfig.level_lock follows the video direction cue's loudness: it "
+                "needs direction_source 'video' and a direction_lock above 0"
+            )
         if self.direction_source not in DIRECTION_SOURCES:
             raise InputError(
                 f"GeneratorConfig.direction_source must be one of {', '.join(DIRECTION_SOURCES)}"
@@ -224,6 +238,49 @@ def steer_intensity(latents: Tensor, direction: Tensor, share: float) -> Tensor:
     target = direction[[1, 2, 0]].to(latents.dtype)  # x, y, z -> Y, Z, X
     turned = F.normalize(share * target + (1 - share) * F.normalize(intensity, dim=-1), dim=-1)
     return torch.cat([latents[..., :-3], turned * length], dim=-1)
+
+
+def patch_flux(latents: Tensor, level_channel: int) -> Tensor:
+    """A patch's broadband flux (..., 3) in x, y, z from denormalised latents (..., F, D):
+    the mean over its frames of W RMS^2 (from the level channel, natural log of RMS +
+    LEVEL_FLOOR) times the intensity channels (Y, Z, X, the last 3), i.e. about the mean
+    of W (X, Y, Z) over the patch, in the reference's units (a plane wave's W^2)."""
+    rms = (latents[..., level_channel].exp() - LEVEL_FLOOR).clamp_min(0)
+    flux = rms.square()[..., None] * latents[..., -3:]
+    return flux.mean(dim=-2)[..., [2, 0, 1]]  # Y, Z, X -> x, y, z
+
+
+def level_lock_gain(
+    flux: float,
+    cue: float,
+    scale: float,
+    share: float,
+    floor_db: float = -24.0,
+    ceiling_db: float = 12.0,
+) -> float:
+    """Natural-log amplitude gain for a patch whose flux length is ``flux`` to reach
+    ``share`` of the way (in log terms) to ``scale * cue``: the cue's loudness estimate
+    (relative to the clip) in the generated audio's units, ``scale`` being the running
+    ratio of generated flux to cue estimates. Clamped to [floor_db, ceiling_db] dB, so a
+    patch the cue calls silent is quieted, not muted, and a near-silent one is not blown
+    up; 0 where either length is 0 and the ratio says nothing."""
+    if share == 0 or flux <= 0 or scale <= 0:
+        return 0.0
+    low, high = (db * math.log(10) / 20 for db in (floor_db, ceiling_db))
+    target = max(scale * cue, 1e-30)
+    return min(max(0.5 * share * math.log(target / flux), low), high)
+
+
+def scale_level(latents: Tensor, level_channel: int, log_gain: float) -> Tensor:
+    """Denormalised latents (..., F, D) whose level channel (natural log of W RMS +
+    LEVEL_FLOOR) says the frames are exp(log_gain) times as loud (amplitude)."""
+    if log_gain == 0:
+        return latents
+    level = latents[..., level_channel]
+    rms = (level.exp() - LEVEL_FLOOR).clamp_min(0) * math.exp(log_gain)
+    out = latents.clone()
+    out[..., level_channel] = torch.log(rms + LEVEL_FLOOR)
+    return out
 
 
 def timestep_embedding(tau: Tensor, dim: int, scale: float = 1000.0) -> Tensor:

@@ -60,6 +60,11 @@ Metrics (radians unless a name ends in ``_deg``; means over clips):
   as in it; ``text_region_accuracy_strict`` without the tolerance. Clips whose caption names
   no region are left out (``text_region_clips`` says how many count). ``text_only`` holds
   the angular figures of the text-only generations.
+- ``level_correlation``: whether the loudness follows the reference's: per clip, the
+  Pearson correlation of generated and reference W level (dB, :func:`block_levels_db`)
+  over blocks of one generator patch, averaged over the clips where both levels vary.
+  Reported for the model, ``video_text`` and ``text_only``, and ``vae_reference`` (the
+  ceiling); the constant-direction baselines have no audio.
 - ``video_text`` (only with ``video_text=True``): the angular figures of generation from
   video and caption together (the caption carries the reference's measured direction).
 """
@@ -314,8 +319,29 @@ def _region_hit(direction: tuple[float, float], named: set[str]) -> tuple[bool, 
     return tolerant, coarse_region(*direction) in named
 
 
+def block_levels_db(foa: np.ndarray, block: int, floor_db: float = -80.0) -> np.ndarray:
+    """W RMS level in dBFS (n // block,) of AmbiX FOA (4, n) over consecutive blocks of
+    ``block`` samples (a trailing partial block is dropped), at least ``floor_db``."""
+    n = foa.shape[1] // block
+    w = np.asarray(foa[0, : n * block], dtype=np.float64).reshape(n, block)
+    rms = np.sqrt(np.mean(w * w, axis=1))
+    return np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), floor_db)
+
+
+def level_correlation(generated: np.ndarray, reference: np.ndarray, block: int) -> float | None:
+    """Pearson correlation of the block levels (:func:`block_levels_db`) of two FOA clips
+    (4, n) over their common length; None when either level is constant (nothing to
+    follow) or there are fewer than 3 blocks."""
+    n = min(generated.shape[1], reference.shape[1])
+    a, b = block_levels_db(generated[:, :n], block), block_levels_db(reference[:, :n], block)
+    if len(a) < 3 or np.ptp(a) < 1e-9 or np.ptp(b) < 1e-9:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 class _Tally:
-    """Per-clip directions, segment errors and region hits of one method."""
+    """Per-clip directions, segment errors, region hits and level correlations of one
+    method."""
 
     def __init__(self) -> None:
         self.az: list[float] = []
@@ -324,6 +350,11 @@ class _Tally:
         self.ref_el: list[float] = []
         self.segments: list[float] = []
         self.hits: list[tuple[bool, bool]] = []
+        self.levels: list[float] = []
+
+    def add_levels(self, correlation: float | None) -> None:
+        if correlation is not None:
+            self.levels.append(correlation)
 
     def add(self, direction, reference, segment_error: float) -> None:
         self.az.append(direction[0])
@@ -346,6 +377,8 @@ class _Tally:
                 trajectory_rad=float(np.mean(self.segments)),
                 trajectory_deg=float(np.rad2deg(np.mean(self.segments))),
             )
+        if self.levels:
+            out["level_correlation"] = float(np.mean(self.levels))
         if self.hits:
             out["text_region_accuracy"] = float(np.mean([h[0] for h in self.hits]))
             out["text_region_accuracy_strict"] = float(np.mean([h[1] for h in self.hits]))
@@ -396,6 +429,7 @@ def evaluate_generator(
     baselines = {name: _Tally() for name in BASELINES}
     skipped_text = 0
     rendering: list[float] = []
+    block = runtime.patch_samples
     start = time.perf_counter()
     for i, clip in enumerate(tqdm(clips, desc="eval generator", unit="clip", disable=not progress)):
         foa, clip_rate = clip.load_audio()
@@ -418,12 +452,14 @@ def evaluate_generator(
         model.add(
             _direction(generated), ref_dir, _segment_error(_trajectory(generated, rate), ref_traj)
         )
+        model.add_levels(level_correlation(generated, reference, block))
 
         decoded = vae_round_trip(runtime.vae, reference)
         vae_dir = _direction(decoded)
         baselines["vae_reference"].add(
             vae_dir, ref_dir, _segment_error(_trajectory(decoded, rate), ref_traj)
         )
+        baselines["vae_reference"].add_levels(level_correlation(decoded, reference, block))
         az, el = random_directions(1, rng, (-90.0, 90.0))  # uniform on the sphere
         constant = {"random": (float(az[0]), float(el[0])), "front": (0.0, 0.0)}
         oracle = source_oracle_direction(clip.meta)
@@ -457,6 +493,7 @@ def evaluate_generator(
         if video_text and caption:
             mixed = generate(frames, fps, caption, duration, config)[:, : reference.shape[1]]
             both.add(_direction(mixed), ref_dir, _segment_error(_trajectory(mixed, rate), ref_traj))
+            both.add_levels(level_correlation(mixed, reference, block))
         named = regions_in_caption(caption.split(".")[0]) if caption else set()
         if not named:
             skipped_text += 1
@@ -465,6 +502,7 @@ def evaluate_generator(
         spoken_dir = _direction(spoken)
         text_only.add(spoken_dir, ref_dir, _segment_error(_trajectory(spoken, rate), ref_traj))
         text_only.hits.append(_region_hit(spoken_dir, named))
+        text_only.add_levels(level_correlation(spoken, reference, block))
         baselines["vae_reference"].hits.append(_region_hit(vae_dir, named))
         for name, direction in constant.items():
             baselines[name].hits.append(_region_hit(direction, named))
@@ -501,8 +539,10 @@ def evaluate_generator(
 __all__ = [
     "BASELINES",
     "SCENE_ORACLES",
+    "block_levels_db",
     "cue_direction",
     "evaluate_generator",
+    "level_correlation",
     "saliency_direction",
     "scene_oracle_direction",
     "vae_round_trip",
