@@ -178,8 +178,10 @@ def test_a_bundle_without_generator_is_named(tmp_path):
 
 def test_the_shipped_bundle_generates(runtime, frames):
     shipped = GeneratorRuntime.load("default")
-    # The tiny preset, with the lock aimed at the shipped video direction cue.
-    assert shipped.generator.config == replace(runtime.generator.config, direction_source="video")
+    # The tiny preset, with the lock aimed at the shipped video direction cue and the level
+    # lock following its loudness.
+    tiny = runtime.generator.config
+    assert shipped.generator.config == replace(tiny, direction_source="video", level_lock=1.0)
     assert shipped.uses_direction_cue
     out = shipped.generate(None, None, "a bell rings behind you", 0.4, SessionConfig(steps=2))
     assert out.shape == (4, round(0.4 * shipped.sample_rate)) and np.isfinite(out).all()

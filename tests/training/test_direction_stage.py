@@ -179,7 +179,7 @@ def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     # A bundle whose generator aims its lock at the cue needs the cue.
     shipped = load_bundle("default")
     parts = {n: (*shipped.component(n), shipped.kind(n)) for n in ("vae", "svac", "generator")}
-    parts["generator"][0]["direction_source"] = "lm"
+    parts["generator"][0].update(direction_source="lm", level_lock=0.0)
     without_cue = write_bundle(tmp_path / "without-cue", parts)
     orphan = ["bundle", str(tmp_path / "orphan"), "--base", str(without_cue),
               "--tune", "generator.direction_source=video"]  # fmt: skip

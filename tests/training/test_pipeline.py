@@ -328,17 +328,21 @@ def test_bundle_tune_sets_post_training_settings_and_records_them(tmp_path, monk
     components = {n: (*base.component(n), n) for n in ("svac", "generator")}
     # A config written before a field existed: the record gives the field's default.
     config, state = base.component("generator")
-    older = {k: v for k, v in config.items() if k not in ("lm_history", "direction_lock")}
+    older = {
+        k: v for k, v in config.items() if k not in ("lm_history", "direction_lock", "level_lock")
+    }
     record = tune_components(
         {"generator": (older, state, "generator")}, {"generator": {"direction_lock": 0.5}}
     )
     assert record["generator"]["direction_lock"] == {"trained_with": 0.0, "bundled": 0.5}
-    record = tune_components(dict(components), {"generator": {"level_lock": 0.5}})
+    record = tune_components(
+        {"generator": (older, state, "generator")},
+        {"generator": {"direction_lock": 1.0, "level_lock": 0.5}},
+    )
     assert record["generator"]["level_lock"] == {"trained_with": 0.0, "bundled": 0.5}
+    # The shipped level lock follows the cue: aiming the lock elsewhere needs it off too.
     with pytest.raises(InputError, match="level_lock follows the video direction cue"):
-        tune_components(
-            dict(components), {"generator": {"level_lock": 1, "direction_source": "lm"}}
-        )
+        tune_components(dict(components), {"generator": {"direction_source": "lm"}})
     with pytest.raises(InputError, match=r"generator\.lm_dim: not tunable"):
         tune_components(dict(components), {"generator": {"lm_dim": 64}})
     with pytest.raises(InputError, match="would need other weights"):

@@ -86,9 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="COMPONENT.FIELD=VALUE",
         help="a setting chosen after training (recorded), e.g. --tune generator.guidance_video=5"
         " or --tune svac.activity_weight=0.45; the generator's sampler (steps, guidance,"
-        " lm_history, direction_lock, direction_source), SVAC's part weights and the share"
-        " its spatial code takes from a direction cue (cue_share; an SVAC trained without"
-        " one takes the bundle's) and the patches the direction cue's lock sums"
+        " lm_history, direction_lock, direction_source, level_lock), SVAC's part weights"
+        " and the share its spatial code takes from a direction cue (cue_share; an SVAC"
+        " trained without one takes the bundle's) and the patches the direction cue's lock sums"
         " (direction.smoothing) can be tuned",
     )
     b.add_argument(

@@ -6,7 +6,8 @@ aligned with patch t and, for generators that take it, SVAC's saliency of that f
 against the frames of the recent patches; caption tokens) -> Spatial LM step (KV cache)
 -> LocDiT sampling (Euler, cosine schedule, three-way guidance) -> direction lock (toward
 the LM's estimate, or the video direction cue's with ``direction_source = "video"``) ->
-streaming VAE decode -> FOA chunk (AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
+level lock (``level_lock``: the patch as loud as the cue estimates) -> streaming VAE
+decode -> FOA chunk (AmbiX W, Y, Z, X, SN3D, at the VAE's sample rate).
 
 Offline generation (:meth:`GeneratorRuntime.generate`) encodes all frames in one batch,
 runs the same patch sampler, and decodes the whole latent sequence at once; a session fed

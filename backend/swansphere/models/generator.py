@@ -22,7 +22,9 @@ Conventions
   intensity (Y, Z, X), ``direction_lock`` turns them toward the LM direction head's
   estimate after sampling (:func:`steer_intensity`): the LM says where, the LocDiT what.
   With ``direction_source = "video"`` it turns them toward the bundle's video direction
-  cue instead (:mod:`swansphere.models.direction`).
+  cue instead (:mod:`swansphere.models.direction`), and ``level_lock`` also scales each
+  patch's level channel (a VAE with a level path) so that the patch is as loud as the cue
+  estimates (:func:`patch_flux`, :func:`level_lock_gain`, :func:`scale_level`).
 """
 
 from __future__ import annotations
