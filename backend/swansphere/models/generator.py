@@ -265,7 +265,8 @@ def level_lock_gain(
     (relative to the clip) in the generated audio's units, ``scale`` being the running
     ratio of generated flux to cue estimates. Clamped to [floor_db, ceiling_db] dB, so a
     patch the cue calls silent is quieted, not muted, and a near-silent one is not blown
-    up; 0 where either length is 0 and the ratio says nothing."""
+    up; 0 for a silent patch (flux 0: nothing to scale) or a ratio of 0 (nothing known
+    yet of the generated audio's units)."""
     if share == 0 or flux <= 0 or scale <= 0:
         return 0.0
     low, high = (db * math.log(10) / 20 for db in (floor_db, ceiling_db))
