@@ -129,15 +129,15 @@ class GeneratorConfig:
             lock = getattr(self, name)
             if isinstance(lock, bool) or not isinstance(lock, (int, float)) or not 0 <= lock <= 1:
                 raise InputError(f"GeneratorConfig.{name} must be in [0, 1], got {lock!r}")
-        if self.level_lock and not (self.direction_source == "video" and self.direction_lock):
-            raise InputError(
-                "GeneratorConfig.level_lock follows the video direction cue's loudness: it "
-                "needs direction_source 'video' and a direction_lock above 0"
-            )
         if self.direction_source not in DIRECTION_SOURCES:
             raise InputError(
                 f"GeneratorConfig.direction_source must be one of {', '.join(DIRECTION_SOURCES)}"
                 f", got {self.direction_source!r}"
+            )
+        if self.level_lock and not (self.direction_source == "video" and self.direction_lock):
+            raise InputError(
+                "GeneratorConfig.level_lock follows the video direction cue's loudness: it "
+                "needs direction_source 'video' and a direction_lock above 0"
             )
         if not self.mlp_ratio > 0:
             raise InputError(f"GeneratorConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
