@@ -375,7 +375,7 @@ def test_level_lock_makes_each_patch_as_loud_as_the_cue_estimates(runtime, frame
     from swansphere.models.direction import DirectionTracker
     from swansphere.models.generator import level_lock_gain, patch_flux
 
-    channel = runtime.vae.config.latent_dim - 4  # the level channel, before Y, Z, X
+    channel = runtime.vae.config.learned_dim  # the level channel, before Y, Z, X
     g, text, config = runtime.generator, runtime.caption_tokens(None), SessionConfig(seed=5)
 
     def fluxes(patches) -> list[float]:

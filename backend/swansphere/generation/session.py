@@ -54,7 +54,7 @@ from swansphere.models.generator import (
 )
 from swansphere.models.svac import SVAC, SVAC_PRESETS
 from swansphere.models.text import CaptionEncoder, pooled_caption
-from swansphere.models.vae import DIRECTION_DIMS, FOAVAE, VAE_PRESETS, StreamingDecoder
+from swansphere.models.vae import FOAVAE, VAE_PRESETS, StreamingDecoder
 
 from .accel import accelerate
 from .conditioning import (
@@ -141,7 +141,8 @@ class GeneratorRuntime:
                 "direction_lock steers the VAE's intensity channels, but this VAE has no "
                 "direct path (direct_path=false): bundle it with direction_lock=0"
             )
-        if gcfg.level_lock and not (vae.config.level_path and vae.config.direct_path):
+        # (level_lock needs direction_lock, so the direct path is checked above.)
+        if gcfg.level_lock and not vae.config.level_path:
             raise InputError(
                 "level_lock sets the VAE's level channel, but this VAE has no level path "
                 "(level_path=false): bundle it with level_lock=0"
@@ -591,11 +592,12 @@ class PatchSampler:
             # patch's; otherwise a captioned patch keeps the LM's estimate, which reads it.
             reads = self.runtime.cue_reads_captions
             caption = pooled_caption(text, text_mask)[0] if reads and has_text else None
-            loudness = float(self.tracker.push(video.canvases[0], caption).norm())
+            estimate = self.tracker.push(video.canvases[0], caption)
             cue = self.tracker.direction
             if (reads or not has_text) and bool(cue.norm() > 0):
                 self._estimate = cue / cue.norm()
-                self._cue_loudness = loudness
+                if self.level_lock:
+                    self._cue_loudness = float(estimate.norm())
         lm_done = time.perf_counter()
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
@@ -654,7 +656,7 @@ class PatchSampler:
     def _lock_level(self, raw: torch.Tensor) -> torch.Tensor:
         """Denormalised patch latents raw (1, F, D) made ``level_lock`` of the way as loud
         as the video cue estimates (:func:`level_lock_gain`)."""
-        channel = self.runtime.vae.config.latent_dim - DIRECTION_DIMS - 1
+        channel = self.runtime.vae.config.learned_dim  # the level channel follows them
         flux = float(patch_flux(raw[0], channel).norm())
         self._flux_sum += flux
         self._cue_sum += self._cue_loudness

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from swansphere.errors import InputError
 from swansphere.foa.panorama import grid_directions
 from swansphere.models.config import config_from_dict
-from swansphere.models.vae import LEVEL_FLOOR
+from swansphere.models.vae import level_rms, rms_level
 
 # Conditions of the three-way guidance, in the order the rows are stacked.
 CONDITIONS = ("full", "text", "none")
@@ -244,11 +244,11 @@ def steer_intensity(latents: Tensor, direction: Tensor, share: float) -> Tensor:
 
 def patch_flux(latents: Tensor, level_channel: int) -> Tensor:
     """A patch's broadband flux (..., 3) in x, y, z from denormalised latents (..., F, D):
-    the mean over its frames of W RMS^2 (from the level channel, natural log of RMS +
-    LEVEL_FLOOR) times the intensity channels (Y, Z, X, the last 3), i.e. about the mean
-    of W (X, Y, Z) over the patch, in the reference's units (a plane wave's W^2)."""
-    rms = (latents[..., level_channel].exp() - LEVEL_FLOOR).clamp_min(0)
-    flux = rms.square()[..., None] * latents[..., -3:]
+    the mean over its frames of W RMS^2 (what the level channel says,
+    :func:`~swansphere.models.vae.level_rms`) times the intensity channels (Y, Z, X, the
+    last 3), i.e. about the mean of W (X, Y, Z) over the patch, in the reference's units
+    (a plane wave's W^2)."""
+    flux = level_rms(latents[..., level_channel]).square()[..., None] * latents[..., -3:]
     return flux.mean(dim=-2)[..., [2, 0, 1]]  # Y, Z, X -> x, y, z
 
 
@@ -275,14 +275,13 @@ def level_lock_gain(
 
 
 def scale_level(latents: Tensor, level_channel: int, log_gain: float) -> Tensor:
-    """Denormalised latents (..., F, D) whose level channel (natural log of W RMS +
-    LEVEL_FLOOR) says the frames are exp(log_gain) times as loud (amplitude)."""
+    """Denormalised latents (..., F, D) whose level channel (:func:`~swansphere.models.vae.
+    rms_level`) says the frames are exp(log_gain) times as loud (amplitude)."""
     if log_gain == 0:
         return latents
-    level = latents[..., level_channel]
-    rms = (level.exp() - LEVEL_FLOOR).clamp_min(0) * math.exp(log_gain)
     out = latents.clone()
-    out[..., level_channel] = torch.log(rms + LEVEL_FLOOR)
+    rms = level_rms(latents[..., level_channel]) * math.exp(log_gain)
+    out[..., level_channel] = rms_level(rms)
     return out
 
 

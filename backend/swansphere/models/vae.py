@@ -472,7 +472,18 @@ def frame_level(x: Tensor, hop: int) -> Tensor:
     natural log of (RMS of W + LEVEL_FLOOR). Causal: frame k uses only its own samples."""
     b, _, t = x.shape
     w = x[:, :1].reshape(b, 1, t // hop, hop)
-    return torch.log(w.pow(2).mean(-1).sqrt() + LEVEL_FLOOR)
+    return rms_level(w.pow(2).mean(-1).sqrt())
+
+
+def rms_level(rms: Tensor) -> Tensor:
+    """The level channel's value for a W RMS (any shape): natural log of RMS + LEVEL_FLOOR."""
+    return torch.log(rms + LEVEL_FLOOR)
+
+
+def level_rms(level: Tensor) -> Tensor:
+    """The W RMS (any shape, at least 0) level channel values stand for: the inverse of
+    :func:`rms_level`. The decoder plays at most 0 dBFS (:class:`LevelPathGains`)."""
+    return (level.exp() - LEVEL_FLOOR).clamp(min=0.0)
 
 
 class LevelPathGains(nn.Module):
@@ -498,7 +509,7 @@ class LevelPathGains(nn.Module):
         frames = audio.reshape(b, c, t // hop, hop)
         rms = frames[:, :1].pow(2).mean(-1).sqrt()  # (B, 1, F)
         # At most 0 dBFS RMS: a generated latent's outlier must not come out at +30 dB.
-        target = (level.clamp(max=0.0).exp() - LEVEL_FLOOR).clamp(min=0.0)
+        target = level_rms(level.clamp(max=0.0))
         gains = (target / (rms + 1e-8)).clamp(max=self.MAX_GAIN)
         per_sample = ramped_frame_gains(self, gains, self.ramp, state)  # (B, 1, F, hop)
         return (frames * per_sample).reshape(b, c, t)
