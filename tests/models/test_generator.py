@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from swansphere.errors import InputError
 from swansphere.models.generator import (
@@ -23,6 +24,7 @@ from swansphere.models.generator import (
     patch_flux,
     scale_level,
     steer_intensity,
+    timestep_embedding,
 )
 from swansphere.models.vae import LEVEL_FLOOR
 
@@ -130,6 +132,48 @@ def test_locdit_context_path_and_zero_init():
         c = model.dit(x, tau, h, ctx, valid)
         ctx[:, :4] = 99.0
         torch.testing.assert_close(c, model.dit(x, tau, h, ctx, valid))
+
+
+def test_locdit_precomputed_modulation_is_the_adaln_formula():
+    """The sampler computes every step's modulations in one call (modulation_of with a
+    leading steps dim) and runs velocity_modulated per step: the same velocity as the
+    plain adaLN-Zero formula, written out here."""
+    torch.manual_seed(0)
+    cfg = small_config()
+    dit = SpatialGenerator(cfg).eval().dit
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    steps, rows = 5, 3
+    x = torch.randn(rows, cfg.patch_frames, cfg.latent_dim)
+    ctx = torch.randn(rows, cfg.context_patches * cfg.patch_frames, cfg.latent_dim)
+    k, v = dit.context_kv(ctx, torch.ones(rows, ctx.shape[1], dtype=torch.bool))
+    h, taus = torch.randn(rows, cfg.lm_dim), torch.rand(steps)
+
+    def reference(tau: torch.Tensor) -> torch.Tensor:
+        cond = F.silu(dit.cond(h) + dit.time(timestep_embedding(tau, cfg.dit_dim)))
+        shared = dit.modulation(cond).unflatten(-1, (6, -1))
+        tokens = dit.inp(x) + dit.pos[dit.context_frames :]
+        for i, block in enumerate(dit.blocks):
+            s1, b1, g1, s2, b2, g2 = (shared + block.offset)[:, :, None].unbind(1)
+            attn = block.attn(block.norm1(tokens) * (1 + s1) + b1, prefix=(k[i], v[i]))
+            tokens = tokens + g1 * attn
+            tokens = tokens + g2 * block.mlp(block.norm2(tokens) * (1 + s2) + b2)
+        shift, scale = dit.final_mod(cond)[:, None].chunk(2, dim=-1)
+        return dit.final(dit.final_norm(tokens) * (1 + scale) + shift)
+
+    with torch.no_grad():
+        blocks, final = dit.modulation_of(h.expand(steps, -1, -1), taus[:, None].expand(-1, rows))
+        assert blocks.shape == (steps, cfg.dit_layers, 6, rows, 1, cfg.dit_dim)
+        assert final.shape == (steps, 2, rows, 1, cfg.dit_dim)
+        for i in range(steps):
+            tau = taus[i].expand(rows)
+            expected = reference(tau)
+            assert expected.abs().max() > 1e-3  # not the zero-init output
+            torch.testing.assert_close(
+                dit.velocity_modulated(x, blocks[i], final[i], k, v), expected
+            )
+            torch.testing.assert_close(dit.velocity(x, tau, h, k, v), expected)
 
 
 def small_batch() -> tuple[SpatialGenerator, torch.Tensor, Conditioning]:

@@ -4,7 +4,7 @@ LocDiT velocity network (``--accel eager|compile|tensorrt``).
 - eager: plain PyTorch.
 - compile: ``torch.compile`` of both networks (Inductor; on CUDA with
   ``mode="reduce-overhead"``, which captures CUDA graphs for the fixed-shape LocDiT).
-- tensorrt: Torch-TensorRT's dynamo frontend compiles the LocDiT velocity network for its
+- tensorrt: Torch-TensorRT's dynamo frontend compiles the LocDiT sampler step for its
   fixed shapes (3 guidance rows, one patch plus context) to a TensorRT engine, saved as
   an ExportedProgram (``locdit_<hash>.ep`` in the cache folder) and reloaded on the next
   start instead of recompiling. The LM step keeps a growing KV cache, so it runs under
@@ -30,7 +30,7 @@ import torch
 
 from swansphere.cache import cache_root
 from swansphere.errors import InputError
-from swansphere.models.generator import LocDiTVelocity
+from swansphere.models.generator import LocDiTStep
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ ACCEL_MODES = ("eager", "compile", "tensorrt")
 @dataclass
 class Accelerated:
     """The callables a sampler uses: ``lm(x, text, mask, cache, text_kv)`` (SpatialLM) and
-    ``dit(x, tau, h, context_k, context_v)`` (LocDiT.velocity); ``mode`` is what runs."""
+    ``dit(x, blocks, final, context_k, context_v)`` (one sampler step,
+    :meth:`LocDiT.velocity_modulated`); ``mode`` is what runs."""
 
     lm: Callable[..., torch.Tensor]
     dit: Callable[..., torch.Tensor]
@@ -61,7 +62,8 @@ def _weights_hash(module: torch.nn.Module) -> str:
 
 
 def _dit_example(runtime: Any, expanded: bool = False) -> tuple[torch.Tensor, ...]:
-    """LocDiT velocity inputs of one session's patch: x, tau, h, context keys, values.
+    """LocDiT step inputs of one session's patch: x, block and output modulations (see
+    :meth:`LocDiT.modulation_of`), context keys, values.
     ``expanded``: the context as the single-session sampler passes it, one row broadcast
     to the three (a stride-0 view, which torch.compile specialises on)."""
     cfg, dev = runtime.generator.config, runtime.device
@@ -74,8 +76,8 @@ def _dit_example(runtime: Any, expanded: bool = False) -> tuple[torch.Tensor, ..
         k, v = k.expand(-1, rows, -1, -1, -1), v.expand(-1, rows, -1, -1, -1)
     return (
         torch.zeros(rows, f, d, device=dev),
-        torch.zeros(rows, device=dev),
-        torch.zeros(rows, cfg.lm_dim, device=dev),
+        torch.zeros(cfg.dit_layers, 6, rows, 1, cfg.dit_dim, device=dev),
+        torch.zeros(2, rows, 1, cfg.dit_dim, device=dev),
         k,
         v,
     )
@@ -85,7 +87,7 @@ def _tensorrt_dit(runtime: Any) -> Callable[..., torch.Tensor]:
     """The LocDiT as a TensorRT engine (compiled once, then loaded from cache)."""
     import torch_tensorrt  # optional extra: NVIDIA machines only
 
-    dit = LocDiTVelocity(runtime.generator.dit).eval()
+    dit = LocDiTStep(runtime.generator.dit).eval()
     path = cache_dir() / f"locdit_{_weights_hash(dit)}.ep"
     inputs = _dit_example(runtime)
     if path.is_file():
@@ -106,7 +108,7 @@ def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
     """The LM and LocDiT callables for ``mode`` (see the module docstring)."""
     if mode not in ACCEL_MODES:
         raise InputError(f"unknown accel mode {mode!r}; choose one of {', '.join(ACCEL_MODES)}")
-    lm, dit = runtime.generator.lm, LocDiTVelocity(runtime.generator.dit).eval()
+    lm, dit = runtime.generator.lm, LocDiTStep(runtime.generator.dit).eval()
     if mode == "eager":
         return Accelerated(lm, dit, "eager")
     cuda = runtime.device.type == "cuda"

@@ -739,10 +739,13 @@ def _euler(requests: list[PatchRequest], runtime: GeneratorRuntime) -> list[torc
         g_text = torch.tensor([r.g_text for r in requests], device=dev)[:, None, None]
         g_video = torch.tensor([r.g_video for r in requests], device=dev)[:, None, None]
     b, f, d = x.shape  # b = N sessions
-    for i in range(first.steps):
-        tau = schedule[i].expand(rows * b)
+    steps = first.steps
+    # The adaLN modulations depend on h and the flow time only: all steps' in one call.
+    taus = schedule[:steps, None].expand(steps, rows * b)
+    blocks, final = runtime.generator.dit.modulation_of(h.expand(steps, -1, -1), taus)
+    for i in range(steps):
         x_rows = x[:, None].expand(b, rows, f, d).reshape(rows * b, f, d)
-        v = dit(x_rows, tau, h, ctx_k, ctx_v).view(b, rows, f, d)  # rows: full, text, none
+        v = dit(x_rows, blocks[i], final[i], ctx_k, ctx_v).view(b, rows, f, d)  # full, text, none
         v = guided_velocity(v[:, 0], v[:, 1], v[:, 2], g_text, g_video)
         x = x + (schedule[i + 1] - schedule[i]) * v
     return list(x.split(1))

@@ -442,9 +442,9 @@ class EncoderBlock(nn.Module):
 
 class DiTBlock(nn.Module):
     """Bidirectional self-attention and MLP, modulated adaLN-single style (PixArt-alpha):
-    the LocDiT computes one (shift, scale, gate) x 2 modulation from the condition for all
-    blocks and each block adds its own learned offset, so a sampler step reads one
-    modulation matrix instead of one per block."""
+    the LocDiT computes one (scale, shift, gate) x 2 modulation from the condition for all
+    blocks and each block adds its own learned ``offset`` (:meth:`LocDiT.modulation_of`),
+    so a sampler step reads precomputed modulations instead of one linear layer per block."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
         super().__init__()
@@ -452,14 +452,15 @@ class DiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
         self.attn = Attention(dim, heads)
         self.mlp = _mlp(dim, mlp_ratio)
-        self.offset = nn.Parameter(torch.zeros(6, dim))
+        self.offset = nn.Parameter(torch.zeros(6, dim))  # scale, shift, gate x (attn, MLP)
 
     def forward(self, x: Tensor, modulation: Tensor, prefix: tuple[Tensor, Tensor]) -> Tensor:
-        """x (B, T, dim); modulation (B, 6, dim) shared by the blocks; ``prefix``: the
-        boundary-context keys and values every token also attends to."""
-        s1, b1, g1, s2, b2, g2 = (modulation + self.offset)[:, :, None].unbind(dim=1)
-        x = x + g1 * self.attn(self.norm1(x) * (1 + s1) + b1, prefix=prefix)
-        return x + g2 * self.mlp(self.norm2(x) * (1 + s2) + b2)
+        """x (B, T, dim); modulation (6, B, 1, dim): 1 + scale, shift and gate of the
+        attention, then of the MLP, offset included; ``prefix``: the boundary-context keys
+        and values every token also attends to."""
+        s1, b1, g1, s2, b2, g2 = modulation.unbind(0)
+        x = torch.addcmul(x, g1, self.attn(torch.addcmul(b1, self.norm1(x), s1), prefix=prefix))
+        return torch.addcmul(x, g2, self.mlp(torch.addcmul(b2, self.norm2(x), s2)))
 
 
 # --------------------------------------------------------------------------------------
@@ -695,18 +696,42 @@ class LocDiT(nn.Module):
         keys, values = zip(*(block.attn.project_kv(ctx) for block in self.blocks), strict=True)
         return torch.stack(keys), torch.stack(values)
 
+    def modulation_of(self, h: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+        """adaLN modulations of conditions h (..., B, lm_dim) at flow times tau (..., B):
+        the blocks' (..., dit_layers, 6, B, 1, dit_dim), each block's 1 + scale, shift and
+        gate of its attention then its MLP, offsets included (:class:`DiTBlock`), and the
+        output layer's (..., 2, B, 1, dit_dim), shift then 1 + scale. Any leading dims: the
+        sampler passes all its steps at once, since they depend on h and tau only."""
+        d = self.config.dit_dim
+        emb = timestep_embedding(tau.reshape(-1), d).view(*tau.shape, d)
+        cond = F.silu(self.cond(h) + self.time(emb))  # (..., B, d)
+        shared = self.modulation(cond).unflatten(-1, (6, d)).movedim(-2, -3)  # (..., 6, B, d)
+        offsets = torch.stack([block.offset for block in self.blocks])  # (layers, 6, d)
+        # The 1 of each 1 + scale is added here, once, instead of in every step.
+        offsets = offsets + offsets.new_tensor([1.0, 0, 0, 1, 0, 0])[:, None]
+        blocks = shared[..., None, :, :, None, :] + offsets[:, :, None, None]
+        final = self.final_mod(cond).unflatten(-1, (2, d)).movedim(-2, -3)[..., None, :]
+        final = final + final.new_tensor([0.0, 1.0])[:, None, None, None]
+        return blocks, final
+
+    def velocity_modulated(
+        self, x: Tensor, blocks: Tensor, final: Tensor, context_k: Tensor, context_v: Tensor
+    ) -> Tensor:
+        """Velocity (B, patch_frames, latent_dim) of the noisy patch x given its modulations
+        from :meth:`modulation_of` (no leading dims) and the context keys/values from
+        :meth:`context_kv`: what one sampler step runs."""
+        tokens = self.inp(x) + self.pos[self.context_frames :]
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, blocks[i], (context_k[i], context_v[i]))
+        shift, scale = final.unbind(0)
+        return self.final(torch.addcmul(shift, self.final_norm(tokens), scale))
+
     def velocity(
         self, x: Tensor, tau: Tensor, h: Tensor, context_k: Tensor, context_v: Tensor
     ) -> Tensor:
         """Velocity (B, patch_frames, latent_dim) of the noisy patch x at flow times tau (B,)
         given h (B, lm_dim) and the context keys/values from :meth:`context_kv`."""
-        tokens = self.inp(x) + self.pos[self.context_frames :]
-        cond = self.cond(h) + self.time(timestep_embedding(tau, self.config.dit_dim))
-        modulation = self.modulation(F.silu(cond)).unflatten(-1, (6, -1))
-        for i, block in enumerate(self.blocks):
-            tokens = block(tokens, modulation, (context_k[i], context_v[i]))
-        shift, scale = self.final_mod(F.silu(cond))[:, None].chunk(2, dim=-1)
-        return self.final(self.final_norm(tokens) * (1 + scale) + shift)
+        return self.velocity_modulated(x, *self.modulation_of(h, tau), context_k, context_v)
 
     def forward(
         self, x: Tensor, tau: Tensor, h: Tensor, context: Tensor, context_valid: Tensor
@@ -715,15 +740,16 @@ class LocDiT(nn.Module):
         return self.velocity(x, tau, h, *self.context_kv(context, context_valid))
 
 
-class LocDiTVelocity(nn.Module):
-    """:meth:`LocDiT.velocity` as a module's forward (what Torch-TensorRT compiles)."""
+class LocDiTStep(nn.Module):
+    """:meth:`LocDiT.velocity_modulated`, one sampler step, as a module's forward (what
+    ``torch.compile`` and Torch-TensorRT compile)."""
 
     def __init__(self, dit: LocDiT) -> None:
         super().__init__()
         self.dit = dit
 
-    def forward(self, x: Tensor, tau: Tensor, h: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return self.dit.velocity(x, tau, h, k, v)
+    def forward(self, x: Tensor, blocks: Tensor, final: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return self.dit.velocity_modulated(x, blocks, final, k, v)
 
 
 class SpatialGenerator(nn.Module):
@@ -884,7 +910,7 @@ __all__ = [
     "HistoryEncoder",
     "KVCache",
     "LocDiT",
-    "LocDiTVelocity",
+    "LocDiTStep",
     "SpatialGenerator",
     "SpatialLM",
     "VideoPooler",
