@@ -310,6 +310,8 @@ def direction_features(directions: Tensor, bands: int = 4) -> Tensor:
 class KVCache:
     """Keys and values of the LM's past patches, per layer: tensors (B, heads, T, head_dim)."""
 
+    attention_mask: Tensor | None = None  # every cached position is attended to
+
     def __init__(self, layers: int) -> None:
         self.keys: list[Tensor | None] = [None] * layers
         self.values: list[Tensor | None] = [None] * layers
@@ -328,6 +330,31 @@ class KVCache:
             self.keys = [None if k is None else k[:, :, -window:] for k in self.keys]
             self.values = [None if v is None else v[:, :, -window:] for v in self.values]
             self.length = window
+
+
+class WindowKVCache:
+    """The LM's past as fixed-shape tensors, for a compiled step (:class:`LMStep`): keys and
+    values (layers, B, heads, lm_window - 1, head_dim) of the newest past patches, oldest
+    first, and ``past_valid`` (lm_window - 1,) bool, False for the empty slots of a stream
+    shorter than the window. Attention appends the step's own keys and values (kept in
+    ``new_keys`` / ``new_values``) and masks the empty slots, so a step attends to exactly
+    what :class:`KVCache` gives it; the shapes bound the window, so nothing is trimmed."""
+
+    length = 0  # SpatialLM.forward trims a cache past the window: never this one
+
+    def __init__(self, past_k: Tensor, past_v: Tensor, past_valid: Tensor) -> None:
+        self.past_k, self.past_v = past_k, past_v
+        self.attention_mask = torch.cat([past_valid, past_valid.new_ones(1)])[None]  # (1, W)
+        self.new_keys: list[Tensor] = []
+        self.new_values: list[Tensor] = []
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.new_keys.append(k)
+        self.new_values.append(v)
+        return torch.cat([self.past_k[layer], k], dim=2), torch.cat([self.past_v[layer], v], dim=2)
+
+    def trim(self, window: int) -> None:
+        """Nothing to trim (see the class docstring)."""
 
 
 class Attention(nn.Module):
@@ -355,7 +382,7 @@ class Attention(nn.Module):
         context: Tensor | None = None,
         mask: Tensor | None = None,
         causal: bool = False,
-        cache: KVCache | None = None,
+        cache: KVCache | WindowKVCache | None = None,
         layer: int = 0,
         kv: tuple[Tensor, Tensor] | None = None,
         prefix: tuple[Tensor, Tensor] | None = None,
@@ -375,7 +402,8 @@ class Attention(nn.Module):
             mask = torch.ones(n, k.shape[2], dtype=torch.bool, device=x.device).tril(past)
             causal = False
         elif cache is not None:
-            causal = False  # one new query sees everything cached
+            causal = False  # one new query sees everything cached (but empty slots)
+            mask = cache.attention_mask
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.out(out.transpose(1, 2).flatten(2))
 
@@ -412,7 +440,7 @@ class LMBlock(nn.Module):
         x: Tensor,
         text: Tensor,
         text_mask: Tensor,
-        cache: KVCache | None,
+        cache: KVCache | WindowKVCache | None,
         layer: int,
         text_kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
@@ -635,7 +663,7 @@ class SpatialLM(nn.Module):
         x: Tensor,
         text: Tensor,
         text_mask: Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | WindowKVCache | None = None,
         text_kv: list[tuple[Tensor, Tensor]] | None = None,
     ) -> Tensor:
         """x (B, P, lm_dim) from :meth:`inputs` -> h (B, P, lm_dim); with a cache, x holds
@@ -750,6 +778,40 @@ class LocDiTStep(nn.Module):
 
     def forward(self, x: Tensor, blocks: Tensor, final: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return self.dit.velocity_modulated(x, blocks, final, k, v)
+
+
+class LMStep(nn.Module):
+    """One streaming step of the Spatial LM as a function of fixed-shape tensors (what
+    Torch-TensorRT compiles: a static KV cache instead of a growing one):
+
+    forward(x, text, text_mask, past_k, past_v, past_valid, text_k, text_v)
+    -> h (B, 1, lm_dim), new_k, new_v (lm_layers, B, heads, 1, head_dim)
+
+    x (B, 1, lm_dim) from :meth:`SpatialLM.inputs`; text and text_mask from
+    :meth:`SpatialLM.text_context`; past_k, past_v and past_valid as :class:`WindowKVCache`;
+    text_k, text_v (lm_layers, B, heads, text tokens + 1, head_dim) the stacked
+    :meth:`SpatialLM.text_kv`. new_k / new_v are the patch's own keys and values, which
+    the caller adds to its cache."""
+
+    def __init__(self, lm: SpatialLM) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(
+        self,
+        x: Tensor,
+        text: Tensor,
+        text_mask: Tensor,
+        past_k: Tensor,
+        past_v: Tensor,
+        past_valid: Tensor,
+        text_k: Tensor,
+        text_v: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        cache = WindowKVCache(past_k, past_v, past_valid)
+        text_kv = list(zip(text_k.unbind(0), text_v.unbind(0), strict=True))
+        h = self.lm(x, text, text_mask, cache, text_kv)
+        return h, torch.stack(cache.new_keys), torch.stack(cache.new_values)
 
 
 class SpatialGenerator(nn.Module):
@@ -909,11 +971,13 @@ __all__ = [
     "GeneratorConfig",
     "HistoryEncoder",
     "KVCache",
+    "LMStep",
     "LocDiT",
     "LocDiTStep",
     "SpatialGenerator",
     "SpatialLM",
     "VideoPooler",
+    "WindowKVCache",
     "cosine_schedule",
     "count_parameters",
     "flow_interpolate",

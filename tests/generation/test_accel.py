@@ -1,0 +1,251 @@
+"""Acceleration paths. ``--accel compile`` on CPU: the compiled LM step and LocDiT give
+eager's audio (to float rounding), and after :meth:`GeneratorRuntime.warm_up` a live
+stream compiles nothing more (no seconds-long stall mid-stream: the KV cache filling and
+trimming, captions coming and going, two sessions batched). The LM step with a static KV
+cache (what ``--accel tensorrt`` compiles): a session whose LM runs through
+:class:`FixedWindowLM` and :class:`LMStep` streams what the plain LM streams, past the
+window's trim too, and the engines get exactly the shapes they are compiled for (on the
+CPU, with the eager modules in the engines' place). A small generator keeps it short."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from swansphere.generation import GeneratorRuntime, SessionConfig
+from swansphere.generation.accel import (
+    Accelerated,
+    FixedWindowLM,
+    _dit_example,
+    _lm_example,
+    _tensorrt_engine,
+)
+from swansphere.generation.session import PatchSampler, sample_patches
+from swansphere.models.bundle import load_bundle
+from swansphere.models.generator import (
+    GENERATOR_PRESETS,
+    KVCache,
+    LMStep,
+    LocDiTStep,
+    SpatialGenerator,
+    WindowKVCache,
+)
+
+pytest.importorskip("torch._inductor")
+
+
+def small_runtime(accel: str) -> GeneratorRuntime:
+    """The shipped VAE and SVAC with a one-layer generator (LM window of 4 patches) at
+    seeded random weights, the same for every accel mode."""
+    config = replace(
+        GENERATOR_PRESETS["tiny"],
+        lm_layers=1, dit_layers=1, history_layers=1, lm_window=4,
+        direction_source="lm", direction_lock=1.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    generator = SpatialGenerator(config)
+    with torch.no_grad():
+        for p in generator.parameters():
+            if p.ndim > 0 and not p.any():
+                p.normal_(0.0, 0.02)  # zero-initialised output layers would hide a difference
+    bundle = load_bundle("default")
+    return GeneratorRuntime(
+        bundle.build("vae"), bundle.build("svac"), generator, "small", accel=accel
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled() -> GeneratorRuntime:
+    runtime = small_runtime("compile")
+    assert runtime.accel.mode == "compile"
+    runtime.warm_up()
+    return runtime
+
+
+def frames(n: int) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (n, 48, 96, 3), dtype=np.uint8)
+
+
+def graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])  # +1 for every graph dynamo compiles
+
+
+def test_compiled_generation_equals_eager(compiled):
+    eager = small_runtime("eager")
+    video, config = frames(4), SessionConfig(seed=3, steps=4)
+    want = eager.generate(video, 4.0, "a bell rings on the right", config=config)
+    got = compiled.generate(video, 4.0, "a bell rings on the right", config=config)
+    assert got.shape == want.shape and np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, atol=2e-4 * np.abs(want).max())
+
+
+def test_after_warm_up_a_live_stream_compiles_nothing(compiled):
+    before = graphs()
+    window = compiled.generator.config.lm_window
+    session = compiled.session(SessionConfig(seed=1, steps=2))
+    video = frames(3 * window)
+    for i, frame in enumerate(video):  # past the LM window: the cache fills, then trims
+        session.set_caption(None if i % 3 else f"a dog barks {i} metres away")
+        session.set_panorama(frame, i * compiled.patch_seconds)
+        assert session.next_chunk() is not None
+    session.close()
+    samplers = [PatchSampler(compiled, SessionConfig(steps=2)) for _ in range(3)]
+    cues = compiled.frame_cues(compiled.frame_to_canvas(video[0])[None])
+    text, mask, _ = compiled.caption_tokens("rain on a tin roof")
+    for batch in (2, 3):  # the batcher's LocDiT calls: one graph for any number of sessions
+        requests = [s.prepare(cues, text, mask) for s in samplers[:batch]]
+        for sampler, x in zip(samplers, sample_patches(compiled, requests), strict=False):
+            sampler.finish(x)
+    assert graphs() == before
+
+
+def test_a_machine_that_cannot_compile_falls_back_to_eager(monkeypatch, caplog):
+    from swansphere.generation import accel
+
+    def broken_compile(module, **options):
+        def call(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler found")
+
+        return call
+
+    monkeypatch.setattr(accel.torch, "compile", broken_compile)
+    with caplog.at_level("WARNING"):
+        runtime = small_runtime("compile")
+    assert runtime.accel.mode == "eager"
+    assert any("torch.compile unavailable" in r.message for r in caplog.records)
+    out = runtime.generate(None, None, "rain", 0.4, SessionConfig(steps=2))
+    assert np.isfinite(out).all() and np.abs(out).max() > 0
+
+
+# --- the static-KV-cache LM step ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runtimes():
+    plain = small_runtime("eager")
+    fixed = small_runtime("eager")  # the same seeded weights
+    step = LMStep(fixed.generator.lm).eval()
+    fixed.accel = Accelerated(FixedWindowLM(step, fixed.generator.config), fixed.accel.dit, "eager")
+    return plain, fixed
+
+
+def stream_patches(runtime, video: np.ndarray, patches: int) -> np.ndarray:
+    session = runtime.session(SessionConfig(seed=5, steps=2))
+    session.set_caption("a bird sings above")
+    chunks = []
+    for i in range(patches):
+        if i == patches // 2:
+            session.set_caption(None)  # the caption goes: the text keys change mid-stream
+        session.set_panorama(video[i % len(video)], i * session.patch_seconds)
+        chunks.append(session.next_chunk())
+    session.close()
+    return np.concatenate(chunks, axis=1)
+
+
+def test_a_fixed_window_lm_streams_what_the_plain_lm_streams(runtimes):
+    plain, fixed = runtimes
+    assert plain.generator.config.lm_window == 4  # 10 patches run past the trim
+    video = frames(3)
+    expected, got = stream_patches(plain, video, 10), stream_patches(fixed, video, 10)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_the_step_gets_the_shapes_the_engines_are_compiled_for(runtimes):
+    _, fixed = runtimes
+    seen: dict[str, list] = {"lm": [], "dit": []}
+    lm, dit = fixed.accel.lm, fixed.accel.dit
+
+    def lm_step(*args):
+        seen["lm"].append([(a.shape, a.dtype) for a in args])
+        return lm.step(*args)
+
+    def dit_step(*args):
+        seen["dit"].append([(a.shape, a.dtype) for a in args])
+        return dit(*args)
+
+    fixed.accel = Accelerated(FixedWindowLM(lm_step, fixed.generator.config), dit_step, "eager")
+    try:
+        stream_patches(fixed, frames(2), 6)
+    finally:
+        fixed.accel = Accelerated(lm, dit, "eager")
+    for name, example in (("lm", _lm_example(fixed)), ("dit", _dit_example(fixed))):
+        expected = [(a.shape, a.dtype) for a in example]
+        assert seen[name] and all(call == expected for call in seen[name]), name
+
+
+def test_empty_window_slots_are_masked():
+    """Whatever an empty slot holds, the step attends only to the valid ones: a first
+    step over a window of garbage equals the plain LM's first step."""
+    runtime = small_runtime("eager")
+    lm, cfg = runtime.generator.lm, runtime.generator.config
+    torch.manual_seed(2)
+    x = torch.randn(3, 1, cfg.lm_dim)
+    text = torch.randn(3, 6, cfg.lm_dim)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    text_kv = lm.text_kv(text)
+    shape = (cfg.lm_layers, 3, cfg.lm_heads, cfg.lm_window - 1, cfg.lm_dim // cfg.lm_heads)
+    with torch.no_grad():
+        expected = lm(x, text, mask, KVCache(cfg.lm_layers), text_kv)
+        h, new_k, new_v = LMStep(lm)(
+            x, text, mask, 1e3 * torch.randn(shape), 1e3 * torch.randn(shape),
+            torch.zeros(cfg.lm_window - 1, dtype=torch.bool),
+            torch.stack([k for k, _ in text_kv]), torch.stack([v for _, v in text_kv]),
+        )  # fmt: skip
+    torch.testing.assert_close(h, expected)
+    assert new_k.shape == new_v.shape == (*shape[:3], 1, shape[4])
+    cache = WindowKVCache(torch.zeros(shape), torch.zeros(shape), torch.ones(shape[3], dtype=bool))
+    assert cache.attention_mask.shape == (1, cfg.lm_window) and bool(cache.attention_mask.all())
+    with pytest.raises(ValueError, match="one patch"):
+        FixedWindowLM(LMStep(lm), cfg)(torch.zeros(3, 2, cfg.lm_dim), text, mask, KVCache(1), [])
+
+
+class ExportBackend:
+    """A stand-in for ``torch_tensorrt`` on the CPU: "compiles" with ``torch.export``
+    (the first stage of Torch-TensorRT's dynamo frontend) and saves the ExportedProgram."""
+
+    def __init__(self) -> None:
+        self.compiled: list[str] = []
+
+    def compile(self, module, ir: str, inputs: list, enabled_precisions: set):
+        assert ir == "dynamo"
+        self.compiled.append(type(module).__name__)
+        return torch.export.export(module, tuple(inputs)).module()
+
+    def save(self, engine, path: str, inputs: list) -> None:
+        torch.export.save(torch.export.export(engine, tuple(inputs)), path)
+
+
+def test_engines_export_compile_once_and_load_from_the_cache(monkeypatch, tmp_path):
+    """Both fixed-shape modules export whole (no graph break or data-dependent shape), and
+    the engine cache compiles each once, then loads the saved program, which computes
+    what the module does."""
+    monkeypatch.setenv("SWANSPHERE_CACHE", str(tmp_path))
+    runtime = small_runtime("eager")
+    modules = {
+        "lmstep": (LMStep(runtime.generator.lm).eval(), _lm_example(runtime)),
+        "locdit": (LocDiTStep(runtime.generator.dit).eval(), _dit_example(runtime)),
+    }
+    backend = ExportBackend()
+    for name, (module, example) in modules.items():
+        first = _tensorrt_engine(module, example, name, backend)
+        again = _tensorrt_engine(module, example, name, backend)
+        inputs = tuple(torch.randn_like(a) if a.is_floating_point() else a for a in example)
+        with torch.no_grad():
+            expected = module(*inputs)
+            for engine in (first, again):
+                got = engine(*inputs)
+                for a, b in zip(
+                    got if isinstance(got, tuple) else (got,),
+                    expected if isinstance(expected, tuple) else (expected,),
+                    strict=True,
+                ):
+                    torch.testing.assert_close(a, b)
+    assert backend.compiled == ["LMStep", "LocDiTStep"]  # the second start loads
+    saved = sorted(p.name.split("_")[0] for p in (tmp_path / "engines").iterdir())
+    assert saved == ["lmstep", "locdit"]  # no .tmp left behind
