@@ -49,6 +49,37 @@ def test_streaming_equals_offline(runtime, frames):
     assert {"lm_ms", "dit_ms", "decode_ms", "video_ms"} <= set(session.stats)
 
 
+def test_rows_with_one_condition_run_once_and_give_the_three_row_audio(runtime, frames):
+    """Without a caption (or without video) two guidance rows carry the same condition:
+    the LocDiT runs them once (2 rows, not 3), and the audio is what all three rows give
+    (the path of a TensorRT engine, built for three)."""
+    from swansphere.generation.accel import Accelerated
+
+    def generate(mode: str, video: bool, caption: str | None) -> tuple[np.ndarray, set]:
+        saved, rows = runtime.accel, set()
+
+        def dit(x, *args):
+            rows.add(x.shape[0])
+            return saved.dit(x, *args)
+
+        runtime.accel = Accelerated(saved.lm, dit, mode)
+        try:
+            clip = frames[:3] if video else None
+            duration = None if video else 0.6
+            out = runtime.generate(clip, 4.0, caption, duration, SessionConfig(seed=2, steps=3))
+        finally:
+            runtime.accel = saved
+        return out, rows
+
+    for video, caption, used in ((True, None, 2), (False, "rain", 2), (True, "rain", 3)):
+        deduplicated, rows = generate("eager", video, caption)
+        assert rows == {used}
+        three, rows = generate("tensorrt", video, caption)
+        assert rows == {3}
+        assert np.abs(three).max() > 0
+        np.testing.assert_allclose(deduplicated, three, atol=1e-5)
+
+
 def test_the_traced_direction_is_the_mean_of_the_lm_unit_estimates(runtime, frames):
     config = SessionConfig(seed=3, steps=2)
     estimates, lm = [], runtime.accel.lm
@@ -212,7 +243,9 @@ def test_a_requested_duration_outlasts_the_end_of_video(runtime, frames, duratio
     streamed = stream(s)
     assert streamed.shape[1] == round(duration_s * runtime.sample_rate)
     offline = runtime.generate(frames, 4.0, None, config=config)
-    np.testing.assert_allclose(streamed, offline, atol=1e-5)
+    # Float rounding only (the offline pass encodes and decodes the clip in one batch), on
+    # random weights whose output reaches +-12 by the end.
+    np.testing.assert_allclose(streamed, offline, rtol=1e-5, atol=1e-5)
 
 
 @contextmanager

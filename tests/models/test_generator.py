@@ -19,6 +19,7 @@ from swansphere.models.generator import (
     cosine_schedule,
     count_parameters,
     flow_interpolate,
+    guidance_rows,
     guided_velocity,
     level_lock_gain,
     patch_flux,
@@ -302,6 +303,27 @@ def test_the_direction_loss_reaches_the_saliency_input():
     loss.backward()
     assert model.lm.video.prior_proj.weight.grad.abs().sum() > 0
     assert model.lm.video.prior_scale.grad is not None
+
+
+def test_guidance_rows_sum_to_the_three_way_guidance():
+    """The rows a patch runs and their weights give guided_velocity's result wherever a
+    missing modality makes two of the three conditions one."""
+    torch.manual_seed(1)
+    v_full, v_text, v_none = torch.randn(3, 4, 8).unbind(0)
+    g_text, g_video = 3.0, 5.0
+    cases = {  # (video, text): the velocities of the (full, text, none) rows
+        (True, True): (v_full, v_text, v_none),
+        (True, False): (v_full, v_none, v_none),  # no caption: text row = none row
+        (False, True): (v_text, v_text, v_none),  # no video: full row = text row
+        (False, False): (v_none, v_none, v_none),
+    }
+    expected_rows = {(True, True): 3, (True, False): 2, (False, True): 2, (False, False): 1}
+    for (video, text), velocities in cases.items():
+        rows, weights = guidance_rows(video, text, g_text, g_video)
+        assert len(rows) == len(weights) == expected_rows[video, text]
+        assert sum(weights) == pytest.approx(1.0)
+        got = sum(w * velocities[r] for r, w in zip(rows, weights, strict=True))
+        torch.testing.assert_close(got, guided_velocity(*velocities, g_text, g_video))
 
 
 def test_flow_pieces():

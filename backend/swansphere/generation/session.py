@@ -46,7 +46,7 @@ from swansphere.models.generator import (
     KVCache,
     SpatialGenerator,
     cosine_schedule,
-    guided_velocity,
+    guidance_rows,
     level_lock_gain,
     patch_flux,
     scale_level,
@@ -449,19 +449,20 @@ class PatchRequest:
     :meth:`PatchSampler.finish`: what the LocDiT Euler loop needs, nothing else.
 
     noise: (1, patch_frames, latent_dim) the patch at flow time 0 (the session's own seeded
-    draw); h: (3, lm_dim) the LM output of the three guidance rows (full, text, none);
+    draw); h: (R, lm_dim) the LM output of the R guidance rows the LocDiT runs
+    (:func:`guidance_rows`: all three of full, text, none with video and a caption, two
+    with one of them) and ``weights`` (R,) the weights of their velocities;
     context_k / context_v: (dit_layers, 1, heads, context frames, head_dim) keys and values
-    of the boundary context, shared by the three rows and all steps.
+    of the boundary context, shared by the rows and all steps.
     """
 
     noise: torch.Tensor
     h: torch.Tensor
+    weights: torch.Tensor
     context_k: torch.Tensor
     context_v: torch.Tensor
     steps: int
     schedule: torch.Tensor  # (steps + 1,) flow times
-    g_text: float
-    g_video: float
     runtime: GeneratorRuntime
     prepared_at: float = 0.0  # time.perf_counter() when prepare() ended
     batch: int = 1  # sessions in the LocDiT batch that sampled this patch
@@ -602,9 +603,16 @@ class PatchSampler:
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
         x = torch.randn(1, cfg.patch_frames, cfg.latent_dim, generator=self.noise, device=dev)
+        # A TensorRT LocDiT is built for all three rows; elsewhere rows that carry the same
+        # condition run once.
+        deduplicate = batchable(self.runtime)
+        used, weights = guidance_rows(
+            video is not None or not deduplicate, has_text or not deduplicate,
+            self.g_text, self.g_video,
+        )  # fmt: skip
         self._pending = PatchRequest(
-            x, h, ctx_k, ctx_v, self.steps, self.schedule, self.g_text, self.g_video,
-            self.runtime, time.perf_counter(), urgent=self.patch == 0,
+            x, h[list(used)], torch.tensor(weights, device=dev), ctx_k, ctx_v, self.steps,
+            self.schedule, self.runtime, time.perf_counter(), urgent=self.patch == 0,
         )  # fmt: skip
         self.timings = {"lm_ms": 1e3 * (lm_done - start)}
         return self._pending
@@ -721,32 +729,41 @@ def sample_patches(
 
 def _euler(requests: list[PatchRequest], runtime: GeneratorRuntime) -> list[torch.Tensor]:
     """One Euler loop over N requests of equal step count -> N patches (1, f, D)."""
-    rows, n = len(CONDITIONS), len(requests)
-    first = requests[0]
-    schedule, dit = first.schedule, runtime.accel.dit
-    if n == 1:  # the single-session path: broadcast views, no copies
+    first, n = requests[0], len(requests)
+    schedule, dit, steps = first.schedule, runtime.accel.dit, first.steps
+    counts = [r.h.shape[0] for r in requests]  # guidance rows per request
+    if n == 1:  # the single-session path: the context as broadcast views
         x, h = first.noise, first.h
-        ctx_k = first.context_k.expand(-1, rows, -1, -1, -1)
-        ctx_v = first.context_v.expand(-1, rows, -1, -1, -1)
-        g_text, g_video = first.g_text, first.g_video
+        ctx_k = first.context_k.expand(-1, counts[0], -1, -1, -1)
+        ctx_v = first.context_v.expand(-1, counts[0], -1, -1, -1)
+        owner = None
     else:
+        dev = first.noise.device
         x = torch.cat([r.noise for r in requests])  # (N, f, D)
-        h = torch.cat([r.h for r in requests])  # (3N, lm_dim), session-major
-        # (layers, 1, heads, ctx, head_dim) per request -> (layers, 3N, heads, ctx, head_dim)
-        ctx_k = torch.cat([r.context_k for r in requests], dim=1).repeat_interleave(rows, dim=1)
-        ctx_v = torch.cat([r.context_v for r in requests], dim=1).repeat_interleave(rows, dim=1)
-        dev = x.device
-        g_text = torch.tensor([r.g_text for r in requests], device=dev)[:, None, None]
-        g_video = torch.tensor([r.g_video for r in requests], device=dev)[:, None, None]
+        h = torch.cat([r.h for r in requests])  # (rows, lm_dim), session-major
+        owner = torch.repeat_interleave(
+            torch.arange(n, device=dev), torch.tensor(counts, device=dev)
+        )
+        # (layers, 1, heads, ctx, head_dim) per request -> (layers, rows, heads, ctx, head_dim)
+        ctx_k = torch.cat([r.context_k for r in requests], dim=1).index_select(1, owner)
+        ctx_v = torch.cat([r.context_v for r in requests], dim=1).index_select(1, owner)
     b, f, d = x.shape  # b = N sessions
-    steps = first.steps
+    rows = h.shape[0]
+    weights = torch.cat([r.weights for r in requests])[:, None, None]  # (rows, 1, 1)
     # The adaLN modulations depend on h and the flow time only: all steps' in one call.
-    taus = schedule[:steps, None].expand(steps, rows * b)
+    taus = schedule[:steps, None].expand(steps, rows)
     blocks, final = runtime.generator.dit.modulation_of(h.expand(steps, -1, -1), taus)
     for i in range(steps):
-        x_rows = x[:, None].expand(b, rows, f, d).reshape(rows * b, f, d)
-        v = dit(x_rows, blocks[i], final[i], ctx_k, ctx_v).view(b, rows, f, d)  # full, text, none
-        v = guided_velocity(v[:, 0], v[:, 1], v[:, 2], g_text, g_video)
+        x_rows = x.expand(rows, f, d).contiguous() if owner is None else x[owner]
+        v = dit(x_rows, blocks[i], final[i], ctx_k, ctx_v)  # (rows, f, d)
+        # Each request's guided velocity: its rows' weighted sum (no other session's row
+        # enters it, not even times 0, so a NaN stays in its own session).
+        v = v * weights
+        v = (
+            v.sum(0, keepdim=True)
+            if owner is None
+            else v.new_zeros(b, f, d).index_add_(0, owner, v)
+        )
         x = x + (schedule[i + 1] - schedule[i]) * v
     return list(x.split(1))
 

@@ -225,6 +225,26 @@ def guided_velocity(
     return v_none + g_text * (v_text - v_none) + g_video * (v_full - v_text)
 
 
+def guidance_rows(
+    video: bool, text: bool, g_text: float, g_video: float
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The rows of :data:`CONDITIONS` (full, text, none) a patch's LocDiT must run, and the
+    weights that sum their velocities to :func:`guided_velocity`'s.
+
+    With both modalities present the three rows differ: weights g_video, g_text - g_video,
+    1 - g_text. Without a caption the text row is the none row (both lack text and video),
+    so v_none + g_video (v_full - v_none): rows full, none. Without video the full row is
+    the text row: v_none + g_text (v_text - v_none), rows text, none. With neither only
+    the none row is left (weight 1)."""
+    if video and text:
+        return (0, 1, 2), (g_video, g_text - g_video, 1.0 - g_text)
+    if video:
+        return (0, 2), (g_video, 1.0 - g_video)
+    if text:
+        return (1, 2), (g_text, 1.0 - g_text)
+    return (2,), (1.0,)
+
+
 def steer_intensity(latents: Tensor, direction: Tensor, share: float) -> Tensor:
     """Latents (..., F, D) whose last 3 channels, each frame's normalised intensity in ACN
     order Y, Z, X (the FOA-VAE's direct path), are turned toward ``direction`` (3,), a unit
@@ -981,6 +1001,7 @@ __all__ = [
     "cosine_schedule",
     "count_parameters",
     "flow_interpolate",
+    "guidance_rows",
     "guided_velocity",
     "steer_intensity",
 ]
