@@ -50,32 +50,44 @@ def test_streaming_equals_offline(runtime, frames):
 
 
 def test_rows_with_one_condition_run_once_and_give_the_three_row_audio(runtime, frames):
-    """Without a caption (or without video) two guidance rows carry the same condition:
-    the LocDiT runs them once (2 rows, not 3), and the audio is what all three rows give
-    (the path of a TensorRT engine, built for three)."""
+    """Without a caption (or without video) so far, two guidance rows have had the same
+    inputs all along: the LocDiT runs them once (2 rows, not 3), and the audio is what
+    all three rows give (the path of a TensorRT engine, built for three). A caption that
+    has come and gone leaves the text row's LM history apart: 3 rows from then on."""
     from swansphere.generation.accel import Accelerated
 
-    def generate(mode: str, video: bool, caption: str | None) -> tuple[np.ndarray, set]:
-        saved, rows = runtime.accel, set()
+    def generate(mode: str, video: bool, captions: list) -> tuple[np.ndarray, list]:
+        saved, rows = runtime.accel, []
 
         def dit(x, *args):
-            rows.add(x.shape[0])
+            rows.append(x.shape[0])
             return saved.dit(x, *args)
 
         runtime.accel = Accelerated(saved.lm, dit, mode)
+        session = runtime.session(SessionConfig(seed=2, steps=2))
         try:
-            clip = frames[:3] if video else None
-            duration = None if video else 0.6
-            out = runtime.generate(clip, 4.0, caption, duration, SessionConfig(seed=2, steps=3))
+            chunks = []
+            for i, caption in enumerate(captions):
+                session.set_caption(caption)
+                if video:
+                    session.set_panorama(frames[i % len(frames)], i * session.patch_seconds)
+                chunks.append(session.next_chunk())
         finally:
             runtime.accel = saved
-        return out, rows
+            session.close()
+        return np.concatenate(chunks, axis=1), rows[::2]  # one entry per patch
 
-    for video, caption, used in ((True, None, 2), (False, "rain", 2), (True, "rain", 3)):
-        deduplicated, rows = generate("eager", video, caption)
-        assert rows == {used}
-        three, rows = generate("tensorrt", video, caption)
-        assert rows == {3}
+    cases = (
+        (True, [None] * 3, [2, 2, 2]),
+        (False, ["rain"] * 3, [2, 2, 2]),
+        (True, [None, "rain", "rain"], [2, 3, 3]),
+        (True, ["rain", None, None], [3, 3, 3]),  # the caption went: histories differ
+    )
+    for video, captions, used in cases:
+        deduplicated, rows = generate("eager", video, captions)
+        assert rows == used
+        three, rows = generate("tensorrt", video, captions)
+        assert rows == [3, 3, 3]
         assert np.abs(three).max() > 0
         np.testing.assert_allclose(deduplicated, three, atol=1e-5)
 

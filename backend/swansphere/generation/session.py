@@ -521,6 +521,10 @@ class PatchSampler:
         self.level_lock = float(cfg.level_lock)
         self._cue_loudness: float | None = None
         self._flux_sum = self._cue_sum = 0.0
+        # Whether any patch so far had video, and a caption: until one has, the guidance
+        # rows without it have had the same inputs all along (the LM's cache included), so
+        # the LocDiT runs them once (guidance_rows).
+        self._conditioned = (False, False)
         self._pending: PatchRequest | None = None
         self._undo: tuple = ()  # state before the pending patch's prepare (see abort)
 
@@ -558,8 +562,11 @@ class PatchSampler:
         self._undo = (list(self.cache.keys), list(self.cache.values), self.cache.length,
                       self.noise.get_state(),
                       None if self.saliency is None else self.saliency.state(),
-                      None if self.tracker is None else self.tracker.state())  # fmt: skip
+                      None if self.tracker is None else self.tracker.state(),
+                      self._conditioned)  # fmt: skip
         has_text = bool(text_mask.any())
+        self._conditioned = (self._conditioned[0] or video is not None,
+                             self._conditioned[1] or has_text)  # fmt: skip
         rows = len(CONDITIONS)
         video_present = torch.tensor([video is not None, False, False], device=dev)
         text_present = torch.tensor([has_text, has_text, False], device=dev)
@@ -603,13 +610,10 @@ class PatchSampler:
         context, valid = self._context()
         ctx_k, ctx_v = g.dit.context_kv(context, valid)  # once per patch, shared by the steps
         x = torch.randn(1, cfg.patch_frames, cfg.latent_dim, generator=self.noise, device=dev)
-        # A TensorRT LocDiT is built for all three rows; elsewhere rows that carry the same
-        # condition run once.
-        deduplicate = batchable(self.runtime)
-        used, weights = guidance_rows(
-            video is not None or not deduplicate, has_text or not deduplicate,
-            self.g_text, self.g_video,
-        )  # fmt: skip
+        if batchable(self.runtime):  # rows with the same condition all along run once
+            used, weights = guidance_rows(*self._conditioned, self.g_text, self.g_video)
+        else:  # a TensorRT LocDiT is built for all three rows
+            used, weights = guidance_rows(True, True, self.g_text, self.g_video)
         self._pending = PatchRequest(
             x, h[list(used)], torch.tensor(weights, device=dev), ctx_k, ctx_v, self.steps,
             self.schedule, self.runtime, time.perf_counter(), urgent=self.patch == 0,
@@ -651,13 +655,14 @@ class PatchSampler:
         are as before its :meth:`prepare`, so the session can go on."""
         if self._pending is None:
             return
-        keys, values, length, noise_state, saliency, tracker = self._undo
+        keys, values, length, noise_state, saliency, tracker, conditioned = self._undo
         self.cache.keys, self.cache.values, self.cache.length = keys, values, length
         self.noise.set_state(noise_state)
         if self.saliency is not None:
             self.saliency.restore(saliency)
         if self.tracker is not None:
             self.tracker.restore(tracker)
+        self._conditioned = conditioned
         self._estimate = self._lm_estimate = self._cue_loudness = None
         self._pending, self._undo = None, ()
 
