@@ -229,7 +229,9 @@ def guidance_rows(
     video: bool, text: bool, g_text: float, g_video: float
 ) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """The rows of :data:`CONDITIONS` (full, text, none) a patch's LocDiT must run, and the
-    weights that sum their velocities to :func:`guided_velocity`'s.
+    weights that sum their velocities to :func:`guided_velocity`'s. ``video`` and ``text``
+    say whether the stream has had video, a caption, at any patch so far (the LM's cache
+    remembers them, so a row that once had one is not the row that never did).
 
     With both modalities present the three rows differ: weights g_video, g_text - g_video,
     1 - g_text. Without a caption the text row is the none row (both lack text and video),
