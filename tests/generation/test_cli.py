@@ -81,3 +81,11 @@ def test_bench_stream_reports_latency_and_rtf(capsys):
     )
     assert result["ttfc_ms"] > 0 and 0 < result["rtf"] < 100
     assert result["accel"] == "eager" and result["warmup_s"] > 0
+    assert result["guidance_rows"] == 3 and result["caption_ms"] > 0
+
+
+def test_bench_stream_times_video_only_sessions(capsys):
+    result = run(capsys, "bench", "stream", "--sessions", "1", "--patches", "3", "--steps", "2",
+                 "--threads", "1", "--no-caption")  # fmt: skip
+    assert result["caption_ms"] is None and result["guidance_rows"] == 2
+    assert result["ttfc_ms"] > 0 and 0 < result["rtf"] < 100

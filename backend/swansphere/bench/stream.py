@@ -4,8 +4,11 @@
 to its first FOA chunk out: resizing and encoding the frame, the LM step, 20 guided
 LocDiT steps and the VAE decode are inside. The caption arrives before the first frame
 (with the session's configuration) and its encoding is reported beside it as
-``caption_ms`` (a caption not seen before). ``rtf``: compute time
-over audio time for patches after the first few of a long session fed a frame per patch.
+``caption_ms`` (a caption not seen before); with ``caption=False`` the sessions are
+video-only, and the LocDiT runs the 2 guidance rows that then differ
+(:func:`~swansphere.models.generator.guidance_rows`), not 3 (``guidance_rows`` in the
+result). ``rtf``: compute time over audio time for patches after the first few of a long
+session fed a frame per patch.
 
 ``concurrent`` (with ``sessions_concurrent`` N > 1): N sessions, each fed its own frames and
 caption, produce a patch each, once one after the other (``alone``) and once with their
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from swansphere.generation import GeneratorRuntime, SessionConfig
-from swansphere.generation.session import sample_patches
+from swansphere.generation.session import batchable, sample_patches
 from swansphere.models.generator import count_parameters
 
 FRAME_SHAPE = (512, 1024, 3)  # what an engine sends (before our resize)
@@ -46,6 +49,7 @@ def bench_stream(
     device: str = "cpu",
     accel: str = "eager",
     sessions_concurrent: int = 1,
+    caption: bool = True,
 ) -> dict:
     """Measure TTFC over ``sessions`` fresh sessions and the RTF over ``patches`` patches;
     with ``sessions_concurrent`` > 1 also N sessions batched vs alone."""
@@ -70,7 +74,8 @@ def bench_stream(
     for i in range(sessions):
         s = runtime.session(config)
         started = time.perf_counter()
-        s.set_caption(f"a dog barks {i + 1} metres away on the left, rain all around")
+        if caption:
+            s.set_caption(f"a dog barks {i + 1} metres away on the left, rain all around")
         caption_ms.append(1e3 * (time.perf_counter() - started))
         sync()
         started = time.perf_counter()
@@ -84,7 +89,8 @@ def bench_stream(
         s.close()
 
     s = runtime.session(config)
-    s.set_caption("a siren passes from left to right")
+    if caption:
+        s.set_caption("a siren passes from left to right")
     totals = []
     for t in range(patches):
         s.set_panorama(frames[t % len(frames)], t * s.patch_seconds)
@@ -108,12 +114,14 @@ def bench_stream(
             "locdit": round(float(split[1]), 2),
             "encode_decode": round(float(split[2]), 2),
         },
-        "caption_ms": round(float(np.median(caption_ms)), 2),
+        "caption_ms": round(float(np.median(caption_ms)), 2) if caption else None,
         "rtf": round(float(np.sum(steady) / (len(steady) * patch_s)), 4),
         "patch_ms": round(1e3 * float(np.median(steady)), 2),
         "patch_audio_ms": round(1e3 * patch_s, 2),
         "steps": config.steps or gen.config.steps,
-        "guidance": "three-way (3 rows per step)",
+        "guidance": "three-way",
+        # LocDiT rows per step: video-only sessions run 2 (a TensorRT engine always 3)
+        "guidance_rows": 3 if caption or not batchable(runtime) else 2,
         "accel": runtime.accel.mode,
         "warmup_s": round(warmup_s, 2),  # GeneratorRuntime.warm_up: compiles under accel
         "device": _device_name(runtime.device),

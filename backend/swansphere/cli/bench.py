@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sessions-concurrent", type=int, default=1, metavar="N",
         help="also time N sessions' patches with batched LocDiT sampling vs one after the other",
     )  # fmt: skip
+    s.add_argument(
+        "--no-caption", action="store_true",
+        help="video-only sessions (the LocDiT then runs 2 guidance rows, not 3)",
+    )  # fmt: skip
     s.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     s.set_defaults(run=run_stream_bench)
 
@@ -46,7 +50,7 @@ def run_stream_bench(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in ("preset", "model", "steps", "threads", "sessions")}
     options.update(patches=args.patches, device=args.device, accel=args.accel)
-    options.update(sessions_concurrent=args.sessions_concurrent)
+    options.update(sessions_concurrent=args.sessions_concurrent, caption=not args.no_caption)
     print_json(bench_stream(**options))
     return 0
 
