@@ -4,8 +4,10 @@ stream compiles nothing more (no seconds-long stall mid-stream: the KV cache fil
 trimming, captions coming and going, two sessions batched). The LM step with a static KV
 cache (what ``--accel tensorrt`` compiles): a session whose LM runs through
 :class:`FixedWindowLM` and :class:`LMStep` streams what the plain LM streams, past the
-window's trim too, and the engines get exactly the shapes they are compiled for (on the
-CPU, with the eager modules in the engines' place). A small generator keeps it short."""
+window's trim too, the engines get exactly the shapes they are compiled for (on the CPU,
+with the eager modules in the engines' place), and the engine cache compiles each module
+once and loads the saved program after (``torch.export`` standing in for TensorRT). A
+small generator keeps it short."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ LocDiT sampler step (``--accel eager|compile|tensorrt``).
   LM step with a static KV cache (:class:`~swansphere.models.generator.LMStep`: the
   window's past keys and values as fixed-shape inputs, empty slots masked), which
   :class:`FixedWindowLM` feeds from the session's own cache. Install on an NVIDIA
-  machine with ``pip install -e '.[tensorrt]' --extra-index-url https://download.pytorch.org/whl/cu128``
+  machine with
+  ``pip install -e '.[tensorrt]' --extra-index-url https://download.pytorch.org/whl/cu128``
   (a torch-tensorrt build matching the installed torch; see README).
 
 When the requested backend cannot run (no CUDA, torch-tensorrt missing or failing), one
