@@ -23,6 +23,8 @@ from swansphere_training.stages.direction import (
     cell_loss,
     clip_patches,
     cue_loss,
+    length_correlation,
+    length_loss,
     source_cell_targets,
 )
 
@@ -49,6 +51,34 @@ def test_the_loss_is_zero_on_target_and_largest_opposite():
     noisy = target.clone()
     noisy[:, 3:] = torch.randn(2, 2, 3)
     assert float(cue_loss(noisy, target, valid)[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_length_term_is_free_of_a_clip_scale_and_of_direction():
+    torch.manual_seed(0)
+    target = torch.randn(2, 6, 3)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    # Each clip's estimates c_b times as long as its targets, pointing anywhere: no loss.
+    turned = torch.randn(2, 6, 3)
+    turned = turned / turned.norm(dim=-1, keepdim=True) * target.norm(dim=-1, keepdim=True)
+    scaled = turned * torch.tensor([0.5, 4.0])[:, None, None]
+    # LENGTH_FLOOR keeps it from exact: lengths near it are compressed differently.
+    assert float(length_loss(scaled, target, valid)) < 0.05
+    assert float(length_loss(turned, target, valid)) == pytest.approx(0.0, abs=1e-6)
+    shuffled = target[:, torch.randperm(6)]
+    assert float(length_loss(shuffled, target, valid)) > 0.05
+    # Invalid (padded) patches do not count; the term has a gradient.
+    valid[:, 4:] = False
+    padded = turned.clone()
+    padded[:, 4:] = 100.0
+    assert float(length_loss(padded, target, valid)) == pytest.approx(0.0, abs=1e-6)
+    estimate = shuffled.clone().requires_grad_(True)
+    length_loss(estimate, target, valid).backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad[:, :4].abs().sum() > 0
+    assert estimate.grad[:, 4:].abs().sum() == 0
+    t = target[0].numpy()
+    assert length_correlation(2 * t, t) == pytest.approx(1.0, abs=0.01)
+    assert length_correlation(t[::-1], t) < 0.9
+    assert length_correlation(np.ones((6, 3)), t) == pytest.approx(0.0, abs=1e-6)
 
 
 def _source(azimuth_deg: float, level_db: float, activity: list[float]) -> dict:
@@ -166,15 +196,16 @@ def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     run = tmp_path / "direction"
     args = ["train", "direction", "--data", str(corpus), "--steps", "2", "--no-track",
             "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6",
-            "--set", "cell_weight=0.5"]  # fmt: skip
+            "--set", "cell_weight=0.5", "--set", "length_weight=0.5"]  # fmt: skip
     assert main(args) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["metrics"]["cell_loss"] > 0  # the source-map term trains too
+    assert trained["metrics"]["length_loss"] > 0  # and the length term
     # The tiny cue reads captions: the test clips are scored without and with theirs.
-    figures = {"angular_error_deg", "median_error_deg", "patch_error_deg"}
+    figures = {"angular_error_deg", "median_error_deg", "patch_error_deg", "length_correlation"}
     assert set(trained["eval"]) == figures | {f"caption_{k}" for k in figures}
-    for value in trained["eval"].values():
-        assert 0 <= value <= 180
+    for key, value in trained["eval"].items():
+        assert -1 <= value <= 1 if key.endswith("length_correlation") else 0 <= value <= 180
 
     # A bundle whose generator aims its lock at the cue needs the cue.
     shipped = load_bundle("default")

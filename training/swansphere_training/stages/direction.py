@@ -57,6 +57,10 @@ class DirectionStageConfig:
     # What each source's pulse is scaled to in those maps: "peak" (its loudest frame, as
     # the 15794d5 cue was trained) or "mean" (its clip mean, as the signal oracle does).
     cell_pulse: str = "peak"
+    # Weight of the length term (length_loss): each patch's estimate as long, relative to
+    # its clip, as its target, which is what the level lock reads (0: off; the cosine
+    # terms leave the length free but for the clip term's sum).
+    length_weight: float = 0.0
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
     # e.g. annealing the shipped cue. Its network must equal this run's, or lack only its
@@ -322,6 +326,37 @@ def cue_loss(
     }
 
 
+# Softens the logarithm of a patch's length (relative to its clip's mean W^2: about
+# -26 dB), so that near-silent patches neither dominate the length term nor its score.
+LENGTH_FLOOR = 0.05
+
+
+def length_loss(estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, P, 3) estimates and targets, (B, P) valid -> the mean over rows of the mean
+    squared difference of the valid patches' log lengths, log(|v| + LENGTH_FLOOR), each
+    less its clip's mean: free of a per-clip scale, as the level lock (which rescales the
+    cue's lengths by a running ratio) is."""
+    mask = valid.to(estimate.dtype)
+    count = mask.sum(1, keepdim=True).clamp_min(1)
+
+    def centred(v: torch.Tensor) -> torch.Tensor:
+        log = torch.log(v.norm(dim=-1) + LENGTH_FLOOR)
+        return log - (log * mask).sum(1, keepdim=True) / count
+
+    diff = centred(estimate) - centred(target)
+    return ((diff**2 * mask).sum(1) / count[:, 0]).mean()
+
+
+def length_correlation(estimate: np.ndarray, target: np.ndarray) -> float:
+    """Pearson correlation over a clip's patches of log(|estimate| + LENGTH_FLOOR) and the
+    same of the target ((P, 3) each); 0 when either is constant."""
+    a = np.log(np.linalg.norm(estimate, axis=-1) + LENGTH_FLOOR)
+    b = np.log(np.linalg.norm(target, axis=-1) + LENGTH_FLOOR)
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
 def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Angles in degrees between vectors (..., 3); a zero vector counts as 90 degrees off."""
     na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
@@ -336,7 +371,9 @@ def evaluate_cue(
     """The cue on whole clips of ``root/split`` (with video): ``angular_error_deg`` (mean),
     ``median_error_deg`` of the clip-level direction (the sum of its patch estimates) from
     the reference's (the sum of the targets), and ``patch_error_deg``, the patches' error
-    weighted by the target's length. Per-clip errors in ``clips``. These read no caption;
+    weighted by the target's length, and ``length_correlation``, the clips' mean of
+    :func:`length_correlation` (how well the estimates' lengths follow the patches'
+    loudness, what the level lock reads). Per-clip errors in ``clips``. These read no caption;
     a cue with ``text_dim`` is also scored reading each clip's caption, in the same pass
     (each clip decoded once), as ``caption_*`` figures beside ``captioned_clips`` (the clips
     that have one), when any has one."""
@@ -352,6 +389,7 @@ def evaluate_cue(
         if text.any():
             readings["caption_"] = text
     errors: dict[str, list[float]] = {prefix: [] for prefix in readings}
+    lengths: dict[str, list[float]] = {prefix: [] for prefix in readings}
     patch_num = dict.fromkeys(readings, 0.0)
     patch_den, ids = 0.0, []
     for n, record in enumerate(records):
@@ -364,6 +402,7 @@ def evaluate_cue(
             caption = None if text is None else text[n : n + 1]
             estimate = cue(frames, caption)[0].cpu().double().numpy()
             errors[prefix].append(float(angle_deg(estimate.sum(0), total)))
+            lengths[prefix].append(length_correlation(estimate, targets))
             patch_num[prefix] += float((angle_deg(estimate, targets) * weight).sum())
     result: dict[str, Any] = {}
     for prefix in readings:
@@ -371,6 +410,7 @@ def evaluate_cue(
             f"{prefix}angular_error_deg": float(np.mean(errors[prefix])),
             f"{prefix}median_error_deg": float(np.median(errors[prefix])),
             f"{prefix}patch_error_deg": patch_num[prefix] / max(patch_den, 1e-30),
+            f"{prefix}length_correlation": float(np.mean(lengths[prefix])),
             f"{prefix}clips": dict(zip(ids, errors[prefix], strict=True)),
         }
     if "caption_" in readings:
@@ -416,6 +456,10 @@ class DirectionStage(Stage):
             cells = cell_loss(power, batch["cells"], batch["valid"])
             loss = loss + self.config.cell_weight * cells
             metrics["cell_loss"] = float(cells.detach())
+        if self.config.length_weight > 0:
+            lengths = length_loss(estimate, batch["targets"], batch["valid"])
+            loss = loss + self.config.length_weight * lengths
+            metrics["length_loss"] = float(lengths.detach())
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -445,5 +489,7 @@ __all__ = [
     "clip_patches",
     "cue_loss",
     "evaluate_cue",
+    "length_correlation",
+    "length_loss",
     "source_cell_targets",
 ]
