@@ -18,6 +18,7 @@ from swansphere_training.corpus.scene import PRESETS
 from swansphere_training.corpus.synth import synthesize_corpus
 from swansphere_training.data.dataset import ClipDataset
 from swansphere_training.stages.direction import (
+    DirectionStageConfig,
     PatchFrameDataset,
     caption_embeddings,
     cell_loss,
@@ -79,6 +80,12 @@ def test_the_length_term_is_free_of_a_clip_scale_and_of_direction():
     assert length_correlation(2 * t, t) == pytest.approx(1.0, abs=0.01)
     assert length_correlation(t[::-1], t) < 0.9
     assert length_correlation(np.ones((6, 3)), t) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_term_weights_must_be_finite_and_not_negative(corpus):
+    for name, value in (("length_weight", -1.0), ("cell_weight", float("nan"))):
+        with pytest.raises(InputError, match=f"{name} must be a finite number >= 0"):
+            DirectionStageConfig(data=str(corpus), **{name: value})
 
 
 def _source(azimuth_deg: float, level_db: float, activity: list[float]) -> dict:

@@ -69,6 +69,16 @@ class DirectionStageConfig:
     # VideoDirectionConfig fields that differ from the preset's.
     model: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("cell_weight", "length_weight"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+
 
 def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
     """The cue network of a stage config (or its checkpoint dict): the preset with the
