@@ -113,8 +113,7 @@ class FixedWindowLM:
         if x.shape[1] != 1:
             raise ValueError(f"a fixed-window LM step takes one patch, got {x.shape[1]}")
         past = self.window - 1
-        if cache.length + 1 > self.window:
-            cache.trim(past)  # as SpatialLM.forward does before a step
+        cache.trim(past)  # room for this patch, as SpatialLM.forward makes it
         b, n = x.shape[0], (0 if cache.keys[0] is None else cache.keys[0].shape[2])
         shape = (self.layers, b, self.heads, past, self.head_dim)
         past_k, past_v = x.new_zeros(shape), x.new_zeros(shape)

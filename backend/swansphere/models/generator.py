@@ -362,7 +362,7 @@ class WindowKVCache:
     ``new_keys`` / ``new_values``) and masks the empty slots, so a step attends to exactly
     what :class:`KVCache` gives it; the shapes bound the window, so nothing is trimmed."""
 
-    length = 0  # SpatialLM.forward trims a cache past the window: never this one
+    length = 0  # counted by SpatialLM.forward; the shapes, not the length, bound it
 
     def __init__(self, past_k: Tensor, past_v: Tensor, past_valid: Tensor) -> None:
         self.past_k, self.past_v = past_k, past_v
@@ -692,8 +692,8 @@ class SpatialLM(nn.Module):
         the patches after the cached ones. Each patch attends to itself and the
         ``lm_window - 1`` patches before it."""
         window = self.config.lm_window
-        if cache is not None and cache.length + x.shape[1] > window:
-            cache.trim(window - x.shape[1])
+        if cache is not None:
+            cache.trim(window - x.shape[1])  # room for the new patches (trims only if needed)
         for i, block in enumerate(self.blocks):
             kv = None if text_kv is None else text_kv[i]
             x = block(x, text, text_mask, cache, i, kv)
