@@ -19,9 +19,12 @@ import torch
 
 from swansphere.generation import GeneratorRuntime, SessionConfig
 from swansphere.generation.accel import (
+    EULER_CHUNK,
     Accelerated,
+    ChunkedEuler,
     FixedWindowLM,
     _dit_example,
+    _euler_example,
     _lm_example,
     _tensorrt_engine,
 )
@@ -29,6 +32,7 @@ from swansphere.generation.session import PatchSampler, sample_patches
 from swansphere.models.bundle import load_bundle
 from swansphere.models.generator import (
     GENERATOR_PRESETS,
+    EulerSteps,
     KVCache,
     LMStep,
     LocDiTStep,
@@ -89,10 +93,12 @@ def test_compiled_generation_equals_eager(compiled):
 def test_after_warm_up_a_live_stream_compiles_nothing(compiled):
     before = graphs()
     window = compiled.generator.config.lm_window
-    session = compiled.session(SessionConfig(seed=1, steps=2))
+    # 5 steps: one compiled chunk of EULER_CHUNK, then one step through the compiled step
+    session = compiled.session(SessionConfig(seed=1, steps=EULER_CHUNK + 1))
     video = frames(3 * window)
     for i, frame in enumerate(video):  # past the LM window: the cache fills, then trims
-        session.set_caption(None if i % 3 else f"a dog barks {i} metres away")
+        # no caption at first (2 guidance rows), then captions coming and going (3)
+        session.set_caption(None if i % 3 != 2 else f"a dog barks {i} metres away")
         session.set_panorama(frame, i * compiled.patch_seconds)
         assert session.next_chunk() is not None
     session.close()
@@ -104,6 +110,35 @@ def test_after_warm_up_a_live_stream_compiles_nothing(compiled):
         for sampler, x in zip(samplers, sample_patches(compiled, requests), strict=False):
             sampler.finish(x)
     assert graphs() == before
+
+
+def test_chunked_euler_steps_are_the_step_by_step_loop(compiled):
+    """ChunkedEuler runs whole chunks through one callable and the remainder through
+    another: over 2 chunks and 2 steps the result is the plain loop's, and each part gets
+    the steps it should (eager EulerSteps standing in for the compiled ones)."""
+    eager = small_runtime("eager")
+    step = LocDiTStep(eager.generator.dit).eval()
+    x, blocks, final, k, v, dts, weights = _euler_example(eager, 3, steps=10)
+    torch.manual_seed(4)
+    x, blocks, final = torch.randn_like(x), 0.5 * torch.randn_like(blocks), torch.randn_like(final)
+    dts = torch.rand(10) / 10
+    calls = []
+
+    def counted(name):
+        def run(*args):
+            calls.append((name, args[1].shape[0]))
+            return EulerSteps(step)(*args)
+
+        return run
+
+    with torch.inference_mode():
+        want = EulerSteps(step)(x, blocks, final, k, v, dts, weights)
+        got = ChunkedEuler(counted("chunk"), counted("rest"), 4)(
+            x, blocks, final, k, v, dts, weights
+        )
+    assert calls == [("chunk", 4), ("chunk", 4), ("rest", 2)]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert compiled.accel.euler.size == EULER_CHUNK  # what --accel compile runs
 
 
 def test_a_machine_that_cannot_compile_falls_back_to_eager(monkeypatch, caplog):

@@ -30,7 +30,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -802,6 +802,42 @@ class LocDiTStep(nn.Module):
         return self.dit.velocity_modulated(x, blocks, final, k, v)
 
 
+class EulerSteps(nn.Module):
+    """Consecutive Euler steps of one patch's guided LocDiT sampling as one forward (what
+    ``--accel compile`` compiles a few steps at a time, so that Inductor fuses across
+    steps and Python runs once per chunk, not once per step).
+
+    forward(x, blocks, final, context_k, context_v, dts, weights) -> x after K steps:
+    x (1, patch_frames, latent_dim) the patch at the first step's flow time; blocks
+    (K, dit_layers, 6, R, 1, dit_dim) and final (K, 2, R, 1, dit_dim) the K steps'
+    modulations (:meth:`LocDiT.modulation_of`) of the R guidance rows; context keys and
+    values as :meth:`LocDiT.context_kv` gives them for R rows; dts (K,) the flow-time
+    increments; weights (R, 1, 1) the rows' guidance weights (:func:`guidance_rows`): each
+    step moves x by dt times the weighted sum of the rows' velocities. ``step`` is
+    the velocity of one step (a :class:`LocDiTStep`, or its compiled or TensorRT form)."""
+
+    def __init__(self, step: Callable[..., Tensor]) -> None:
+        super().__init__()
+        self.step = step
+
+    def forward(
+        self,
+        x: Tensor,
+        blocks: Tensor,
+        final: Tensor,
+        context_k: Tensor,
+        context_v: Tensor,
+        dts: Tensor,
+        weights: Tensor,
+    ) -> Tensor:
+        rows = weights.shape[0]
+        for i in range(blocks.shape[0]):
+            v = self.step(x.expand(rows, -1, -1).contiguous(), blocks[i], final[i],
+                          context_k, context_v)  # fmt: skip
+            x = x + dts[i] * (v * weights).sum(0, keepdim=True)
+        return x
+
+
 class LMStep(nn.Module):
     """One streaming step of the Spatial LM as a function of fixed-shape tensors (what
     Torch-TensorRT compiles: a static KV cache instead of a growing one):
@@ -990,6 +1026,7 @@ __all__ = [
     "GENERATOR_PRESETS",
     "SAMPLER_FIELDS",
     "Conditioning",
+    "EulerSteps",
     "GeneratorConfig",
     "HistoryEncoder",
     "KVCache",
