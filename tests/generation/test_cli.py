@@ -81,6 +81,7 @@ def test_bench_stream_reports_latency_and_rtf(capsys):
     )
     assert result["ttfc_ms"] > 0 and 0 < result["rtf"] < 100
     assert result["accel"] == "eager" and result["warmup_s"] > 0
+    assert result["euler_chunk"] is None  # eager runs a patch's steps in one EulerSteps call
     assert result["guidance_rows"] == 3 and result["caption_ms"] > 0
 
 

@@ -96,7 +96,10 @@ class ChunkedEuler:
         if whole < steps:
             x = self.rest(x, blocks[whole:], final[whole:], context_k, context_v, dts[whole:],
                           weights)  # fmt: skip
-        return x
+        # A copy: under CUDA graphs (``reduce-overhead``) a chunk's output lives in the
+        # graph's own buffer, which the next patch's replay overwrites, and the session
+        # keeps this patch as the next ones' boundary context.
+        return x.clone()
 
 
 def cache_dir() -> Path:
@@ -277,6 +280,11 @@ def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
         # machine that cannot compile (no C++ compiler for Inductor's CPU code, no Triton)
         # falls back now instead of failing inside a session's first patch, and no
         # session waits for a compile (tens of seconds for a chunk on 2 cores).
+        log.info(
+            "compiling the LocDiT step and its %d-step chunks with torch.compile "
+            "(minutes on a small CPU without Inductor's cache, which later starts reuse)",
+            EULER_CHUNK,
+        )
         with torch.inference_mode():
             compiled_dit(*_dit_example(runtime, expanded=True))
             for rows in (3, 2):
