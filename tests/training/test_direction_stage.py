@@ -26,6 +26,7 @@ from swansphere_training.stages.direction import (
     cue_loss,
     length_correlation,
     length_loss,
+    length_share_loss,
     source_cell_targets,
 )
 
@@ -82,10 +83,44 @@ def test_the_length_term_is_free_of_a_clip_scale_and_of_direction():
     assert length_correlation(np.ones((6, 3)), t) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_the_length_share_term_weighs_each_patch_by_its_share_of_the_clip():
+    torch.manual_seed(1)
+    target = torch.randn(2, 6, 3)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    # Each clip's estimates c_b times as long as its targets, pointing anywhere: no loss.
+    turned = torch.randn(2, 6, 3)
+    turned = turned / turned.norm(dim=-1, keepdim=True) * target.norm(dim=-1, keepdim=True)
+    scaled = turned * torch.tensor([0.5, 4.0])[:, None, None]
+    assert float(length_share_loss(scaled, target, valid)) == pytest.approx(0.0, abs=1e-6)
+    shuffled = target[:, torch.randperm(6)]
+    assert float(length_share_loss(shuffled, target, valid)) > 0.01
+    # A patch the reference makes loud costs more when missed than a quiet one.
+    loud = torch.ones(1, 4, 3)
+    loud[0, 0] *= 10.0
+    one = torch.ones(1, 4, dtype=torch.bool)
+    miss_loud, miss_quiet = loud.clone(), loud.clone()
+    miss_loud[0, 0] *= 0.5
+    miss_quiet[0, 1] *= 0.5
+    assert float(length_share_loss(miss_loud, loud, one)) > float(
+        length_share_loss(miss_quiet, loud, one)
+    )
+    # Invalid (padded) patches do not count; the term has a gradient.
+    valid[:, 4:] = False
+    padded = turned.clone()
+    padded[:, 4:] = 100.0
+    assert float(length_share_loss(padded, target, valid)) == pytest.approx(0.0, abs=1e-6)
+    estimate = shuffled.clone().requires_grad_(True)
+    length_share_loss(estimate, target, valid).backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad[:, :4].abs().sum() > 0
+    assert estimate.grad[:, 4:].abs().sum() == 0
+
+
 def test_term_weights_must_be_finite_and_not_negative(corpus):
     for name, value in (("length_weight", -1.0), ("cell_weight", float("nan"))):
         with pytest.raises(InputError, match=f"{name} must be a finite number >= 0"):
             DirectionStageConfig(data=str(corpus), **{name: value})
+    with pytest.raises(InputError, match="length_term must be one of log, share"):
+        DirectionStageConfig(data=str(corpus), length_term="loudness")
 
 
 def _source(azimuth_deg: float, level_db: float, activity: list[float]) -> dict:
@@ -203,11 +238,12 @@ def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     run = tmp_path / "direction"
     args = ["train", "direction", "--data", str(corpus), "--steps", "2", "--no-track",
             "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6",
-            "--set", "cell_weight=0.5", "--set", "length_weight=0.5"]  # fmt: skip
+            "--set", "cell_weight=0.5", "--set", "length_weight=0.5",
+            "--set", 'length_term="share"']  # fmt: skip
     assert main(args) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["metrics"]["cell_loss"] > 0  # the source-map term trains too
-    assert trained["metrics"]["length_loss"] > 0  # and the length term
+    assert trained["metrics"]["length_loss"] > 0  # and the length term (its share form)
     # The tiny cue reads captions: the test clips are scored without and with theirs.
     figures = {"angular_error_deg", "median_error_deg", "patch_error_deg", "length_correlation"}
     assert set(trained["eval"]) == figures | {f"caption_{k}" for k in figures}

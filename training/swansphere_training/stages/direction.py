@@ -34,6 +34,8 @@ from ..data.dataset import ClipDataset, ClipRecord, limit_heap_fragmentation
 from ..evaluation.plots import plt
 from .base import Stage, preset_network, warmup_cosine
 
+LENGTH_TERMS = ("log", "share")  # what DirectionStageConfig.length_term can compare
+
 
 @dataclass
 class DirectionStageConfig:
@@ -61,6 +63,11 @@ class DirectionStageConfig:
     # its clip, as its target, which is what the level lock reads (0: off; the cosine
     # terms leave the length free but for the clip term's sum).
     length_weight: float = 0.0
+    # What that term compares: "log" (length_loss: every patch's centred log length) or
+    # "share" (length_share_loss: each patch's share of its clip's summed length, which
+    # the level lock's running ratio turns into the patch's loudness; loud patches weigh
+    # most, as they do in the clip's direction).
+    length_term: str = "log"
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
     # e.g. annealing the shipped cue. Its network must equal this run's, or lack only its
@@ -78,6 +85,10 @@ class DirectionStageConfig:
                 or not (math.isfinite(value) and value >= 0)
             ):
                 raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.length_term not in LENGTH_TERMS:
+            raise InputError(
+                f"length_term must be one of {', '.join(LENGTH_TERMS)}, got {self.length_term!r}"
+            )
 
 
 def network_config(stage: DirectionStageConfig | dict) -> VideoDirectionConfig:
@@ -339,6 +350,8 @@ def cue_loss(
 # Softens the logarithm of a patch's length (relative to its clip's mean W^2: about
 # -26 dB), so that near-silent patches neither dominate the length term nor its score.
 LENGTH_FLOOR = 0.05
+# Keeps the logarithms of the length shares finite for silent or padded patches.
+SHARE_FLOOR = 1e-8
 
 
 def length_loss(estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -355,6 +368,24 @@ def length_loss(estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
 
     diff = centred(estimate) - centred(target)
     return ((diff**2 * mask).sum(1) / count[:, 0]).mean()
+
+
+def length_share_loss(
+    estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """(B, P, 3) estimates and targets, (B, P) valid -> the mean over rows of the KL
+    divergence of the estimates' length shares from the targets' (each valid patch's
+    |v| over the sum of its clip's): free of a per-clip scale, and weighted toward the
+    patches that are loud in the reference, which set the clip's direction."""
+    mask = valid.to(estimate.dtype)
+
+    def shares(v: torch.Tensor) -> torch.Tensor:
+        length = v.norm(dim=-1) * mask
+        return length / length.sum(1, keepdim=True).clamp_min(1e-12)
+
+    p, q = shares(target), shares(estimate)
+    kl = p * (torch.log(p + SHARE_FLOOR) - torch.log(q + SHARE_FLOOR))
+    return (kl * mask).sum(1).mean()
 
 
 def length_correlation(estimate: np.ndarray, target: np.ndarray) -> float:
@@ -467,7 +498,8 @@ class DirectionStage(Stage):
             loss = loss + self.config.cell_weight * cells
             metrics["cell_loss"] = float(cells.detach())
         if self.config.length_weight > 0:
-            lengths = length_loss(estimate, batch["targets"], batch["valid"])
+            term = length_loss if self.config.length_term == "log" else length_share_loss
+            lengths = term(estimate, batch["targets"], batch["valid"])
             loss = loss + self.config.length_weight * lengths
             metrics["length_loss"] = float(lengths.detach())
         opt = self.optimizers["main"]
@@ -501,5 +533,6 @@ __all__ = [
     "evaluate_cue",
     "length_correlation",
     "length_loss",
+    "length_share_loss",
     "source_cell_targets",
 ]
