@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 ACCEL_MODES = ("eager", "compile", "tensorrt")
 # Euler steps per compiled graph under ``compile``. One patch's 20 steps with the shipped
 # weights on one CPU thread, against eager in the same process: compiled step by step
-# 0.78-0.88 of eager's time, 4 steps per graph 0.63-0.68, all 20 in one graph 0.68
-# (whose first compile took 262 s against 30-45 s for 4).
+# 0.80-0.88 of eager's time, 4 steps per graph 0.68, all 20 in one graph 0.68 (whose
+# first compile took 262 s against about 30 s for 4).
 EULER_CHUNK = 4
 
 
