@@ -55,28 +55,40 @@ def test_the_loss_is_zero_on_target_and_largest_opposite():
     assert float(cue_loss(noisy, target, valid)[0]) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_length_term_is_free_of_a_clip_scale_and_of_direction():
-    torch.manual_seed(0)
+def _lengths_case(seed: int) -> tuple[torch.Tensor, ...]:
+    """Targets (2 clips, 6 patches), all valid, and estimates as long as the targets but
+    pointing anywhere (turned), the same times a per-clip factor (scaled) and the targets
+    in another patch order (shuffled)."""
+    torch.manual_seed(seed)
     target = torch.randn(2, 6, 3)
     valid = torch.ones(2, 6, dtype=torch.bool)
-    # Each clip's estimates c_b times as long as its targets, pointing anywhere: no loss.
     turned = torch.randn(2, 6, 3)
     turned = turned / turned.norm(dim=-1, keepdim=True) * target.norm(dim=-1, keepdim=True)
     scaled = turned * torch.tensor([0.5, 4.0])[:, None, None]
-    # LENGTH_FLOOR keeps it from exact: lengths near it are compressed differently.
-    assert float(length_loss(scaled, target, valid)) < 0.05
-    assert float(length_loss(turned, target, valid)) == pytest.approx(0.0, abs=1e-6)
-    shuffled = target[:, torch.randperm(6)]
-    assert float(length_loss(shuffled, target, valid)) > 0.05
-    # Invalid (padded) patches do not count; the term has a gradient.
+    return target, valid, turned, scaled, target[:, torch.randperm(6)]
+
+
+def _check_padding_and_gradient(term, target, valid, turned, shuffled) -> None:
+    """Invalid (padded) patches do not count in ``term``, which has a gradient."""
+    valid = valid.clone()
     valid[:, 4:] = False
     padded = turned.clone()
     padded[:, 4:] = 100.0
-    assert float(length_loss(padded, target, valid)) == pytest.approx(0.0, abs=1e-6)
+    assert float(term(padded, target, valid)) == pytest.approx(0.0, abs=1e-6)
     estimate = shuffled.clone().requires_grad_(True)
-    length_loss(estimate, target, valid).backward()
+    term(estimate, target, valid).backward()
     assert torch.isfinite(estimate.grad).all() and estimate.grad[:, :4].abs().sum() > 0
     assert estimate.grad[:, 4:].abs().sum() == 0
+
+
+def test_the_length_term_is_free_of_a_clip_scale_and_of_direction():
+    target, valid, turned, scaled, shuffled = _lengths_case(0)
+    # Each clip's estimates c_b times as long as its targets, pointing anywhere: no loss.
+    # LENGTH_FLOOR keeps it from exact: lengths near it are compressed differently.
+    assert float(length_loss(scaled, target, valid)) < 0.05
+    assert float(length_loss(turned, target, valid)) == pytest.approx(0.0, abs=1e-6)
+    assert float(length_loss(shuffled, target, valid)) > 0.05
+    _check_padding_and_gradient(length_loss, target, valid, turned, shuffled)
     t = target[0].numpy()
     assert length_correlation(2 * t, t) == pytest.approx(1.0, abs=0.01)
     assert length_correlation(t[::-1], t) < 0.9
@@ -84,15 +96,9 @@ def test_the_length_term_is_free_of_a_clip_scale_and_of_direction():
 
 
 def test_the_length_share_term_weighs_each_patch_by_its_share_of_the_clip():
-    torch.manual_seed(1)
-    target = torch.randn(2, 6, 3)
-    valid = torch.ones(2, 6, dtype=torch.bool)
+    target, valid, turned, scaled, shuffled = _lengths_case(1)
     # Each clip's estimates c_b times as long as its targets, pointing anywhere: no loss.
-    turned = torch.randn(2, 6, 3)
-    turned = turned / turned.norm(dim=-1, keepdim=True) * target.norm(dim=-1, keepdim=True)
-    scaled = turned * torch.tensor([0.5, 4.0])[:, None, None]
     assert float(length_share_loss(scaled, target, valid)) == pytest.approx(0.0, abs=1e-6)
-    shuffled = target[:, torch.randperm(6)]
     assert float(length_share_loss(shuffled, target, valid)) > 0.01
     # A patch the reference makes loud costs more when missed than a quiet one.
     loud = torch.ones(1, 4, 3)
@@ -104,15 +110,7 @@ def test_the_length_share_term_weighs_each_patch_by_its_share_of_the_clip():
     assert float(length_share_loss(miss_loud, loud, one)) > float(
         length_share_loss(miss_quiet, loud, one)
     )
-    # Invalid (padded) patches do not count; the term has a gradient.
-    valid[:, 4:] = False
-    padded = turned.clone()
-    padded[:, 4:] = 100.0
-    assert float(length_share_loss(padded, target, valid)) == pytest.approx(0.0, abs=1e-6)
-    estimate = shuffled.clone().requires_grad_(True)
-    length_share_loss(estimate, target, valid).backward()
-    assert torch.isfinite(estimate.grad).all() and estimate.grad[:, :4].abs().sum() > 0
-    assert estimate.grad[:, 4:].abs().sum() == 0
+    _check_padding_and_gradient(length_share_loss, target, valid, turned, shuffled)
 
 
 def test_term_weights_must_be_finite_and_not_negative(corpus):
