@@ -29,7 +29,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +53,21 @@ EULER_CHUNK = 4
 class Accelerated:
     """The callables a sampler uses: ``lm(x, text, mask, cache, text_kv)`` (SpatialLM),
     ``dit(x, blocks, final, context_k, context_v)`` (one sampler step,
-    :meth:`LocDiT.velocity_modulated`, which batched sessions run) and
-    ``euler(x, blocks, final, context_k, context_v, dts, weights)`` (one session's Euler
-    steps, as :class:`EulerSteps`; by default ``dit`` step by step); ``mode`` is what
-    runs."""
+    :meth:`LocDiT.velocity_modulated`) and ``euler(x, blocks, final, context_k, context_v,
+    dts, weights)`` (one session's Euler steps, as :class:`EulerSteps`; by default
+    ``stepwise``); ``stepwise`` is :class:`EulerSteps` over ``dit``, step by step, which
+    batched sessions run; ``mode`` is what runs."""
 
     lm: Callable[..., torch.Tensor]
     dit: Callable[..., torch.Tensor]
     mode: str
     euler: Callable[..., torch.Tensor] | None = None
+    stepwise: EulerSteps = field(init=False)
 
     def __post_init__(self) -> None:
+        self.stepwise = EulerSteps(self.dit)
         if self.euler is None:
-            self.euler = EulerSteps(self.dit)
+            self.euler = self.stepwise
 
 
 class ChunkedEuler:
@@ -115,13 +117,13 @@ def _weights_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _dit_example(runtime: Any, expanded: bool = False) -> tuple[torch.Tensor, ...]:
-    """LocDiT step inputs of one session's patch: x, block and output modulations (see
-    :meth:`LocDiT.modulation_of`), context keys, values.
+def _dit_example(runtime: Any, expanded: bool = False, rows: int = 3) -> tuple[torch.Tensor, ...]:
+    """LocDiT step inputs of one session's patch with ``rows`` guidance rows: x, block and
+    output modulations (see :meth:`LocDiT.modulation_of`), context keys, values.
     ``expanded``: the context as the single-session sampler passes it, one row broadcast
-    to the three (a stride-0 view, which torch.compile specialises on)."""
+    to all (a stride-0 view, which torch.compile specialises on)."""
     cfg, dev = runtime.generator.config, runtime.device
-    rows, f, d = 3, cfg.patch_frames, cfg.latent_dim  # three guidance rows
+    f, d = cfg.patch_frames, cfg.latent_dim
     ctx = cfg.context_patches * f
     head_dim = cfg.dit_dim // cfg.dit_heads
     kv_shape = (cfg.dit_layers, 1 if expanded else rows, cfg.dit_heads, ctx, head_dim)
@@ -142,17 +144,13 @@ def _euler_example(runtime: Any, rows: int, steps: int = EULER_CHUNK) -> tuple[t
     rows (3, or 2 when two rows have had one condition all along), shaped and strided as
     the sampler passes them (a compiled chunk is specialised to both): the modulations
     from :meth:`LocDiT.modulation_of`, the context one row broadcast to all."""
-    cfg, dev, dit = runtime.generator.config, runtime.device, runtime.generator.dit
-    f, d = cfg.patch_frames, cfg.latent_dim
-    ctx = cfg.context_patches * f
-    kv_shape = (cfg.dit_layers, 1, cfg.dit_heads, ctx, cfg.dit_dim // cfg.dit_heads)
-    k = torch.zeros(kv_shape, device=dev).expand(-1, rows, -1, -1, -1)
-    v = torch.zeros(kv_shape, device=dev).expand(-1, rows, -1, -1, -1)
+    cfg, dev = runtime.generator.config, runtime.device
+    *_, k, v = _dit_example(runtime, expanded=True, rows=rows)
     with torch.inference_mode():
-        h = torch.zeros(steps, rows, cfg.lm_dim, device=dev)
-        blocks, final = dit.modulation_of(h, torch.zeros(steps, rows, device=dev))
+        h, taus = torch.zeros(steps, rows, cfg.lm_dim, device=dev), torch.zeros(steps, rows)
+        blocks, final = runtime.generator.dit.modulation_of(h, taus.to(dev))
     return (
-        torch.zeros(1, f, d, device=dev),
+        torch.zeros(1, cfg.patch_frames, cfg.latent_dim, device=dev),
         blocks,
         final,
         k,
@@ -292,8 +290,9 @@ def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
     except Exception as exc:
         log.warning("torch.compile unavailable (%s: %s): using eager", type(exc).__name__, exc)
         return Accelerated(lm, dit, "eager")
-    euler = ChunkedEuler(chunk, EulerSteps(compiled_dit), EULER_CHUNK)
-    return Accelerated(torch.compile(lm, dynamic=True), compiled_dit, "compile", euler)
+    accelerated = Accelerated(torch.compile(lm, dynamic=True), compiled_dit, "compile")
+    accelerated.euler = ChunkedEuler(chunk, accelerated.stepwise, EULER_CHUNK)
+    return accelerated
 
 
 __all__ = [

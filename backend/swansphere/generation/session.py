@@ -736,30 +736,25 @@ def _euler(requests: list[PatchRequest], runtime: GeneratorRuntime) -> list[torc
     """One Euler loop over N requests of equal step count -> N patches (1, f, D)."""
     first, n = requests[0], len(requests)
     schedule, steps = first.schedule, first.steps
-    counts = [r.h.shape[0] for r in requests]  # guidance rows per request
     h = first.h if n == 1 else torch.cat([r.h for r in requests])  # (rows, lm_dim)
     rows = h.shape[0]
     weights = torch.cat([r.weights for r in requests])[:, None, None]  # (rows, 1, 1)
     # The adaLN modulations depend on h and the flow time only: all steps' in one call.
     taus = schedule[:steps, None].expand(steps, rows)
     blocks, final = runtime.generator.dit.modulation_of(h.expand(steps, -1, -1), taus)
-    if n == 1:  # the single-session path (EulerSteps): the context as broadcast views
+    dts = schedule[1 : steps + 1] - schedule[:steps]
+    if n == 1:  # the single-session path: the context as broadcast views
         ctx_k = first.context_k.expand(-1, rows, -1, -1, -1)
         ctx_v = first.context_v.expand(-1, rows, -1, -1, -1)
-        dts = schedule[1 : steps + 1] - schedule[:steps]
         return [runtime.accel.euler(first.noise, blocks, final, ctx_k, ctx_v, dts, weights)]
     dev = first.noise.device
-    x = torch.cat([r.noise for r in requests])  # (N, f, D)
-    owner = torch.repeat_interleave(torch.arange(n, device=dev), torch.tensor(counts, device=dev))
+    counts = torch.tensor([r.h.shape[0] for r in requests], device=dev)  # rows per request
+    owner = torch.repeat_interleave(torch.arange(n, device=dev), counts)
     # (layers, 1, heads, ctx, head_dim) per request -> (layers, rows, heads, ctx, head_dim)
     ctx_k = torch.cat([r.context_k for r in requests], dim=1).index_select(1, owner)
     ctx_v = torch.cat([r.context_v for r in requests], dim=1).index_select(1, owner)
-    for i in range(steps):
-        v = runtime.accel.dit(x[owner], blocks[i], final[i], ctx_k, ctx_v)  # (rows, f, d)
-        # Each request's guided velocity: its rows' weighted sum (no other session's row
-        # enters it, not even times 0, so a NaN stays in its own session).
-        v = x.new_zeros(x.shape).index_add_(0, owner, v * weights)
-        x = x + (schedule[i + 1] - schedule[i]) * v
+    x = torch.cat([r.noise for r in requests])  # (N, f, D)
+    x = runtime.accel.stepwise(x, blocks, final, ctx_k, ctx_v, dts, weights, owner)
     return list(x.split(1))
 
 

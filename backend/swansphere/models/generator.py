@@ -803,17 +803,18 @@ class LocDiTStep(nn.Module):
 
 
 class EulerSteps(nn.Module):
-    """Consecutive Euler steps of one patch's guided LocDiT sampling as one forward (what
-    ``--accel compile`` compiles a few steps at a time, so that Inductor fuses across
-    steps and Python runs once per chunk, not once per step).
+    """Consecutive Euler steps of guided LocDiT sampling as one forward: one session's
+    patch (what ``--accel compile`` compiles a few steps at a time, so that Inductor fuses
+    across steps and Python runs once per chunk), or several sessions' at once.
 
-    forward(x, blocks, final, context_k, context_v, dts, weights) -> x after K steps:
-    x (1, patch_frames, latent_dim) the patch at the first step's flow time; blocks
-    (K, dit_layers, 6, R, 1, dit_dim) and final (K, 2, R, 1, dit_dim) the K steps'
+    forward(x, blocks, final, context_k, context_v, dts, weights, owner) -> x after K
+    steps: x (N, patch_frames, latent_dim) the patches at the first step's flow time;
+    blocks (K, dit_layers, 6, R, 1, dit_dim) and final (K, 2, R, 1, dit_dim) the K steps'
     modulations (:meth:`LocDiT.modulation_of`) of the R guidance rows; context keys and
     values as :meth:`LocDiT.context_kv` gives them for R rows; dts (K,) the flow-time
-    increments; weights (R, 1, 1) the rows' guidance weights (:func:`guidance_rows`): each
-    step moves x by dt times the weighted sum of the rows' velocities. ``step`` is
+    increments; weights (R, 1, 1) the rows' guidance weights (:func:`guidance_rows`);
+    owner (R,) the patch each row belongs to (None: N = 1, every row its own). Each step
+    moves a patch by dt times the weighted sum of its own rows' velocities. ``step`` is
     the velocity of one step (a :class:`LocDiTStep`, or its compiled or TensorRT form)."""
 
     def __init__(self, step: Callable[..., Tensor]) -> None:
@@ -829,12 +830,20 @@ class EulerSteps(nn.Module):
         context_v: Tensor,
         dts: Tensor,
         weights: Tensor,
+        owner: Tensor | None = None,
     ) -> Tensor:
         rows = weights.shape[0]
         for i in range(blocks.shape[0]):
-            v = self.step(x.expand(rows, -1, -1).contiguous(), blocks[i], final[i],
-                          context_k, context_v)  # fmt: skip
-            x = x + dts[i] * (v * weights).sum(0, keepdim=True)
+            x_rows = x.expand(rows, -1, -1).contiguous() if owner is None else x[owner]
+            v = self.step(x_rows, blocks[i], final[i], context_k, context_v) * weights
+            # No other patch's row enters a patch's sum, not even times 0, so a NaN in one
+            # session's rows stays in that session.
+            v = (
+                v.sum(0, keepdim=True)
+                if owner is None
+                else x.new_zeros(x.shape).index_add_(0, owner, v)
+            )
+            x = x + dts[i] * v
         return x
 
 
