@@ -6,8 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Debian packages: the measured HRTF (libmysofa1), a real OSC peer for tests (liblo-tools),
-# g++ (torch.compile's Inductor), and what tests/bridges builds the bridges with: mono-mcs
-# (Unity's C# core), lua5.4 + lua-socket (REAPER), grpc++ and protoc (Unreal's C++ session).
+# g++ (Inductor's CPU code: --accel compile and aot, which make demo runs), and what
+# tests/bridges builds the bridges with: mono-mcs (Unity's C# core), lua5.4 + lua-socket
+# (REAPER), grpc++ and protoc (Unreal's C++ session).
 APT_PACKAGES := libmysofa1 liblo-tools g++ mono-mcs lua5.4 lua-socket \
   pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -30,7 +31,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/swansphere demo --out out/demo
+	$(VENV)/bin/swansphere demo --out out/demo --accel aot
 
 test: setup
 	$(PY) -m ruff check backend training tests

@@ -21,7 +21,7 @@ def test_demo_streams_a_clip_and_writes_all_files(tmp_path, capsys):
     assert foa.shape[0] == 4 and foa.shape[1] == pytest.approx(2 * rate, abs=rate * 0.01)
     assert brate == 48000 and binaural.shape[0] == 2 and np.max(np.abs(binaural)) > 1e-4
     assert gen["ttfc_ms"] > 0 and gen["ttfc_cold_ms"] > 0 and gen["rtf"] > 0
-    assert gen["patches"] == 11
+    assert gen["patches"] == 11 and gen["accel"] == "eager"
     assert (tmp_path / "generator" / "generated_doa.png").stat().st_size > 1000
 
     renderer = summary["renderer"]

@@ -61,11 +61,13 @@ def stream_clip(
     block: int = 256,
     seconds: float | None = None,
     threads: int = 1,
+    accel: str = "eager",
 ) -> dict:
     """Stream one procedural clip through the generator; write files, return the summary.
 
     threads: torch threads. One is fastest for the tiny model's small matrices on a busy
     2-core machine (measured: 2 threads stall for seconds when another process runs).
+    accel: the runtime's acceleration (:mod:`swansphere.generation.accel`).
     """
     import torch
 
@@ -78,7 +80,7 @@ def stream_clip(
     if seconds is not None:
         frames = frames[: max(1, int(round(seconds * fps)))]
     duration = len(frames) / fps
-    runtime = GeneratorRuntime.load(model)
+    runtime = GeneratorRuntime.load(model, accel=accel)
     session = runtime.session(SessionConfig(seed=seed))
     decoder = build_decoder("binaural", rate)
     renderer = BlockRenderer(decoder, block, listeners=1)
@@ -147,6 +149,7 @@ def stream_clip(
     return {
         "files": files,
         "model": runtime.name,
+        "accel": runtime.accel.mode,
         "caption": caption,
         "audio_seconds": round(audio_s, 3),
         "video_fps": fps,

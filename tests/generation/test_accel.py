@@ -1,7 +1,10 @@
 """Acceleration paths. ``--accel compile`` on CPU: the compiled LM step and LocDiT give
 eager's audio (to float rounding), and after :meth:`GeneratorRuntime.warm_up` a live
 stream compiles nothing more (no seconds-long stall mid-stream: the KV cache filling and
-trimming, captions coming and going, two sessions batched). The LM step with a static KV
+trimming, captions coming and going, two sessions batched). ``--accel aot``: the
+AOTInductor packages give eager's audio, alone and batched, a second start loads them
+without compiling, their keys follow what they are built from, and a machine that cannot
+build them falls back to eager. The LM step with a static KV
 cache (what ``--accel tensorrt`` compiles): a session whose LM runs through
 :class:`FixedWindowLM` and :class:`LMStep` streams what the plain LM streams, past the
 window's trim too, the engines get exactly the shapes they are compiled for (on the CPU,
@@ -11,6 +14,7 @@ small generator keeps it short."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -19,10 +23,13 @@ import torch
 
 from swansphere.generation import GeneratorRuntime, SessionConfig
 from swansphere.generation.accel import (
+    ACCEL_MODES,
     EULER_CHUNK,
     Accelerated,
+    AOTPackage,
     ChunkedEuler,
     FixedWindowLM,
+    _aot_key,
     _dit_example,
     _euler_example,
     _lm_example,
@@ -133,7 +140,7 @@ def test_chunked_euler_steps_are_the_step_by_step_loop(compiled):
 
     with torch.inference_mode():
         want = EulerSteps(step)(x, blocks, final, k, v, dts, weights)
-        got = ChunkedEuler(counted("chunk"), counted("rest"), 4)(
+        got = ChunkedEuler({3: counted("chunk")}, counted("rest"), 4)(
             x, blocks, final, k, v, dts, weights
         )
     assert calls == [("chunk", 4), ("chunk", 4), ("rest", 2)]
@@ -157,6 +164,115 @@ def test_a_machine_that_cannot_compile_falls_back_to_eager(monkeypatch, caplog):
     assert any("torch.compile unavailable" in r.message for r in caplog.records)
     out = runtime.generate(None, None, "rain", 0.4, SessionConfig(steps=2))
     assert np.isfinite(out).all() and np.abs(out).max() > 0
+
+
+# --- ahead of time (AOTInductor) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ahead(tmp_path_factory) -> GeneratorRuntime:
+    """A runtime under ``accel aot`` whose packages are built into a fresh cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SWANSPHERE_CACHE", str(tmp_path_factory.mktemp("aot_cache")))
+        runtime = small_runtime("aot")
+    assert runtime.accel.mode == "aot"
+    return runtime
+
+
+def test_aot_packages_give_eager_audio_and_batch_sessions(ahead):
+    """Offline generation (a 4-step chunk, then the compiled step for the remainder) and
+    two sessions batched through the step built for any number of rows give eager's
+    audio to float rounding."""
+    assert isinstance(ahead.accel.lm.step, AOTPackage)
+    assert sorted(ahead.accel.euler.chunks) == [1, 2, 3] and ahead.accel.euler.size == EULER_CHUNK
+    eager = small_runtime("eager")
+    video, config = frames(4), SessionConfig(seed=3, steps=EULER_CHUNK + 2)
+    want = eager.generate(video, 4.0, "a bell rings on the right", config=config)
+    got = ahead.generate(video, 4.0, "a bell rings on the right", config=config)
+    assert got.shape == want.shape and np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, atol=2e-4 * np.abs(want).max())
+    cues = eager.frame_cues(eager.frame_to_canvas(video[0])[None])
+    text, mask, _ = eager.caption_tokens("rain on a tin roof")
+    patches = []
+    for runtime in (eager, ahead):
+        samplers = [PatchSampler(runtime, SessionConfig(seed=i, steps=3)) for i in range(2)]
+        requests = [s.prepare(cues, text, mask) for s in samplers]
+        patches.append(torch.cat(sample_patches(runtime, requests)))
+        assert [r.batch for r in requests] == [2, 2]
+    torch.testing.assert_close(patches[1], patches[0], rtol=1e-4, atol=1e-4)
+
+
+def test_aot_packages_load_from_the_cache_without_compiling(ahead, monkeypatch, caplog):
+    """A second start finds every package under its key and builds nothing; the cache
+    holds the three packages and no temporary file."""
+    folder = ahead.accel.lm.step.path.parent
+    saved = sorted(p.name.rsplit("_", 1)[0] for p in folder.iterdir())
+    assert saved == ["euler4", "lmstep", "locdit_step"]
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("a cached package was compiled again")
+
+    monkeypatch.setenv("SWANSPHERE_CACHE", str(folder.parent))
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", no_compile)
+    with caplog.at_level("WARNING"):
+        again = small_runtime("aot")
+    assert again.accel.mode == "aot", [r.message for r in caplog.records]
+    assert all(re.fullmatch(r"[a-z0-9_]+_[0-9a-f]{16}\.pt2", p.name) for p in folder.iterdir())
+
+
+def test_aot_keys_follow_weights_shapes_and_threads():
+    runtime = small_runtime("eager")
+    step = LocDiTStep(runtime.generator.dit).eval()
+    example = _dit_example(runtime)
+    key = _aot_key(step, example)
+    assert _aot_key(step, example) == key
+    assert _aot_key(step, _dit_example(runtime, rows=2)) != key
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert _aot_key(step, example) != key  # Inductor's loops are built for a count
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        runtime.generator.dit.final.bias.add_(1.0)
+    assert _aot_key(step, example) != key
+
+
+def test_a_machine_that_cannot_build_packages_falls_back_to_eager(monkeypatch, tmp_path, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("InductorError: no working C++ compiler found")
+
+    monkeypatch.setenv("SWANSPHERE_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", broken)
+    with caplog.at_level("WARNING"):
+        runtime = small_runtime("aot")
+    assert runtime.accel.mode == "eager"
+    assert any("accel aot unavailable" in r.message for r in caplog.records)
+    assert not list((tmp_path / "engines").iterdir())  # no partial package left behind
+
+
+def test_chunked_euler_leaves_a_row_count_without_a_chunk_to_the_step():
+    calls = []
+
+    def counted(name):
+        def run(x, blocks, *args):
+            calls.append((name, blocks.shape[0]))
+            return x + 1
+
+        return run
+
+    x = torch.zeros(1, 4, 8)
+    blocks = torch.zeros(6, 1, 6, 1, 1, 8)
+    out = ChunkedEuler({3: counted("chunk")}, counted("rest"), 4)(
+        x, blocks, blocks[:, 0, :2], x, x, torch.zeros(6), torch.ones(1, 1, 1)
+    )
+    assert calls == [("rest", 6)] and out.eq(1).all()
+
+
+def test_the_command_line_offers_every_accel_mode():
+    from swansphere.cli.common import ACCEL_CHOICES
+
+    assert ACCEL_CHOICES == ACCEL_MODES
 
 
 # --- the static-KV-cache LM step ----------------------------------------------------

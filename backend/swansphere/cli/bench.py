@@ -6,7 +6,7 @@ import argparse
 
 from swansphere.foa.formats import OUTPUT_FORMATS
 
-from .common import print_json
+from .common import ACCEL_CHOICES, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sessions", type=int, default=8, help="fresh sessions timed for TTFC")
     s.add_argument("--patches", type=int, default=40, help="patches timed for the RTF")
     s.add_argument("--device", default="cpu")
-    s.add_argument("--accel", choices=["eager", "compile", "tensorrt"], default="eager")
+    s.add_argument("--accel", choices=ACCEL_CHOICES, default="eager")
     s.add_argument(
         "--sessions-concurrent", type=int, default=1, metavar="N",
         help="also time N sessions' patches with batched LocDiT sampling vs one after the other",
@@ -66,7 +66,7 @@ def _register_serve(what: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--no-batch", action="store_true", help="every session samples alone")
     p.add_argument("--batch-window-ms", type=float, help="LocDiT batch window (default 50)")
-    p.add_argument("--accel", choices=["eager", "compile", "tensorrt"], default="eager")
+    p.add_argument("--accel", choices=ACCEL_CHOICES, default="eager")
     p.add_argument("--json", action="store_true", help="print JSON (always on; kept for scripts)")
     p.set_defaults(run=run_serve_bench)
 

@@ -11,6 +11,10 @@ import numpy as np
 from swansphere.errors import InputError
 from swansphere.foa.rotation import normalize_quaternion, ypr_to_quat
 
+# ``--accel`` choices: swansphere.generation.accel.ACCEL_MODES, spelt out here so that
+# parsing arguments does not import torch (a test keeps the two equal).
+ACCEL_CHOICES = ("eager", "compile", "aot", "tensorrt")
+
 
 def parse_floats(text: str, count: int, what: str) -> np.ndarray:
     """Parse 'a,b,c' into ``count`` floats, or raise InputError naming ``what``."""

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import print_json
+from .common import ACCEL_CHOICES, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="seconds of each demo clip")
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--seed", type=int, default=11, help="which procedural clip")
+    p.add_argument(
+        "--accel",
+        choices=ACCEL_CHOICES,
+        default="eager",
+        help="the generator's acceleration (make demo: aot, built on the first run)",
+    )
     p.set_defaults(run=run)
 
 
@@ -32,15 +38,20 @@ def run(args: argparse.Namespace) -> int:
     from swansphere.demo_stream import stream_clip
 
     generator = stream_clip(
-        args.out / "generator", args.model, seed=args.seed, rate=args.rate, seconds=args.seconds
+        args.out / "generator",
+        args.model,
+        seed=args.seed,
+        rate=args.rate,
+        seconds=args.seconds,
+        accel=args.accel,
     )
     renderer = run_demo(args.out / "renderer", seconds=args.seconds, rate=args.rate)
     renderer.pop("doa_segments")
     summary = {"generator": generator, "renderer": renderer}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_json(summary)
-    print(f"generator: TTFC {generator['ttfc_ms']} ms (first session after loading "
-          f"{generator['ttfc_cold_ms']} ms), RTF {generator['rtf']} "
+    print(f"generator ({generator['accel']}): TTFC {generator['ttfc_ms']} ms (first session "
+          f"after loading {generator['ttfc_cold_ms']} ms), RTF {generator['rtf']} "
           f"({generator['patches']} patches, {generator['audio_seconds']} s of audio)")  # fmt: skip
     for section in (generator, renderer):
         for name, path in section["files"].items():

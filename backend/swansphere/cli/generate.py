@@ -13,7 +13,7 @@ import numpy as np
 from swansphere.errors import InputError
 from swansphere.foa.formats import OUTPUT_FORMATS
 
-from .common import parse_floats, print_json
+from .common import ACCEL_CHOICES, parse_floats, print_json
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --accel, --device, --steps, --seed, --guidance: shared with the benches."""
     p.add_argument("--model", default="default", help="bundle: default | PATH | models:/NAME@ALIAS")
-    p.add_argument("--accel", choices=["eager", "compile", "tensorrt"], default="eager")
+    p.add_argument("--accel", choices=ACCEL_CHOICES, default="eager")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
     p.add_argument("--steps", type=int, help="LocDiT Euler steps (model default: 20)")
     p.add_argument("--seed", type=int, default=0)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from swansphere.errors import InputError
 
+from .common import ACCEL_CHOICES
+
 log = logging.getLogger("swansphere.serve")
 
 
@@ -48,9 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the models (cpu, cuda, cuda:1)")
     p.add_argument(
         "--accel",
-        choices=["eager", "compile", "tensorrt"],
+        choices=ACCEL_CHOICES,
         default="eager",
-        help="LM/LocDiT acceleration; compile and tensorrt compile at start-up (see README)",
+        help="LM/LocDiT acceleration; compile, aot and tensorrt compile at start-up "
+        "(aot and tensorrt only on the first start; see README)",
     )
     p.add_argument("--no-warmup", action="store_true", help="skip loading the model at start")
     p.set_defaults(run=run_serve)

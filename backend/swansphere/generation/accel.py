@@ -1,5 +1,5 @@
 """Inference acceleration of the two per-patch networks: the Spatial LM step and the
-LocDiT sampler step (``--accel eager|compile|tensorrt``).
+LocDiT sampler step (``--accel eager|compile|aot|tensorrt``).
 
 - eager: plain PyTorch.
 - compile: ``torch.compile`` of both networks (Inductor; on CUDA with
@@ -8,6 +8,17 @@ LocDiT sampler step (``--accel eager|compile|tensorrt``).
   (:class:`~swansphere.models.generator.EulerSteps`), so Inductor fuses across steps and
   Python runs once per chunk; batched sessions and a remainder of fewer steps run the
   compiled single step.
+- aot: the same graphs compiled ahead of time by AOTInductor (``torch.export``, then
+  Inductor's C++ or CUDA code built into a shared library): the LocDiT step (any number
+  of guidance rows, for batched sessions), one session's :data:`EULER_CHUNK`-step Euler
+  chunks (any number of rows too), and the LM step with a static KV cache
+  (:class:`~swansphere.models.generator.LMStep` through :class:`FixedWindowLM`). Each is
+  built once, saved as a ``.pt2`` package in the cache folder under a key of everything
+  that shapes it (the weights, the source of the network's classes, the input shapes,
+  torch's version, the CPU's vector instructions and the thread count) and loaded in
+  milliseconds by later starts, where ``compile`` retraces and reloads for tens of
+  seconds. The packages are machine code built on this machine: the cache folder must be
+  as trusted as the Python environment.
 - tensorrt: Torch-TensorRT's dynamo frontend compiles two fixed-shape networks to
   TensorRT engines, each saved as an ExportedProgram in the cache folder
   (``locdit_<hash>.ep``, ``lmstep_<hash>.ep``) and reloaded on the next start instead of
@@ -26,9 +37,11 @@ log line says so and the eager path is used; generation never fails because of i
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
-from collections.abc import Callable
+import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +54,7 @@ from swansphere.models.generator import EulerSteps, KVCache, LMStep, LocDiTStep
 
 log = logging.getLogger(__name__)
 
-ACCEL_MODES = ("eager", "compile", "tensorrt")
+ACCEL_MODES = ("eager", "compile", "aot", "tensorrt")
 # Euler steps per compiled graph under ``compile``. One patch's 20 steps with the shipped
 # weights on one CPU thread, against eager in the same process: compiled step by step
 # 0.80-0.88 of eager's time, 4 steps per graph 0.68, all 20 in one graph 0.68 (whose
@@ -71,14 +84,19 @@ class Accelerated:
 
 
 class ChunkedEuler:
-    """:class:`EulerSteps`' call, run ``size`` steps at a time through ``chunk`` (a
-    compiled :class:`EulerSteps`, built for that many) and the remaining fewer than
-    ``size`` through ``rest``, so that no step count compiles a graph of its own."""
+    """:class:`EulerSteps`' call, run ``size`` steps at a time through the compiled chunk
+    for the call's guidance row count (``chunks``: rows -> an :class:`EulerSteps` compiled
+    for ``size`` steps) and the remaining fewer than ``size`` steps, or all of them for a
+    row count without a chunk, through ``rest``, so that no step count compiles a graph
+    of its own."""
 
     def __init__(
-        self, chunk: Callable[..., torch.Tensor], rest: Callable[..., torch.Tensor], size: int
+        self,
+        chunks: Mapping[int, Callable[..., torch.Tensor]],
+        rest: Callable[..., torch.Tensor],
+        size: int,
     ) -> None:
-        self.chunk, self.rest, self.size = chunk, rest, size
+        self.chunks, self.rest, self.size = dict(chunks), rest, size
 
     def __call__(
         self,
@@ -90,11 +108,12 @@ class ChunkedEuler:
         dts: torch.Tensor,
         weights: torch.Tensor,
     ) -> torch.Tensor:
-        steps = blocks.shape[0]
-        whole = steps - steps % self.size
-        for s in range(0, whole, self.size):
-            e = s + self.size
-            x = self.chunk(x, blocks[s:e], final[s:e], context_k, context_v, dts[s:e], weights)
+        steps, chunk = blocks.shape[0], self.chunks.get(weights.shape[0])
+        whole = 0
+        if chunk is not None:
+            for whole in range(self.size, steps + 1, self.size):
+                s = slice(whole - self.size, whole)
+                x = chunk(x, blocks[s], final[s], context_k, context_v, dts[s], weights)
         if whole < steps:
             x = self.rest(x, blocks[whole:], final[whole:], context_k, context_v, dts[whole:],
                           weights)  # fmt: skip
@@ -269,6 +288,8 @@ def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
             log.warning("accel tensorrt unavailable (%s: %s): using eager", type(exc).__name__, exc)
             return Accelerated(lm, dit, "eager")
         return Accelerated(FixedWindowLM(trt_lm, runtime.generator.config), trt_dit, "tensorrt")
+    if mode == "aot":
+        return _accelerate_aot(runtime, lm, dit)
     try:
         options = {"mode": "reduce-overhead"} if cuda else {}
         compiled_dit = torch.compile(dit, **options)
@@ -291,13 +312,128 @@ def accelerate(runtime: Any, mode: str = "eager") -> Accelerated:
         log.warning("torch.compile unavailable (%s: %s): using eager", type(exc).__name__, exc)
         return Accelerated(lm, dit, "eager")
     accelerated = Accelerated(torch.compile(lm, dynamic=True), compiled_dit, "compile")
-    accelerated.euler = ChunkedEuler(chunk, accelerated.stepwise, EULER_CHUNK)
+    accelerated.euler = ChunkedEuler({3: chunk, 2: chunk}, accelerated.stepwise, EULER_CHUNK)
+    return accelerated
+
+
+# --- ahead of time (AOTInductor) ------------------------------------------------------
+
+
+class AOTPackage:
+    """A module compiled ahead of time, as a callable of the module's tensor arguments.
+    AOTInductor's code reads its inputs with the strides it was built for (silently: other
+    strides give wrong numbers, not an error), and it was built for contiguous ones
+    (:func:`_aot_package`), so each argument is passed contiguous (a copy only of a
+    broadcast view, such as the sampler's context, or a permuted one, such as its
+    modulations). A module with several outputs returns a tuple."""
+
+    def __init__(self, runner: Callable[..., Any], path: Path) -> None:
+        self.runner, self.path = runner, path
+
+    def __call__(self, *args: torch.Tensor) -> Any:
+        out = self.runner(*(a.contiguous() for a in args))
+        return tuple(out) if isinstance(out, list | tuple) else out
+
+
+def _source_digest(module: torch.nn.Module) -> str:
+    """sha256 of the source files that define ``module``'s own classes (not torch's) and of
+    this one: a change to the network's code, which its weights would not show, or to how
+    packages are built, changes the key."""
+    files = {
+        inspect.getsourcefile(type(m))
+        for m in module.modules()
+        if not type(m).__module__.startswith("torch.")
+    }
+    files.add(__file__)  # how packages are exported and called
+    digest = hashlib.sha256()
+    for name in sorted(f for f in files if f):
+        digest.update(Path(name).read_bytes())
+    return digest.hexdigest()
+
+
+def _aot_key(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dynamic: Any = None) -> str:
+    """The cache key of an AOTInductor package: everything its code depends on."""
+    digest = hashlib.sha256()
+    parts = [
+        _weights_hash(module),
+        _source_digest(module),
+        torch.__version__,
+        platform.machine(),
+        torch.backends.cpu.get_cpu_capability(),
+        str(torch.get_num_threads()),  # Inductor's parallel loops are built for this many
+        repr([(tuple(a.shape), a.stride(), str(a.dtype), a.device.type) for a in inputs]),
+        repr(dynamic),
+    ]
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _aot_package(
+    module: torch.nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    name: str,
+    dynamic_shapes: Any = None,
+) -> AOTPackage:
+    """``module`` compiled ahead of time for ``inputs``' shapes (``dynamic_shapes`` as
+    :func:`torch.export.export` takes them): built once and saved as
+    ``<name>_<key>.pt2`` (atomically; see :func:`_aot_key`), loaded from there after."""
+    # Built for contiguous inputs, which AOTPackage passes (its code assumes the layout).
+    inputs = tuple(a.contiguous() for a in inputs)
+    path = cache_dir() / f"{name}_{_aot_key(module, inputs, dynamic_shapes)}.pt2"
+    if not path.is_file():
+        log.info(
+            "building %s ahead of time with AOTInductor (first start only: about half a "
+            "minute on 2 CPU cores; later starts load it from %s)", name, path.parent,
+        )  # fmt: skip
+        with torch.no_grad():
+            program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.pt2")  # AOTInductor wants .pt2
+        try:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return AOTPackage(torch._inductor.aoti_load_package(str(path)), path)
+
+
+def _accelerate_aot(runtime: Any, lm: torch.nn.Module, dit: LocDiTStep) -> Accelerated:
+    """``accel aot``: see the module docstring."""
+    try:
+        import torch._inductor  # aoti_compile_and_package, aoti_load_package
+
+        # Both built for any number of guidance rows: batched sessions' step, and one
+        # session's 3 or 2 (a chunk built for a dynamic count runs as fast as one built
+        # for each, and one package builds in half the time of two).
+        rows = torch.export.Dim("rows", min=1, max=4096)
+        step = _aot_package(
+            dit,
+            _dit_example(runtime),
+            "locdit_step",
+            ({0: rows}, {2: rows}, {1: rows}, {1: rows}, {1: rows}),
+        )
+        chunk = _aot_package(
+            EulerSteps(dit),
+            _euler_example(runtime, 3),
+            f"euler{EULER_CHUNK}",
+            ({}, {3: rows}, {2: rows}, {1: rows}, {1: rows}, {}, {0: rows}),
+        )
+        lm_step = _aot_package(LMStep(lm).eval(), _lm_example(runtime), "lmstep")
+    except Exception as exc:  # no C++ compiler, an export that fails: stay usable
+        log.warning("accel aot unavailable (%s: %s): using eager", type(exc).__name__, exc)
+        return Accelerated(lm, dit, "eager")
+    accelerated = Accelerated(FixedWindowLM(lm_step, runtime.generator.config), step, "aot")
+    chunks = dict.fromkeys(range(1, 4), chunk)  # one session's rows: 1 to 3
+    accelerated.euler = ChunkedEuler(chunks, accelerated.stepwise, EULER_CHUNK)
     return accelerated
 
 
 __all__ = [
     "ACCEL_MODES",
     "EULER_CHUNK",
+    "AOTPackage",
     "Accelerated",
     "ChunkedEuler",
     "FixedWindowLM",

@@ -185,9 +185,10 @@ class GeneratorRuntime:
                 "encoder is %s (%d-d): the cue runs without captions",
                 direction.config.text_dim, gcfg.text_encoder, gcfg.text_dim,
             )  # fmt: skip
-        self.accel = accelerate(self, accel)
         self._captions: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
         self._lock = threading.Lock()
+        # Last: the LM step's example input (aot, tensorrt) encodes an empty caption.
+        self.accel = accelerate(self, accel)
 
     # --- construction ----------------------------------------------------------------
 
@@ -369,7 +370,7 @@ class GeneratorRuntime:
             session.next_chunk()
         finally:
             session.close()
-        if self.accel.mode in ("compile", "tensorrt"):
+        if self.accel.mode in ("compile", "aot", "tensorrt"):
             cues = self.frame_cues(self.frame_to_canvas(blank)[None])
             captions = [self.caption_tokens(None), self.caption_tokens("warm-up caption")]
             samplers = [PatchSampler(self, SessionConfig(steps=1)) for _ in range(2)]
