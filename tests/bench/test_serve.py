@@ -6,7 +6,12 @@ from swansphere.bench.serve import bench_serve
 from swansphere.serve.live import TTFC_GENERATE_PARTS, TTFC_STAGES
 
 
-def test_bench_serve_reports_where_the_first_chunk_went():
+def test_bench_serve_reports_where_the_first_chunk_went(monkeypatch):
+    from swansphere.serve import memory
+
+    trims = []
+    real_trim = memory.trim
+    monkeypatch.setattr(memory, "trim", lambda: (trims.append(1), real_trim()))
     result = bench_serve(
         model="random:tiny:0", steps=2, trials=2, seconds=0.5, max_sessions=1, dropped_sessions=2
     )
@@ -23,3 +28,6 @@ def test_bench_serve_reports_where_the_first_chunk_went():
     assert 0 < sum(split[k] for k in TTFC_GENERATE_PARTS) <= split["generate"] + 0.2
     assert 0 < result["session_open_ms"] < mean_trial
     assert result["sessions_left_open"] == 0 and result["rtf"] > 0
+    # Both memory readings come after a trim of the free heap (the sessions' own trims
+    # run in the server's module, which imported trim before the patch).
+    assert len(trims) == 2 and result["rss_mb_before"] > 0 and result["rss_mb_after"] > 0
