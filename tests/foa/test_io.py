@@ -17,6 +17,14 @@ def test_foa_round_trip_is_wavex_float(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
 
 
+def test_written_files_get_the_permissions_open_would_give(tmp_path):
+    """Not mkstemp's private 0600: another account (a DAW, a web server) reads the output
+    as it would any file this user writes."""
+    (tmp_path / "plain").write_bytes(b"")
+    path = write_audio(tmp_path / "a.wav", np.zeros((2, 10)), 48000)
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+
+
 def test_wrong_channel_count_is_named(tmp_path):
     write_audio(tmp_path / "st.wav", np.zeros((2, 100)), 48000)
     with pytest.raises(InputError, match="2 channel"):

@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from swansphere.errors import InputError, require_finite
+from swansphere.permissions import publish
 
 SUPPORTED_SAMPLE_RATES = (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
@@ -85,6 +86,7 @@ def write_audio(
     os.close(fd)
     try:
         sf.write(tmp, a.T, int(sample_rate), subtype=subtype, format="WAVEX")
+        publish(tmp)  # mkstemp's file is private
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

@@ -67,6 +67,7 @@ from safetensors.torch import save_file as save_safetensors_file
 from torch import nn
 
 from swansphere.errors import InputError
+from swansphere.permissions import publish
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -130,6 +131,7 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        publish(tmp)  # mkdtemp's folder is private
         yield tmp
         _fsync_tree(tmp)
         if final.exists():

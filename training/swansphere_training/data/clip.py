@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from swansphere.permissions import publish
+
 AUDIO_FILE = "clip.wav"
 VIDEO_FILE = "clip.mp4"
 META_FILE = "clip.json"
@@ -114,6 +116,7 @@ def write_clip_dir(split_dir: Path, clip_id: str, fill: Callable[[Path], None]) 
     split_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{clip_id}.", suffix=".tmp", dir=split_dir))
     try:
+        publish(tmp)  # mkdtemp's folder is private
         fill(tmp)
         final = split_dir / clip_id
         if final.exists():
