@@ -17,6 +17,8 @@ from swansphere.generation.conditioning import (
     SaliencyWindow,
     check_rgb_frame,
     frame_cues,
+    panorama_canvas,
+    panorama_canvases,
     patch_frame_index,
     patch_saliency,
     view_to_panorama,
@@ -75,6 +77,22 @@ def test_frame_checks():
         check_rgb_frame(np.zeros((4, 6, 3), np.int32))
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         check_rgb_frame(np.full((4, 6, 3), 3.0))
+
+
+def test_canvases_are_the_antialiased_resize_rounded_within_one_level():
+    """The uint8 kernel is fixed-point: within 1 of the float resize rounded, and a frame
+    already at the canvas size passes through untouched."""
+    frames = np.random.default_rng(3).integers(0, 256, (2, 96, 192, 3), dtype=np.uint8)
+    canvases = panorama_canvases(frames, (32, 64))
+    assert canvases.shape == (2, 3, 32, 64) and canvases.dtype == torch.uint8
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    exact = torch.nn.functional.interpolate(
+        video, size=(32, 64), mode="bilinear", align_corners=False, antialias=True
+    )
+    assert (canvases.float() - exact).abs().max() <= 1.0
+    assert torch.equal(panorama_canvas(frames[0], (32, 64)), canvases[0])
+    same = panorama_canvas(frames[0], (96, 192))
+    assert torch.equal(same, torch.from_numpy(frames[0]).permute(2, 0, 1))
 
 
 def test_patch_alignment_uses_the_newest_frame_before_the_midpoint():
