@@ -9,7 +9,8 @@ video-only, and the LocDiT runs the 2 guidance rows that then differ
 (:func:`~swansphere.models.generator.guidance_rows`), not 3 (``guidance_rows`` in the
 result). ``rtf``: compute time over audio time for patches after the first few of a long
 session fed a frame per patch. ``euler_chunk``: the Euler steps per compiled graph under
-``accel compile`` (:data:`~swansphere.generation.accel.EULER_CHUNK`), null otherwise.
+``accel compile`` and ``aot`` (:data:`~swansphere.generation.accel.EULER_CHUNK`), null
+otherwise.
 
 ``concurrent`` (with ``sessions_concurrent`` N > 1): N sessions, each fed its own frames and
 caption, produce a patch each, once one after the other (``alone``) and once with their
@@ -124,7 +125,7 @@ def bench_stream(
         # LocDiT rows per step: video-only sessions run 2 (a TensorRT engine always 3)
         "guidance_rows": 3 if caption or not batchable(runtime) else 2,
         "accel": runtime.accel.mode,
-        # Euler steps per compiled graph (accel compile; null: one call for all steps)
+        # Euler steps per compiled graph (accel compile, aot; null: one call for all steps)
         "euler_chunk": getattr(runtime.accel.euler, "size", None),
         "warmup_s": round(warmup_s, 2),  # GeneratorRuntime.warm_up: compiles under accel
         "device": _device_name(runtime.device),

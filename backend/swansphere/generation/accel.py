@@ -55,10 +55,11 @@ from swansphere.models.generator import EulerSteps, KVCache, LMStep, LocDiTStep
 log = logging.getLogger(__name__)
 
 ACCEL_MODES = ("eager", "compile", "aot", "tensorrt")
-# Euler steps per compiled graph under ``compile``. One patch's 20 steps with the shipped
-# weights on one CPU thread, against eager in the same process: compiled step by step
-# 0.80-0.88 of eager's time, 4 steps per graph 0.68, all 20 in one graph 0.68 (whose
-# first compile took 262 s against about 30 s for 4).
+# Euler steps per compiled graph under ``compile`` and ``aot``. One patch's 20 steps with
+# the shipped weights on one CPU thread, against eager in the same process, under
+# ``compile``: step by step 0.80-0.88 of eager's time, 4 steps per graph 0.68, all 20 in
+# one graph 0.68 (whose first compile took 262 s against about 30 s for 4); an ``aot``
+# 4-step chunk 0.58.
 EULER_CHUNK = 4
 
 

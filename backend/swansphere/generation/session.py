@@ -357,7 +357,8 @@ class GeneratorRuntime:
         """Run once what a live stream runs, so that no session pays for lazy set-up
         (first-call kernels and allocations, the caption cache): one patch of a session
         with a blank frame. Under ``accel compile`` it also runs each graph torch.compile
-        specialises (under ``tensorrt``, the engines' first calls), which would
+        specialises (under ``aot`` and ``tensorrt``, the packages' and engines' first
+        calls), which would
         otherwise compile (seconds) in the middle of a live stream: the LM step with no
         caption and with one, on an empty, a growing and a full KV cache (``lm_window``
         patches, then the trim), and the LocDiT for one session's rows and, where sessions
