@@ -1,3 +1,4 @@
+from swansphere.bench.machine import cpu_description
 from swansphere.bench.render import bench_render
 
 
@@ -14,3 +15,4 @@ def test_bench_render_reports_and_agrees_with_textbook_renderer():
     assert result["streams"] == 4 and result["block"] == 128
     # Both renderers compute the same signal when the head is still.
     assert result["max_abs_diff_at_fixed_pose"] < 1e-9
+    assert result["cpu"] == cpu_description()

@@ -2,6 +2,7 @@
 
 import pytest
 
+from swansphere.bench.machine import cpu_model
 from swansphere.bench.serve import bench_serve
 from swansphere.serve.live import TTFC_GENERATE_PARTS, TTFC_STAGES
 
@@ -28,6 +29,7 @@ def test_bench_serve_reports_where_the_first_chunk_went(monkeypatch):
     assert 0 < sum(split[k] for k in TTFC_GENERATE_PARTS) <= split["generate"] + 0.2
     assert 0 < result["session_open_ms"] < mean_trial
     assert result["sessions_left_open"] == 0 and result["rtf"] > 0
+    assert result["cpu"].startswith(cpu_model()) and result["cpu_cores"] >= 1
     # Both memory readings come after a trim of the free heap (the sessions' own trims
     # run in the server's module, which imported trim before the patch).
     assert len(trims) == 2 and result["rss_mb_before"] > 0 and result["rss_mb_after"] > 0

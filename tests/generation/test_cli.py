@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from swansphere.bench.machine import cpu_description
 from swansphere.cli import main
 from swansphere.foa.io import read_audio
 from swansphere.generation import GeneratorRuntime
@@ -83,6 +85,8 @@ def test_bench_stream_reports_latency_and_rtf(capsys):
     assert result["accel"] == "eager" and result["warmup_s"] > 0
     assert result["euler_chunk"] is None  # eager runs a patch's steps in one EulerSteps call
     assert result["guidance_rows"] == 3 and result["caption_ms"] > 0
+    # The CPU by name and vector instructions, not just "x86_64": runs on two machines compare.
+    assert result["device"] == f"cpu: {cpu_description(torch.backends.cpu.get_cpu_capability())}"
 
 
 def test_bench_stream_times_video_only_sessions(capsys):

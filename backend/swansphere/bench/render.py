@@ -6,12 +6,12 @@ the same decoder, signal, block size and head-pose stream, so the ratio is fair.
 
 from __future__ import annotations
 
-import platform
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from swansphere.bench.machine import cpu_description
 from swansphere.foa.decoder import Decoder
 from swansphere.foa.formats import build_decoder
 from swansphere.foa.renderer import BlockRenderer
@@ -136,5 +136,5 @@ def bench_render(
         "speedup": round(ours_x / base_x, 2),
         "ours_block_ms": round(1e3 * ours_s / blocks, 4),
         "max_abs_diff_at_fixed_pose": diff,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
     }

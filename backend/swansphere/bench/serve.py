@@ -32,12 +32,14 @@
 from __future__ import annotations
 
 import gc
-import platform
+import os
 import statistics
 import threading
 import time
 
 import numpy as np
+
+from swansphere.bench.machine import cpu_description
 
 
 def _rss_mb() -> float:
@@ -252,8 +254,8 @@ def bench_serve(
         "steps": steps if steps is not None else runtime.generator.config.steps,
         "torch_threads": torch_threads,
         "accel": runtime.accel.mode,
-        "cpu_cores": __import__("os").cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "cpu": cpu_description(torch.backends.cpu.get_cpu_capability()),
         "warmup_s": round(warm_s, 2),
         "ttfc_ms": round(statistics.median(ttfc), 1),
         "ttfc_ms_trials": [round(t, 1) for t in ttfc],

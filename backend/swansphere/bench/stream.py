@@ -22,12 +22,12 @@ spent in the LocDiT loop.
 from __future__ import annotations
 
 import os
-import platform
 import time
 
 import numpy as np
 import torch
 
+from swansphere.bench.machine import cpu_description
 from swansphere.generation import GeneratorRuntime, SessionConfig
 from swansphere.generation.session import batchable, sample_patches
 from swansphere.models.generator import count_parameters
@@ -208,7 +208,7 @@ def gen_preset_name(config) -> str:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()})"
+    return f"cpu: {cpu_description(torch.backends.cpu.get_cpu_capability())}"
 
 
 __all__ = ["bench_stream"]
