@@ -15,7 +15,7 @@ from swansphere.errors import InputError
 from swansphere.foa.io import write_foa
 from swansphere_training.corpus.video import write_mp4
 from swansphere_training.data import dataset as dataset_module
-from swansphere_training.data.clip import write_clip_dir, write_json_atomic
+from swansphere_training.data.clip import clip_dirs, write_clip_dir, write_json_atomic
 from swansphere_training.data.dataset import (
     ClipDataset,
     TorchClipDataset,
@@ -154,6 +154,18 @@ def test_scan_skips_broken_clip_folders_with_reasons(corpus, caplog):
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert all(name in warned for name in reasons)
     assert "z_badcap" in warned  # broken caption.json: logged, clip kept without it
+
+
+def test_scan_follows_links_to_clip_folders(corpus, tmp_path):
+    # A corpus assembled from links to another's clips (a subset to train on), with a
+    # link back to its own root that must not loop.
+    linked = tmp_path / "subset"
+    (linked / "train").mkdir(parents=True)
+    for name in ("v0", "a0"):
+        (linked / "train" / name).symlink_to(corpus / "train" / name, target_is_directory=True)
+    (linked / "train" / "loop").symlink_to(linked, target_is_directory=True)
+    assert [r.id for r in ClipDataset(linked, "train")] == ["a0", "v0"]
+    assert [p.name for p in clip_dirs(linked, "train")] == ["a0", "v0"]
 
 
 def test_splits_requirements_filter_and_slices(corpus):

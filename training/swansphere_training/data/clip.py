@@ -129,6 +129,20 @@ def write_clip_dir(split_dir: Path, clip_id: str, fill: Callable[[Path], None]) 
 
 
 def clip_dirs(root: Path, split: str | None = None) -> list[Path]:
-    """Clip folders (those holding clip.json) under ``root`` or ``root/split``, sorted by path."""
+    """Clip folders (those holding clip.json) under ``root`` or ``root/split``, sorted by path.
+
+    Symbolic links to folders are followed (a corpus may be assembled from links to
+    another's clips; ``Path.rglob`` does not follow them), each real folder walked once so
+    that a link back up the tree cannot loop. Hidden clip folders (a clip being written
+    under a temporary name) are left out."""
     base = Path(root) / split if split else Path(root)
-    return sorted(p.parent for p in base.rglob(META_FILE) if not p.parent.name.startswith("."))
+    found, walked = [], set()
+    for folder, subfolders, files in os.walk(base, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
+            continue
+        walked.add(real)
+        if META_FILE in files and not Path(folder).name.startswith("."):
+            found.append(Path(folder))
+    return sorted(found)
