@@ -404,6 +404,22 @@ def test_bundle_base_with_metrics_records_an_evaluation(tmp_path, capsys):
     assert "give at least one of" in capsys.readouterr().err
 
 
+def test_bundle_keep_copies_only_the_named_base_components(tmp_path, capsys):
+    out = tmp_path / "cue"
+    assert main(["bundle", str(out), "--base", "default", "--keep", "direction"]) == 0
+    base, cue = load_bundle("default"), load_bundle(out)
+    assert set(cue.components) == {"direction"}
+    old, new = base.component("direction"), cue.component("direction")
+    assert old[0] == new[0] and all(torch.equal(old[1][k], new[1][k]) for k in old[1])
+    assert cue.metrics["direction"] == base.metrics["direction"]  # its evaluation comes along
+    capsys.readouterr()
+    assert main(["bundle", str(tmp_path / "more"), "--base", str(out), "--keep", "vae"]) == 2
+    assert "has no vae to keep (it holds direction)" in capsys.readouterr().err
+    assert main(["bundle", str(tmp_path / "lone"), "--keep", "direction"]) == 2
+    assert "--keep names components of the --base bundle" in capsys.readouterr().err
+    assert not (tmp_path / "more").exists() and not (tmp_path / "lone").exists()
+
+
 def test_every_stage_has_one_mlproject_entry_point_and_the_cli_trains_it():
     import argparse
     from pathlib import Path

@@ -1,7 +1,7 @@
 """training/scripts/train_encoders.sh end to end on a tiny corpus (two steps a stage:
 plumbing, not quality): the data-parallel cue, then three runs in their lanes, under one
-MLflow pipeline run, the bundle, the evaluations and the report; a failing lane stops the
-other."""
+MLflow pipeline run, the bundle, the evaluations and the report; a given cue (CUE_FROM)
+instead of the first; a failing lane stops the other."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from swansphere.cli import main
 from swansphere.models.bundle import load_bundle
@@ -129,6 +130,27 @@ def test_the_encoders_pipeline_trains_bundles_evaluates_and_reports(
     (cue,) = runs["direction"]
     assert cue.data.params["fit.world_size"] == "2" and cue.data.params["batch_size"] == "4"
     assert {r.data.params["fit.world_size"] for r in children if r is not cue} == {"1"}
+
+
+def test_cue_from_carries_a_given_cue_instead_of_training_one(corpus: Path, tmp_path: Path) -> None:
+    out, store = tmp_path / "out", tmp_path / "mlruns.db"
+    done = run_script(corpus, out, store, CUE_FROM="default", CHOOSE_WEIGHING="0")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "cue" not in report["seconds"] and "cue_bundle" in report["seconds"]
+    assert not (out / "runs" / "cue").exists()
+    shipped = load_bundle("default").component("direction")[1]
+    for name in ("bundle", "ablation"):
+        bundle = load_bundle(out / name)
+        assert set(bundle.components) >= {"svac", "direction"}
+        cue, svac = bundle.component("direction")[1], bundle.component("svac")[1]
+        for key, weight in shipped.items():  # the bundle's cue, and the SVAC's copy of it
+            assert torch.equal(cue[key], weight) and torch.equal(svac[f"cue.{key}"], weight)
+    assert set(load_bundle(out / "bundle").components) == {"vae", "svac", "direction"}
+    runs = pipeline_runs(store)
+    (parent,) = runs["encoders"]
+    assert parent.data.params["cue_from"] == "default" and "cue_steps" not in parent.data.params
+    assert "direction" not in runs and len(runs["svac"]) == 2
 
 
 def test_a_failing_lane_stops_the_other_and_fails_the_pipeline_run(

@@ -25,7 +25,8 @@
 #        training/scripts/train_encoders.sh corpus
 #
 # Environment: VAE_STEPS (600), CUE_STEPS (2250), CUE_PROCS (2; 1 trains the cue without
-# torchrun), CUE_BATCH (8, split between the processes), SVAC_STEPS (1000), SVAC_BATCH
+# torchrun), CUE_FROM (a bundle whose direction cue the SVACs carry instead of training one,
+# e.g. default: the shipped cue, trained for far longer than this hour allows), CUE_BATCH (8, split between the processes), SVAC_STEPS (1000), SVAC_BATCH
 # (12), EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated), CHOOSE_WEIGHING
 # (1; 0 bundles the SVACs weighed as trained),
 # SWANSPHERE_NO_TRACK=1 (no MLflow), MLFLOW_RUN_ID (a pipeline run to nest under instead
@@ -67,10 +68,11 @@ if [ "${SWANSPHERE_NO_TRACK:-0}" = 1 ]; then
 elif [ -n "${MLFLOW_RUN_ID:-}" ]; then
     pipeline_run=$MLFLOW_RUN_ID  # `mlflow run -e encoders` made the pipeline run and ends it
 else
+    cue_params=(--param cue_steps="$cue_steps" --param cue_procs="$cue_procs")
+    [ -z "${CUE_FROM:-}" ] || cue_params=(--param cue_from="$CUE_FROM")
     pipeline_run=$("$python" -m swansphere_training.tracking begin encoders \
-        --param data="$data" --param vae_steps="$vae_steps" --param cue_steps="$cue_steps" \
-        --param svac_steps="$svac_steps" --param svac_batch="$svac_batch" \
-        --param cue_procs="$cue_procs")
+        --param data="$data" --param vae_steps="$vae_steps" "${cue_params[@]}" \
+        --param svac_steps="$svac_steps" --param svac_batch="$svac_batch")
     begun=$pipeline_run
 fi
 finish() {
@@ -133,12 +135,19 @@ train() {
 svac_settings=(--set batch_size="$svac_batch" --set cue_from="$out/cue"
                --set 'model={"cue_share": 0.5, "content_pooling": "detached"}')
 start=$EPOCHREALTIME
-# The cue, data-parallel: each process takes CUE_BATCH / CUE_PROCS crops of every batch.
-decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps
-procs=$cue_procs train direction cue "$cue_steps" --set batch_size=$((cue_batch / cue_procs)) \
-    --set lr=1.5e-3 --set lr_decay_steps="$decay" --set cell_weight=1.0 \
-    --set 'cell_pulse="mean"' --set caption_dropout=0.25
-timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
+if [ -n "${CUE_FROM:-}" ]; then
+    # A given cue: OUT/cue holds it alone, and the bundles take it from there.
+    timed cue_bundle "$swansphere" bundle "$out/cue" --base "$CUE_FROM" --keep direction
+    cue_source=(--base "$out/cue")
+else
+    # The cue, data-parallel: each process takes CUE_BATCH / CUE_PROCS crops of every batch.
+    decay=$((cue_steps > 100 ? cue_steps - 50 : 0))  # anneal to 0 after the 50 warm-up steps
+    procs=$cue_procs train direction cue "$cue_steps" --set batch_size=$((cue_batch / cue_procs)) \
+        --set lr=1.5e-3 --set lr_decay_steps="$decay" --set cell_weight=1.0 \
+        --set 'cell_pulse="mean"' --set caption_dropout=0.25
+    timed cue_bundle "$swansphere" bundle "$out/cue" --direction "$out/runs/cue" --data "$data"
+    cue_source=(--direction "$out/runs/cue")
+fi
 (
     train svac svac "$svac_steps" "${svac_settings[@]}" \
         --set 'negatives={"n_time_shift": 1, "n_rotation": 1, "n_roll": 1}' \
@@ -155,9 +164,9 @@ lanes "$lane1" "$lane2"
 since "$start" > "$out/times/training"
 
 timed trained_bundle "$swansphere" bundle "$out/trained" --vae "$out/runs/vae" \
-    --svac "$out/runs/svac" --direction "$out/runs/cue" --data "$data"
+    --svac "$out/runs/svac" "${cue_source[@]}" --data "$data"
 timed ablation_trained_bundle "$swansphere" bundle "$out/ablation_trained" \
-    --svac "$out/runs/svac_ablation" --direction "$out/runs/cue" --data "$data"
+    --svac "$out/runs/svac_ablation" "${cue_source[@]}" --data "$data"
 
 # weigh NAME BASE TO: how much of the similarity each SVAC part takes (content, spatial code,
 # activity map) is chosen after training, so `eval svac --weighings` scores a fixed grid of

@@ -8,6 +8,7 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ def export_bundle(
     base: str | None = None,
     generator_dtype: str = "float16",
     tune: dict[str, dict[str, Any]] | None = None,
+    keep: Collection[str] | None = None,
 ) -> Path:
     """Write a bundle from the latest checkpoint of each stage run folder.
 
@@ -116,6 +118,8 @@ def export_bundle(
     (:data:`EVALUATED_WITH`). A generator is refused next to a VAE
     or SVAC other than the ones its training features were computed with, and the base's
     generator is left out when a VAE or SVAC run replaces the base's.
+    ``keep``: with ``base``, copy only these of its components (e.g. {"direction"}: the
+    shipped cue beside new encoders); InputError naming any the base lacks.
     ``generator_dtype``: "float16" (default; halves the generator's weight file, keeps the
     bundle small) or "float32". The latent statistics stay float32; loading converts the
     weights to the module's dtype.
@@ -165,11 +169,18 @@ def export_bundle(
         if name == "generator":
             data_meta["stages"][name]["weights_dtype"] = generator_dtype
         commands[name] = reproduce_command(name, stage_cfg, checkpoint.step)
+    if keep is not None and base is None:
+        raise InputError("keep names components of a base bundle: give base too")
     if base is not None:
         from swansphere.models.bundle import load_bundle
         from swansphere_training.data.features import feature_digest
 
         source = load_bundle(base)
+        if keep is not None and (absent := sorted(set(keep) - set(source.components))):
+            raise InputError(
+                f"base {base!r} has no {', '.join(absent)} to keep (it holds "
+                f"{', '.join(sorted(source.components))})"
+            )
         base_commands = source.training_command
         # Replaced encoders whose feature weights (for the base's generator) differ.
         saliency = "generator" in source.components and bool(
@@ -183,7 +194,7 @@ def export_bundle(
             != feature_digest(c, dict(source.component(c)[1]), saliency)
         )
         for name in source.components:
-            if name in components:
+            if name in components or (keep is not None and name not in keep):
                 continue
             if name == "generator" and changed:
                 # Its training features came from the base's VAE/SVAC encoders, not these

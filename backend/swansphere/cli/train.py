@@ -73,6 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "models:/NAME@ALIAS), e.g. --generator RUN --base default",
     )
     b.add_argument(
+        "--keep",
+        action="append",
+        choices=["vae", "svac", "generator", "direction"],
+        metavar="COMPONENT",
+        help="with --base, copy only this of its components (repeatable), e.g. "
+        "`bundle cue --base default --keep direction`: the shipped video direction cue alone",
+    )
+    b.add_argument(
         "--generator-dtype",
         choices=["float16", "float32"],
         default="float16",
@@ -175,10 +183,12 @@ def run_bundle(args: argparse.Namespace) -> int:
         )
         if path
     }
-    if not runs and not (args.base and (args.tune or args.metrics or args.weighing)):
+    if args.keep and not args.base:
+        raise InputError("--keep names components of the --base bundle: give --base")
+    if not runs and not (args.base and (args.tune or args.metrics or args.weighing or args.keep)):
         raise InputError(
             "give at least one of --vae, --svac, --generator and --direction "
-            "(or --base with --tune, --weighing or --metrics)"
+            "(or --base with --keep, --tune, --weighing or --metrics)"
         )
     metrics = {Path(m).stem: read_json(m) for m in args.metrics}
     tuned = list(args.tune)
@@ -200,6 +210,7 @@ def run_bundle(args: argparse.Namespace) -> int:
         base=args.base,
         generator_dtype=args.generator_dtype,
         tune=tune,
+        keep=args.keep,
     )
     result = {"bundle": str(path)}
     if args.register:
