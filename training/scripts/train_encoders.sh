@@ -25,13 +25,13 @@
 #        training/scripts/train_encoders.sh corpus
 #
 # Environment: VAE_STEPS (600), CUE_STEPS (2250), CUE_PROCS (2; 1 trains the cue without
-# torchrun), CUE_FROM (a bundle whose direction cue the SVACs carry instead of training one,
-# e.g. default: the shipped cue, trained for far longer than this hour allows), CUE_BATCH (8, split between the processes), SVAC_STEPS (1000), SVAC_BATCH
-# (12), EVAL_CLIPS (128), EVAL_DATA (more test corpora, space-separated), CHOOSE_WEIGHING
-# (1; 0 bundles the SVACs weighed as trained),
-# SWANSPHERE_NO_TRACK=1 (no MLflow), MLFLOW_RUN_ID (a pipeline run to nest under instead
-# of a new one, as `mlflow run mlflow -e encoders` sets it), SWANSPHERE (the command),
-# PYTHON.
+# torchrun), CUE_BATCH (8, split between the processes), CUE_FROM (a bundle whose direction
+# cue the SVACs carry instead of one trained here, e.g. default: the shipped cue, trained
+# far longer than this hour allows), SVAC_STEPS (1000), SVAC_BATCH (12), EVAL_CLIPS (128),
+# EVAL_DATA (more test corpora, space-separated), CHOOSE_WEIGHING (1; 0 bundles the SVACs
+# weighed as trained), SWANSPHERE_NO_TRACK=1 (no MLflow), MLFLOW_RUN_ID (a pipeline run
+# to nest under instead of a new one, as `mlflow run mlflow -e encoders` sets it),
+# SWANSPHERE (the command), PYTHON.
 set -euo pipefail
 data=${1:?corpus root (train/ and test/ splits, captioned)}
 out=${2:-runs/encoders}
