@@ -43,6 +43,30 @@ def test_whole_sequences_equal_the_tracker_patch_by_patch(cue):
         torch.testing.assert_close(tracker.direction, pushed[-3:].sum(0))
 
 
+def test_the_long_filter_streams_as_whole_sequences_do_and_reaches_further_back():
+    torch.manual_seed(1)
+    cue = VideoDirectionCue(VideoDirectionConfig(window=3, taps=2, smoothing=2, long_taps=7))
+    with torch.no_grad():  # its filter starts at zero: give it weights to carry
+        cue.long_filter.weight.normal_(0.0, 0.1)
+    cue.eval()
+    video = torch.randint(0, 256, (1, 12, 3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = cue(video)[0]
+        scale = float(whole.abs().max()) + 1.0
+    tracker = DirectionTracker(cue)
+    pushed = torch.stack([tracker.push(video[0, p]) for p in range(12)])
+    torch.testing.assert_close(pushed, whole, atol=1e-5 * scale, rtol=1e-4)
+    # Frame 0 reaches patch 7 only through the long filter (window 3 + taps 2 end at 4).
+    changed = video.clone()
+    changed[0, 0] = 255 - changed[0, 0]
+    with torch.no_grad():
+        after = cue(changed)[0]
+    assert not torch.allclose(after[7], whole[7])
+    torch.testing.assert_close(after[9:], whole[9:])
+    with pytest.raises(InputError, match="long_taps"):
+        VideoDirectionConfig(long_taps=-1)
+
+
 def test_an_estimate_depends_on_the_window_of_past_frames_only(cue):
     video = torch.randint(0, 256, (1, 12, 3, 64, 128), dtype=torch.uint8)
     changed = video.clone()

@@ -315,6 +315,14 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
         torch.testing.assert_close(reading.state_dict()[name], value.float())
     assert not reading.caption.weight.any() and not reading.null_caption.any()
 
+    # So does one with the long filter: it starts at zero, and the estimates are the same.
+    longer = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"long_taps": 16}))
+    load_initial_cue(longer, "default")
+    assert not longer.long_filter.weight.any() and not longer.long_filter.bias.any()
+    video = torch.randint(0, 256, (1, 20, 3, 64, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(longer.eval()(video), cue.eval()(video))
+
     wider = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"dim": 8}))
     with pytest.raises(InputError, match="differs from this run's"):
         load_initial_cue(wider, "default")

@@ -5,11 +5,13 @@ patches (one frame per patch, :func:`swansphere.generation.conditioning.patch_fr
 Every cell of an (H/8, W/8) grid gets a non-negative power from what the cell shows now,
 how it departs from the mean of the last ``window`` patch frames (what moves or pulses)
 and how it changed since the previous patch frame, filtered causally over the last
-``taps`` patches per cell (a pulse's rhythm). The cue's intensity estimate of a patch is
-the sum over the cells of power times the cell centre's unit direction: a vector (x, y, z)
-on the AmbiX axes (x front, y left, z up) whose length is the predicted loudness relative
-to the clip, as the reference's mean of W (X, Y, Z) over the patch divided by the clip's
-mean W^2 (:func:`patch_intensity_targets`), which is what training fits.
+``taps`` patches per cell (a pulse's rhythm; with ``long_taps``, also a longer filter of
+a per-cell MLP of the features: how the cell pulses over seconds). The cue's intensity
+estimate of a patch is the sum over the cells of power times the cell centre's unit
+direction: a vector (x, y, z) on the AmbiX axes (x front, y left, z up) whose length is
+the predicted loudness relative to the clip, as the reference's mean of W (X, Y, Z) over
+the patch divided by the clip's mean W^2 (:func:`patch_intensity_targets`), which is
+what training fits.
 
 With ``text_dim`` > 0 the cue also reads the patch's caption as one sentence embedding
 (:func:`swansphere.models.text.pooled_caption`, unit length; a zero row means no caption
@@ -65,16 +67,21 @@ class VideoDirectionConfig:
     smoothing: int = 5  # patches (0.93 s) whose estimates the lock direction sums
     patch_seconds: float = 4 * 1024 / 22050  # the tiny generator's patch (4 latent frames)
     text_dim: int = 0  # width of the caption embedding the cue reads (0: it reads none)
+    # Causal window (patches) of the long filter: a per-cell MLP of the features, then a
+    # filter over that many patches, added to the short one's output (0: none).
+    long_taps: int = 0
 
     def __post_init__(self) -> None:
         ints = ("frame_height", "frame_width", "dim", "window", "taps", "smoothing")
         bad = [n for n in ints if not isinstance(getattr(self, n), int) or getattr(self, n) < 1]
-        if not isinstance(self.text_dim, int) or self.text_dim < 0:
-            bad.append("text_dim")
+        bad += [
+            n for n in ("text_dim", "long_taps")
+            if not isinstance(getattr(self, n), int) or getattr(self, n) < 0
+        ]  # fmt: skip
         if bad:
             raise InputError(
-                "VideoDirectionConfig fields must be positive integers (text_dim may be 0): "
-                + ", ".join(bad)
+                "VideoDirectionConfig fields must be positive integers (text_dim and "
+                "long_taps may be 0): " + ", ".join(bad)
             )
         if self.frame_height % CELL_STRIDE or self.frame_width % CELL_STRIDE:
             raise InputError(
@@ -142,6 +149,15 @@ class VideoDirectionCue(nn.Module):
             nn.Conv2d(d, d, 3, padding=1), nn.GELU(),
         )  # fmt: skip
         self.temporal = nn.Conv1d(d, d, config.taps)  # left-padded: causal
+        if config.long_taps:
+            # Averages of new per-frame features over a longer past: how a cell's picture
+            # pulses over seconds (a look-alike's flat bursts, a source's envelope), which
+            # a linear filter of the features cannot weigh. Its filter starts at zero, so a
+            # cue without it can start one with it and behaves exactly as it did.
+            self.long_pointwise = nn.Sequential(nn.Conv1d(d, d, 1), nn.GELU())
+            self.long_filter = nn.Conv1d(d, d, config.long_taps)  # left-padded: causal
+            nn.init.zeros_(self.long_filter.weight)
+            nn.init.zeros_(self.long_filter.bias)
         self.power = nn.Sequential(nn.GELU(), nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
         directions = torch.from_numpy(grid_directions(*config.grid))  # (G, 3) x, y, z
         self.register_buffer("directions", directions, persistent=False)
@@ -198,6 +214,18 @@ class VideoDirectionCue(nn.Module):
         # about a quarter shorter); the weights keep their layout, so checkpoints do too.
         return self.cells(inputs.contiguous(memory_format=torch.channels_last)).flatten(2)
 
+    def filtered_features(self, seq: torch.Tensor) -> torch.Tensor:
+        """Per-cell feature sequences (N, dim, P), patch order -> their causal filtering
+        (N, dim, P): the short filter over ``taps`` patches plus, with ``long_taps``, the
+        long filter of their pointwise MLP. Patches before the first count as zeros."""
+        taps, long_taps = self.config.taps, self.config.long_taps
+        filtered = self.temporal(F.pad(seq, (taps - 1, 0)))
+        if long_taps:
+            filtered = filtered + self.long_filter(
+                F.pad(self.long_pointwise(seq), (long_taps - 1, 0))
+            )
+        return filtered
+
     def cell_power(
         self, features: torch.Tensor, filtered: torch.Tensor, caption: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -243,7 +271,7 @@ class VideoDirectionCue(nn.Module):
         feats = self.cell_features(inputs.flatten(0, 1))  # (B P, d, G)
         d, g = feats.shape[1:]
         seq = feats.reshape(batch, patches, d, g).permute(0, 3, 2, 1).reshape(batch * g, d, patches)
-        filtered = self.temporal(F.pad(seq, (self.config.taps - 1, 0)))
+        filtered = self.filtered_features(seq)
 
         def per_cell(t: torch.Tensor) -> torch.Tensor:  # (B G, d, P) -> (B, P, G, d)
             return t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)
@@ -263,7 +291,7 @@ class DirectionTracker:
         self.cue = cue
         c = cue.config
         self.frames: deque[torch.Tensor] = deque(maxlen=c.window)
-        self.features: deque[torch.Tensor] = deque(maxlen=c.taps)
+        self.features: deque[torch.Tensor] = deque(maxlen=max(c.taps, c.long_taps))
         self.estimates: deque[torch.Tensor] = deque(maxlen=c.smoothing)
 
     @torch.inference_mode()
@@ -277,10 +305,10 @@ class DirectionTracker:
         inputs = torch.cat([x, x - mean, (x - prev).abs()])[None]
         feats = self.cue.cell_features(inputs)[0]  # (d, G)
         self.features.append(feats)
-        seq = torch.stack(list(self.features), dim=-1)  # (d, G, n)
-        taps = self.cue.config.taps
-        seq = F.pad(seq, (taps - seq.shape[-1], 0)).permute(1, 0, 2)  # (G, d, taps)
-        filtered = self.cue.temporal(seq)[..., -1]  # (G, d)
+        # The features of the filters' window, in patch order (G, d, n): the last output
+        # of filtered_features over them is the latest patch's, as forward computes it.
+        seq = torch.stack(list(self.features), dim=-1).permute(1, 0, 2)
+        filtered = self.cue.filtered_features(seq)[..., -1]  # (G, d)
         power = self.cue.cell_power(feats.T, filtered, self.cue.caption_terms(text, ()))  # (G,)
         estimate = power @ self.cue.directions
         self.estimates.append(estimate)

@@ -110,23 +110,27 @@ def direction_component(source: str, setting: str) -> tuple[dict, dict[str, torc
 
 def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
     """Load the direction cue of bundle ``source`` into ``model``; InputError when the
-    bundle has none or its network differs from ``model``'s. A cue that reads no captions
-    may start one that does (the caption layers keep their zero start)."""
+    bundle has none or its network differs from ``model``'s. A cue without the caption
+    layers or the long filter may start one with them (they keep their zero start)."""
     config, state = direction_component(source, "init_from")
     theirs = VideoDirectionConfig.from_dict(config)
-    adds_captions = theirs.text_dim == 0 and model.config.text_dim > 0
-    expected = (
-        dataclasses.replace(theirs, text_dim=model.config.text_dim) if adds_captions else theirs
-    )
-    if expected != model.config:
+    added: dict[str, int] = {}
+    new_layers: list[str] = []
+    if theirs.text_dim == 0 and model.config.text_dim > 0:
+        added["text_dim"] = model.config.text_dim
+        new_layers += ["caption.", "null_caption"]
+    if theirs.long_taps == 0 and model.config.long_taps > 0:
+        added["long_taps"] = model.config.long_taps
+        new_layers += ["long_pointwise.", "long_filter."]
+    if dataclasses.replace(theirs, **added) != model.config:
         raise InputError(
             f"init_from {source!r}: its cue network {config} differs from this run's "
             f"{model.config.to_dict()}"
         )
     missing, unexpected = model.load_state_dict(
-        {k: v.float() for k, v in state.items()}, strict=not adds_captions
+        {k: v.float() for k, v in state.items()}, strict=not added
     )
-    if unexpected or any(not k.startswith(("caption.", "null_caption")) for k in missing):
+    if unexpected or any(not k.startswith(tuple(new_layers)) for k in missing):
         raise InputError(f"init_from {source!r}: weights {missing + unexpected} do not fit")
 
 
