@@ -214,16 +214,24 @@ class VideoDirectionCue(nn.Module):
         # about a quarter shorter); the weights keep their layout, so checkpoints do too.
         return self.cells(inputs.contiguous(memory_format=torch.channels_last)).flatten(2)
 
-    def filtered_features(self, seq: torch.Tensor) -> torch.Tensor:
+    def filtered_features(self, seq: torch.Tensor, last: bool = False) -> torch.Tensor:
         """Per-cell feature sequences (N, dim, P), patch order -> their causal filtering
         (N, dim, P): the short filter over ``taps`` patches plus, with ``long_taps``, the
-        long filter of their pointwise MLP. Patches before the first count as zeros."""
-        taps, long_taps = self.config.taps, self.config.long_taps
-        filtered = self.temporal(F.pad(seq, (taps - 1, 0)))
-        if long_taps:
-            filtered = filtered + self.long_filter(
-                F.pad(self.long_pointwise(seq), (long_taps - 1, 0))
-            )
+        long filter of their pointwise MLP. Patches before the first count as zeros.
+        ``last``: only the latest patch's output (N, dim, 1), from its windows alone (the
+        tracker's push, which would otherwise filter every stored patch again)."""
+
+        def causal(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+            k = conv.kernel_size[0]
+            if last:
+                x = x[..., -k:]
+                return conv(F.pad(x, (k - x.shape[-1], 0)))
+            return conv(F.pad(x, (k - 1, 0)))
+
+        filtered = causal(self.temporal, seq)
+        if self.config.long_taps:
+            recent = seq[..., -self.config.long_taps :] if last else seq
+            filtered = filtered + causal(self.long_filter, self.long_pointwise(recent))
         return filtered
 
     def cell_power(
@@ -305,10 +313,9 @@ class DirectionTracker:
         inputs = torch.cat([x, x - mean, (x - prev).abs()])[None]
         feats = self.cue.cell_features(inputs)[0]  # (d, G)
         self.features.append(feats)
-        # The features of the filters' window, in patch order (G, d, n): the last output
-        # of filtered_features over them is the latest patch's, as forward computes it.
+        # The features of the filters' windows, in patch order (G, d, n).
         seq = torch.stack(list(self.features), dim=-1).permute(1, 0, 2)
-        filtered = self.cue.filtered_features(seq)[..., -1]  # (G, d)
+        filtered = self.cue.filtered_features(seq, last=True)[..., -1]  # (G, d)
         power = self.cue.cell_power(feats.T, filtered, self.cue.caption_terms(text, ()))  # (G,)
         estimate = power @ self.cue.directions
         self.estimates.append(estimate)
