@@ -334,10 +334,12 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
 
 def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     run = tmp_path / "anneal"
+    # The shipped cue plus a long filter, which starts at zero (load_initial_cue).
     args = ["train", "direction", "--data", str(corpus), "--steps", "3", "--no-track",
             "--out", str(run), "--eval-every", "0", "--set", "batch_size=2",
             "--set", "crop_patches=6", "--set", 'init_from="default"',
-            "--set", "warmup_steps=1", "--set", "lr_decay_steps=2"]  # fmt: skip
+            "--set", "warmup_steps=1", "--set", "lr_decay_steps=2",
+            "--set", 'model={"long_taps": 3}']  # fmt: skip
     assert main(args) == 0
     capsys.readouterr()
     from swansphere_training.checkpoint import load_checkpoint
@@ -351,3 +353,7 @@ def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     assert checkpoint.extra["init_from"] == started
     assert main(["bundle", str(tmp_path / "b"), "--direction", str(run), "--base", "default"]) == 0
     assert load_bundle(tmp_path / "b").data["stages"]["direction"]["init_from"] == started
+    # The long filter it added was trained, and the bundle carries it to serving.
+    runtime = GeneratorRuntime.from_bundle(load_bundle(tmp_path / "b"))
+    assert runtime.direction.config.long_taps == 3
+    assert runtime.direction.long_filter.weight.any()
