@@ -56,7 +56,8 @@ def test_the_long_filter_streams_as_whole_sequences_do_and_reaches_further_back(
     tracker = DirectionTracker(cue)
     pushed = torch.stack([tracker.push(video[0, p]) for p in range(12)])
     torch.testing.assert_close(pushed, whole, atol=1e-5 * scale, rtol=1e-4)
-    # Frame 0 reaches patch 7 only through the long filter (window 3 + taps 2 end at 4).
+    # Frame 0 reaches patch 7 only through the long filter: the window of 3 and the short
+    # filter of 2 carry it to patch 3 at most, the long filter of 7 to patch 8.
     changed = video.clone()
     changed[0, 0] = 255 - changed[0, 0]
     with torch.no_grad():
