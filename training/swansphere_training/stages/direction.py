@@ -108,20 +108,26 @@ def direction_component(source: str, setting: str) -> tuple[dict, dict[str, torc
     return bundle.component("direction")
 
 
+#: Cue config fields (0: off) whose layers start at zero, with their weights' prefixes: a
+#: cue without them may start one with them and behaves exactly as it did.
+ZERO_STARTED_LAYERS: dict[str, tuple[str, ...]] = {
+    "text_dim": ("caption.", "null_caption"),
+    "long_taps": ("long_pointwise.", "long_filter."),
+}
+
+
 def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
     """Load the direction cue of bundle ``source`` into ``model``; InputError when the
-    bundle has none or its network differs from ``model``'s. A cue without the caption
-    layers or the long filter may start one with them (they keep their zero start)."""
+    bundle has none or its network differs from ``model``'s but for the layers of
+    :data:`ZERO_STARTED_LAYERS` it lacks (they keep their zero start)."""
     config, state = direction_component(source, "init_from")
     theirs = VideoDirectionConfig.from_dict(config)
-    added: dict[str, int] = {}
-    new_layers: list[str] = []
-    if theirs.text_dim == 0 and model.config.text_dim > 0:
-        added["text_dim"] = model.config.text_dim
-        new_layers += ["caption.", "null_caption"]
-    if theirs.long_taps == 0 and model.config.long_taps > 0:
-        added["long_taps"] = model.config.long_taps
-        new_layers += ["long_pointwise.", "long_filter."]
+    added = {
+        name: getattr(model.config, name)
+        for name in ZERO_STARTED_LAYERS
+        if getattr(theirs, name) == 0 and getattr(model.config, name) > 0
+    }
+    new_layers = [prefix for name in added for prefix in ZERO_STARTED_LAYERS[name]]
     if dataclasses.replace(theirs, **added) != model.config:
         raise InputError(
             f"init_from {source!r}: its cue network {config} differs from this run's "
