@@ -8,9 +8,9 @@
 #           shifts apart on its own
 #   lane 2: FOA-VAE (VAE_STEPS), then SVAC with batch negatives only (the ablation)
 #
-# The SVACs' spatial code reads the cue's cell map at cue_share 0.5 (README, "SVAC"), so
-# the cue trains first: on both cores (torchrun, one thread a process, the batch split
-# between them) it takes about half its one-core time, and both lanes need it. OUT/trained
+# The SVACs' spatial code reads the cue's cell map at cue_share 0.5 (training/EXPERIMENTS.md,
+# "SVAC"), so the cue trains first: on both cores (torchrun, one thread a process, the batch
+# split between them) it takes about half its one-core time, and both lanes need it. OUT/trained
 # holds the VAE, the SVAC and the cue as trained, OUT/ablation_trained the ablation's SVAC.
 # Then each SVAC's part weights (content, spatial code, activity map) are chosen on DATA's
 # test split (`eval svac --weighings`): OUT/bundle and OUT/ablation are those bundles so

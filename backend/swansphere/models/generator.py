@@ -176,7 +176,7 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # in 71 / 83 % of caption-only ones; g = 8 strays from the reference spectrum.
     # lm_history off and direction_lock 1: on 64 held-out clips video-only 49.0 -> 46.5 deg
     # with the weights trained for the LM's history, 39.5 deg after 3000 steps more with
-    # p_drop_lm_history = 1 (README, "What the shipped tiny model does").
+    # p_drop_lm_history = 1 (training/EXPERIMENTS.md, "The generator's direction").
     "tiny": GeneratorConfig(
         video_saliency=True,
         guidance_text=3.0,
