@@ -3,6 +3,8 @@ follow the AmbiX intensity convention, and bad input is named."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from swansphere.models.direction import (
     DirectionTracker,
     VideoDirectionConfig,
     VideoDirectionCue,
+    carry_repeated_change,
     patch_intensity_targets,
 )
 
@@ -66,6 +69,56 @@ def test_the_long_filter_streams_as_whole_sequences_do_and_reaches_further_back(
     torch.testing.assert_close(after[9:], whole[9:])
     with pytest.raises(InputError, match="long_taps"):
         VideoDirectionConfig(long_taps=-1)
+
+
+def test_repeats_carry_the_change_their_frame_arrived_with():
+    change = torch.arange(1.0, 8.0).reshape(1, 7, 1).expand(2, 7, 2).clone()  # (B, P, 2)
+    repeated = torch.tensor(
+        [[True, False, True, True, False, False, True], [True] * 7]
+    )  # patch 0 repeats itself (prev is itself): it keeps its own change
+    carried = carry_repeated_change(change, repeated)
+    assert carried[0, :, 0].tolist() == [1.0, 2.0, 2.0, 2.0, 5.0, 6.0, 6.0]
+    assert carried[1, :, 1].tolist() == [1.0] * 7
+    torch.testing.assert_close(carry_repeated_change(change, torch.zeros_like(repeated)), change)
+
+
+def test_change_from_frame_differs_only_at_repeats_and_streams_as_whole_sequences():
+    """4 fps video conditions 5.4 patches a second, so some patches repeat their frame:
+    measured from the previous patch, a repeat shows no change anywhere; measured from
+    the last different frame, it keeps the change its frame came with."""
+    torch.manual_seed(2)
+    config = VideoDirectionConfig(window=4, taps=3, smoothing=2, long_taps=5)
+    by_patch = VideoDirectionCue(config)
+    with torch.no_grad():
+        by_patch.long_filter.weight.normal_(0.0, 0.1)
+    by_frame = VideoDirectionCue(dataclasses.replace(config, change_from="frame"))
+    by_frame.load_state_dict(by_patch.state_dict())
+    by_patch.eval()
+    by_frame.eval()
+    distinct = torch.randint(0, 256, (6, 3, 64, 128), dtype=torch.uint8)
+    index = torch.tensor([0, 1, 1, 2, 3, 3, 3, 4, 5, 5])
+    video = distinct[index][None]
+    with torch.no_grad():
+        a, b = by_patch(video)[0], by_frame(video)[0]
+        scale = float(b.abs().max()) + 1.0
+        # Without repeats the two agree exactly.
+        torch.testing.assert_close(by_patch(distinct[None]), by_frame(distinct[None]))
+    torch.testing.assert_close(a[:2], b[:2])  # up to the first repeat
+    assert not torch.allclose(a[2], b[2])
+    tracker = DirectionTracker(by_frame)
+    pushed = torch.stack([tracker.push(frame) for frame in video[0]])
+    torch.testing.assert_close(pushed, b, atol=1e-5 * scale, rtol=1e-4)
+    # restore brings back the carried change too.
+    tracker = DirectionTracker(by_frame)
+    for frame in video[0, :5]:
+        tracker.push(frame)
+    state = tracker.state()
+    later = tracker.push(video[0, 5])
+    tracker.push(distinct[0])
+    tracker.restore(state)
+    torch.testing.assert_close(tracker.push(video[0, 5]), later)
+    with pytest.raises(InputError, match="change_from must be one of patch, frame"):
+        VideoDirectionConfig(change_from="last")
 
 
 def test_an_estimate_depends_on_the_window_of_past_frames_only(cue):

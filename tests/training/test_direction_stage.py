@@ -323,6 +323,12 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(longer.eval()(video), cue.eval()(video))
 
+    # A run may measure the frames' change otherwise: the same weights, read anew.
+    by_frame = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"change_from": "frame"}))
+    load_initial_cue(by_frame, "default")
+    for name, value in by_frame.state_dict().items():
+        torch.testing.assert_close(value, state[name].float())
+
     wider = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"dim": 8}))
     with pytest.raises(InputError, match="differs from this run's"):
         load_initial_cue(wider, "default")
@@ -334,12 +340,13 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
 
 def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     run = tmp_path / "anneal"
-    # The shipped cue plus a long filter, which starts at zero (load_initial_cue).
+    # The shipped cue plus a long filter, which starts at zero (load_initial_cue), reading
+    # the change since the last different frame.
     args = ["train", "direction", "--data", str(corpus), "--steps", "3", "--no-track",
             "--out", str(run), "--eval-every", "0", "--set", "batch_size=2",
             "--set", "crop_patches=6", "--set", 'init_from="default"',
             "--set", "warmup_steps=1", "--set", "lr_decay_steps=2",
-            "--set", 'model={"long_taps": 3}']  # fmt: skip
+            "--set", 'model={"long_taps": 3, "change_from": "frame"}']  # fmt: skip
     assert main(args) == 0
     capsys.readouterr()
     from swansphere_training.checkpoint import load_checkpoint
@@ -356,4 +363,5 @@ def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     # The long filter it added was trained, and the bundle carries it to serving.
     runtime = GeneratorRuntime.from_bundle(load_bundle(tmp_path / "b"))
     assert runtime.direction.config.long_taps == 3
+    assert runtime.direction.config.change_from == "frame"
     assert runtime.direction.long_filter.weight.any()

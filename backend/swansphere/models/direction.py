@@ -4,7 +4,8 @@ A small supervised network over the equirectangular frames that condition the ge
 patches (one frame per patch, :func:`swansphere.generation.conditioning.patch_frame_index`).
 Every cell of an (H/8, W/8) grid gets a non-negative power from what the cell shows now,
 how it departs from the mean of the last ``window`` patch frames (what moves or pulses)
-and how it changed since the previous patch frame, filtered causally over the last
+and how it changed since the previous patch frame (or, with ``change_from = "frame"``,
+since the last frame that differs from it), filtered causally over the last
 ``taps`` patches per cell (a pulse's rhythm; with ``long_taps``, also a longer filter of
 a per-cell MLP of the features: how the cell pulses over seconds). The cue's intensity
 estimate of a patch is the sum over the cells of power times the cell centre's unit
@@ -53,6 +54,8 @@ from swansphere.models.config import config_from_dict
 CUE_INPUT_CHANNELS = 9
 #: The cell grid is the frame downsampled by this factor (three stride-2 convolutions).
 CELL_STRIDE = 8
+#: What a frame's change is measured from (:attr:`VideoDirectionConfig.change_from`).
+CHANGE_REFERENCES = ("patch", "frame")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,12 @@ class VideoDirectionConfig:
     # Causal window (patches) of the long filter: a per-cell MLP of the features, then a
     # filter over that many patches, added to the short one's output (0: none).
     long_taps: int = 0
+    # What a frame's |change| is measured from: "patch", the previous patch's frame (a
+    # frame that conditions several patches, as 4 fps video does at 5.4 patches a second,
+    # shows no change at its repeats); "frame", the last patch frame that differs from it
+    # (a repeat keeps the change its frame arrived with, so a cell shows no change only
+    # when its picture did not change).
+    change_from: str = "patch"
 
     def __post_init__(self) -> None:
         ints = ("frame_height", "frame_width", "dim", "window", "taps", "smoothing")
@@ -87,6 +96,11 @@ class VideoDirectionConfig:
             raise InputError(
                 f"VideoDirectionConfig frame size must be a multiple of {CELL_STRIDE}, got "
                 f"{self.frame_height} x {self.frame_width}"
+            )
+        if self.change_from not in CHANGE_REFERENCES:
+            raise InputError(
+                f"VideoDirectionConfig.change_from must be one of {', '.join(CHANGE_REFERENCES)}"
+                f", got {self.change_from!r}"
             )
         if not (isinstance(self.patch_seconds, (int, float)) and self.patch_seconds > 0):
             raise InputError(
@@ -133,6 +147,16 @@ def patch_intensity_targets(foa: np.ndarray, patch_samples: int, n_patches: int)
         if seg.shape[1]:
             out[p] = np.mean(seg[0] * seg[[3, 1, 2]], axis=1) / power
     return out
+
+
+def carry_repeated_change(change: torch.Tensor, repeated: torch.Tensor) -> torch.Tensor:
+    """Per-patch |change| (B, P, ...) and whether each patch's frame repeats the previous
+    patch's (B, P) bool -> the change with every repeat given the change of the patch its
+    frame first conditioned (the last one not repeated; patch 0 counts as not repeated)."""
+    patches = torch.arange(change.shape[1], device=change.device).expand(repeated.shape)
+    first = torch.where(repeated, torch.zeros_like(patches), patches).cummax(dim=1).values
+    index = first.reshape(*first.shape, *([1] * (change.ndim - 2))).expand_as(change)
+    return change.gather(1, index)
 
 
 class VideoDirectionCue(nn.Module):
@@ -275,7 +299,10 @@ class VideoDirectionCue(nn.Module):
         count = torch.arange(1, patches + 1, device=x.device).clamp_max(self.config.window)
         mean = total / count.to(x.dtype)[:, None, None, None]
         prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
-        inputs = torch.cat([x, x - mean, (x - prev).abs()], dim=2)
+        change = (x - prev).abs()
+        if self.config.change_from == "frame":
+            change = carry_repeated_change(change, (x == prev).flatten(2).all(-1))
+        inputs = torch.cat([x, x - mean, change], dim=2)
         feats = self.cell_features(inputs.flatten(0, 1))  # (B P, d, G)
         d, g = feats.shape[1:]
         seq = feats.reshape(batch, patches, d, g).permute(0, 3, 2, 1).reshape(batch * g, d, patches)
@@ -301,6 +328,9 @@ class DirectionTracker:
         self.frames: deque[torch.Tensor] = deque(maxlen=c.window)
         self.features: deque[torch.Tensor] = deque(maxlen=max(c.taps, c.long_taps))
         self.estimates: deque[torch.Tensor] = deque(maxlen=c.smoothing)
+        # The last frame's |change| (change_from "frame": a repeat keeps it); a list of at
+        # most one, so that state and restore treat it as the other stores.
+        self.change: deque[torch.Tensor] = deque(maxlen=1)
 
     @torch.inference_mode()
     def push(self, frame: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
@@ -310,7 +340,11 @@ class DirectionTracker:
         prev = self.frames[-1] if self.frames else x
         self.frames.append(x)
         mean = torch.stack(list(self.frames)).mean(dim=0)
-        inputs = torch.cat([x, x - mean, (x - prev).abs()])[None]
+        change = (x - prev).abs()
+        if self.cue.config.change_from == "frame" and self.change and torch.equal(x, prev):
+            change = self.change[-1]
+        self.change.append(change)
+        inputs = torch.cat([x, x - mean, change])[None]
         feats = self.cue.cell_features(inputs)[0]  # (d, G)
         self.features.append(feats)
         # The features of the filters' windows, in patch order (G, d, n).
@@ -330,18 +364,21 @@ class DirectionTracker:
 
     def state(self) -> tuple[list[torch.Tensor], ...]:
         """What :meth:`restore` needs to undo later pushes."""
-        return list(self.frames), list(self.features), list(self.estimates)
+        return list(self.frames), list(self.features), list(self.estimates), list(self.change)
 
     def restore(self, state: tuple[list[torch.Tensor], ...]) -> None:
-        for store, saved in zip((self.frames, self.features, self.estimates), state, strict=True):
+        stores = (self.frames, self.features, self.estimates, self.change)
+        for store, saved in zip(stores, state, strict=True):
             store.clear()
             store.extend(saved)
 
 
 __all__ = [
+    "CHANGE_REFERENCES",
     "DIRECTION_PRESETS",
     "DirectionTracker",
     "VideoDirectionConfig",
     "VideoDirectionCue",
+    "carry_repeated_change",
     "patch_intensity_targets",
 ]

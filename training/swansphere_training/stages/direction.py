@@ -116,10 +116,16 @@ ZERO_STARTED_LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Settings that change what the cue's network reads, not its weights: a run may set them
+#: apart from its ``init_from`` cue's, and its training adapts the weights to them.
+INPUT_SETTINGS = ("change_from",)
+
+
 def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
     """Load the direction cue of bundle ``source`` into ``model``; InputError when the
     bundle has none or its network differs from ``model``'s but for the layers of
-    :data:`ZERO_STARTED_LAYERS` it lacks (they keep their zero start)."""
+    :data:`ZERO_STARTED_LAYERS` it lacks (they keep their zero start) and the
+    :data:`INPUT_SETTINGS`."""
     config, state = direction_component(source, "init_from")
     theirs = VideoDirectionConfig.from_dict(config)
     added = {
@@ -128,7 +134,8 @@ def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
         if getattr(theirs, name) == 0 and getattr(model.config, name) > 0
     }
     new_layers = [prefix for name in added for prefix in ZERO_STARTED_LAYERS[name]]
-    if dataclasses.replace(theirs, **added) != model.config:
+    inputs = {name: getattr(model.config, name) for name in INPUT_SETTINGS}
+    if dataclasses.replace(theirs, **added, **inputs) != model.config:
         raise InputError(
             f"init_from {source!r}: its cue network {config} differs from this run's "
             f"{model.config.to_dict()}"
