@@ -17,12 +17,15 @@ from swansphere.models.bundle import load_bundle, write_bundle
 from swansphere_training.corpus.scene import PRESETS
 from swansphere_training.corpus.synth import synthesize_corpus
 from swansphere_training.data.dataset import ClipDataset
+from swansphere_training.stages.base import FitOptions
 from swansphere_training.stages.direction import (
+    DirectionStage,
     DirectionStageConfig,
     PatchFrameDataset,
     caption_embeddings,
     cell_loss,
     clip_patches,
+    crop_symmetry,
     cue_loss,
     length_correlation,
     length_loss,
@@ -232,12 +235,73 @@ def test_crops_carry_their_clips_caption_unless_dropped(corpus):
         PatchFrameDataset(clips, config, 4, captions[:2])
 
 
+@pytest.mark.parametrize("mirror", [False, True])
+@pytest.mark.parametrize("shift", [0, 3, 15])
+def test_crop_symmetry_moves_pixels_cells_and_targets_alike(shift, mirror):
+    from swansphere.foa.panorama import grid_directions
+
+    rows, cols = 8, 16
+    directions = torch.from_numpy(grid_directions(rows, cols)).double()
+    # One crop patch per cell: a white square on the cell, its map on the cell, its target
+    # the cell's direction. Wherever the symmetry takes them, all three must stay together.
+    frames = torch.zeros(rows * cols, 3, 64, 128, dtype=torch.uint8)
+    for cell in range(rows * cols):
+        r, c = divmod(cell, cols)
+        frames[cell, :, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8] = 255
+    cells = torch.eye(rows * cols)
+    moved, targets, maps = crop_symmetry(frames, directions, cells, (rows, cols), shift, mirror)
+    assert moved.dtype == torch.uint8 and maps.shape == cells.shape
+    square = moved[:, 0].double().reshape(-1, rows, 8, cols, 8).mean((2, 4)).flatten(1)
+    assert torch.equal(square.argmax(1), maps.argmax(1))
+    assert bool((square.max(1).values == 255).all())  # a square never straddles two cells
+    torch.testing.assert_close(directions[maps.argmax(1)], targets, atol=1e-6, rtol=0)
+    assert bool((maps.argmax(1) != torch.arange(rows * cols)).any()) == (shift > 0 or mirror)
+    yaw = np.deg2rad(360.0 * shift / cols)  # Rz(yaw) turns the front to azimuth +yaw
+    front = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    turned = crop_symmetry(frames[:1], front, cells[:1], (rows, cols), shift, mirror)[1]
+    torch.testing.assert_close(turned[0], torch.tensor([np.cos(yaw), np.sin(yaw), 0.0]).double())
+    with pytest.raises(InputError, match="whole number of 16 cells"):
+        crop_symmetry(frames[:, :, :, :120], directions, cells, (rows, cols), shift, mirror)
+
+
+def test_augmentation_turns_only_crops_without_a_caption(corpus):
+    from swansphere.models.direction import DIRECTION_PRESETS
+
+    config = DIRECTION_PRESETS["tiny"]
+    clips = list(ClipDataset(corpus, split="train", require_video=True))
+    captions = caption_embeddings(clips, config.text_dim)
+
+    def item(augment: str, dropout: float, seed: int) -> dict:
+        torch.manual_seed(seed)
+        data = PatchFrameDataset(clips, config, 6, captions, dropout, True, "mean", augment)
+        return data[0]
+
+    plain = item("none", 0.0, 1)
+    assert all(torch.equal(plain[k], item("yaw_mirror", 0.0, 1)[k]) for k in plain)  # captioned
+    turned = [item("yaw_mirror", 1.0, seed) for seed in range(6)]
+    bare = [item("none", 1.0, seed) for seed in range(6)]  # the same crops, untouched
+    assert any(not torch.equal(t["frames"], b["frames"]) for t, b in zip(turned, bare, strict=True))
+    for t, b in zip(turned, bare, strict=True):
+        assert not t["text"].any()
+        torch.testing.assert_close(t["targets"].norm(dim=-1), b["targets"].norm(dim=-1))
+        torch.testing.assert_close(t["cells"].sum(-1), b["cells"].sum(-1))
+        torch.testing.assert_close(t["targets"][:, 2], b["targets"][:, 2])  # yaw keeps z
+    stage_config = DirectionStageConfig(data=str(corpus), augment="yaw_mirror")
+    stage = DirectionStage(stage_config, FitOptions(out_dir=corpus / "unused", track=False))
+    assert stage.build_data().augment == "yaw_mirror"  # the stage's setting reaches the crops
+    with pytest.raises(InputError, match="augment must be one of none, yaw, yaw_mirror"):
+        DirectionStageConfig(data=str(corpus), augment="roll")
+    with pytest.raises(InputError, match="augment must be one of"):
+        PatchFrameDataset(clips, config, 6, augment="flip")
+
+
 def test_train_bundle_and_generate_with_the_cue(corpus, tmp_path, capsys):
     run = tmp_path / "direction"
     args = ["train", "direction", "--data", str(corpus), "--steps", "2", "--no-track",
             "--out", str(run), "--set", "batch_size=2", "--set", "crop_patches=6",
             "--set", "cell_weight=0.5", "--set", "length_weight=0.5",
-            "--set", 'length_term="share"']  # fmt: skip
+            "--set", 'length_term="share"', "--set", "caption_dropout=0.5",
+            "--set", 'augment="yaw_mirror"']  # fmt: skip
     assert main(args) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["metrics"]["cell_loss"] > 0  # the source-map term trains too

@@ -35,6 +35,8 @@ from ..evaluation.plots import plt
 from .base import Stage, preset_network, warmup_cosine
 
 LENGTH_TERMS = ("log", "share")  # what DirectionStageConfig.length_term can compare
+#: What DirectionStageConfig.augment may do to the crops without a caption (crop_symmetry).
+CROP_AUGMENTS = ("none", "yaw", "yaw_mirror")
 
 
 @dataclass
@@ -68,6 +70,12 @@ class DirectionStageConfig:
     # the level lock's running ratio turns into the patch's loudness; loud patches weigh
     # most, as they do in the clip's direction).
     length_term: str = "log"
+    # What the crops shown without a caption go through (crop_symmetry): "none"; "yaw",
+    # the whole scene turned about the vertical by a random whole number of cells; or
+    # "yaw_mirror", that and half of them mirrored left-right. The corpus draws azimuths
+    # uniformly all round, so each is another clip it could have drawn. Captioned crops
+    # stay as they are: their captions name regions ("on the left").
+    augment: str = "none"
     eval_clips: int = 64
     # A bundle (or PATH / models:/ URI) whose direction cue starts the run: fine-tuning,
     # e.g. annealing the shipped cue. Its network must equal this run's, or lack only its
@@ -88,6 +96,10 @@ class DirectionStageConfig:
         if self.length_term not in LENGTH_TERMS:
             raise InputError(
                 f"length_term must be one of {', '.join(LENGTH_TERMS)}, got {self.length_term!r}"
+            )
+        if self.augment not in CROP_AUGMENTS:
+            raise InputError(
+                f"augment must be one of {', '.join(CROP_AUGMENTS)}, got {self.augment!r}"
             )
 
 
@@ -267,14 +279,49 @@ def caption_embeddings(clips: list[ClipRecord], text_dim: int) -> torch.Tensor:
     return out
 
 
+def crop_symmetry(
+    frames: torch.Tensor,
+    targets: torch.Tensor,
+    cells: torch.Tensor,
+    grid: tuple[int, int],
+    shift: int,
+    mirror: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A crop of equirectangular frames (C, 3, H, W), its intensity targets (C, 3) as
+    (x, y, z) and its source maps (C, G) over the (rows, cols) ``grid`` (raster order,
+    :func:`grid_directions`), as the same scene mirrored left-right when ``mirror`` (y ->
+    -y: column x to W - 1 - x, whose azimuth is the negative of x's) and then turned by
+    Rz(shift * 360 / cols degrees) about the vertical (content moves ``shift`` cells to the
+    left, as :func:`~swansphere.foa.panorama.roll_equirect` rolls a panorama for that
+    yaw). Exact: W is a whole number of cells, so pixels, cells and vectors move alike."""
+    rows, cols = grid
+    if frames.shape[-1] % cols:
+        raise InputError(f"frame width {frames.shape[-1]} is not a whole number of {cols} cells")
+    maps = cells.reshape(*cells.shape[:-1], rows, cols)
+    if mirror:
+        frames, maps = frames.flip(-1), maps.flip(-1)
+        targets = targets * targets.new_tensor([1.0, -1.0, 1.0])
+    yaw = 2 * math.pi * shift / cols
+    c, s = math.cos(yaw), math.sin(yaw)
+    turn = targets.new_tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    step = frames.shape[-1] // cols
+    return (
+        torch.roll(frames, -shift * step, dims=-1),
+        targets @ turn.T,
+        torch.roll(maps, -shift, dims=-1).reshape(cells.shape),
+    )
+
+
 class PatchFrameDataset(torch.utils.data.Dataset):
     """Crops of ``crop_patches`` patches: {"frames": (C, 3, H, W) uint8, "targets": (C, 3),
     "valid": (C,) bool, "text": (text_dim,), "cells": (C, G)}; clips shorter than a crop are
     padded (last frame, zero target, invalid). ``captions`` (N, text_dim): each clip's
     caption embedding (:func:`caption_embeddings`; omitted: none), zeroed (no caption) in a
     share ``caption_dropout`` of the crops. ``source_maps``: "cells" holds each patch's
-    :func:`source_cell_targets` with ``pulse_reference`` (otherwise zeros). Decoded clips
-    are kept in memory; crop offsets and caption dropout use torch's global RNG."""
+    :func:`source_cell_targets` with ``pulse_reference`` (otherwise zeros). ``augment``
+    (:data:`CROP_AUGMENTS`): what :func:`crop_symmetry` does to the crops without a caption.
+    Decoded clips are kept in memory; crop offsets, caption dropout and augmentation use
+    torch's global RNG (augmentation draws nothing when "none")."""
 
     def __init__(
         self,
@@ -285,6 +332,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         caption_dropout: float = 0.0,
         source_maps: bool = False,
         pulse_reference: str = "peak",
+        augment: str = "none",
     ) -> None:
         if not clips:
             raise InputError("the direction stage needs clips with video")
@@ -306,6 +354,9 @@ class PatchFrameDataset(torch.utils.data.Dataset):
                 f"cell_pulse must be one of {CELL_PULSE_REFERENCES}, got {pulse_reference!r}"
             )
         self.pulse_reference = pulse_reference
+        if augment not in CROP_AUGMENTS:
+            raise InputError(f"augment must be one of {', '.join(CROP_AUGMENTS)}, got {augment!r}")
+        self.augment = augment
         self._directions = grid_directions(*config.grid).astype(np.float64)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]] = {}
         limit_heap_fragmentation()  # the cache would otherwise hold the decoder's freed pages
@@ -333,17 +384,19 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         target = torch.from_numpy(targets)[take] * valid[:, None]
         keep = float(torch.rand(()).item()) >= self.caption_dropout
         text = self.captions[i] * keep
-        return {
-            "frames": canvases[index[take]],
-            "targets": target,
-            "valid": valid,
-            "text": text,
-            "cells": (
-                torch.zeros(self.crop, len(self._directions))
-                if cells is None
-                else cells[take] * valid[:, None]
-            ),
-        }
+        frames = canvases[index[take]]
+        maps = (
+            torch.zeros(self.crop, len(self._directions))
+            if cells is None
+            else cells[take] * valid[:, None]
+        )
+        if self.augment != "none" and not bool(text.any()):
+            shift = int(torch.randint(self.config.grid[1], (1,)).item())
+            mirror = self.augment == "yaw_mirror" and float(torch.rand(()).item()) < 0.5
+            frames, target, maps = crop_symmetry(
+                frames, target, maps, self.config.grid, shift, mirror
+            )
+        return {"frames": frames, "targets": target, "valid": valid, "text": text, "cells": maps}
 
 
 def cue_loss(
@@ -498,6 +551,7 @@ class DirectionStage(Stage):
             self.config.caption_dropout,
             source_maps=self.config.cell_weight > 0,
             pulse_reference=self.config.cell_pulse,
+            augment=self.config.augment,
         )
 
     def build_schedulers(self):
