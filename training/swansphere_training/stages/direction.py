@@ -22,6 +22,7 @@ from torch import nn
 
 from swansphere.errors import InputError
 from swansphere.foa.panorama import grid_directions
+from swansphere.foa.rotation import ypr_to_matrix
 from swansphere.generation.conditioning import panorama_canvases, patch_frame_index
 from swansphere.models.direction import (
     DIRECTION_PRESETS,
@@ -301,9 +302,7 @@ def crop_symmetry(
     if mirror:
         frames, maps = frames.flip(-1), maps.flip(-1)
         targets = targets * targets.new_tensor([1.0, -1.0, 1.0])
-    yaw = 2 * math.pi * shift / cols
-    c, s = math.cos(yaw), math.sin(yaw)
-    turn = targets.new_tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    turn = targets.new_tensor(ypr_to_matrix(360.0 * shift / cols, 0.0, 0.0))
     step = frames.shape[-1] // cols
     return (
         torch.roll(frames, -shift * step, dims=-1),
