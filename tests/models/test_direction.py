@@ -71,6 +71,49 @@ def test_the_long_filter_streams_as_whole_sequences_do_and_reaches_further_back(
         VideoDirectionConfig(long_taps=-1)
 
 
+def test_the_pulse_reader_streams_as_whole_sequences_do_and_starts_without_effect():
+    torch.manual_seed(2)
+    config = VideoDirectionConfig(window=3, taps=2, smoothing=2, pulse_taps=5)
+    reader = VideoDirectionCue(config).eval()
+    plain = VideoDirectionCue(dataclasses.replace(config, pulse_taps=0)).eval()
+    plain.load_state_dict(reader.state_dict(), strict=False)
+    video = torch.randint(0, 256, (2, 14, 3, 64, 128), dtype=torch.uint8)
+    video[:, 5] = video[:, 4]  # repeats, as 4 fps video gives the patches
+    video[:, 6] = video[:, 4]
+    video[1, 10] = video[1, 9]
+    with torch.no_grad():
+        # Its output layer starts at zero: the cue estimates what it did without it.
+        torch.testing.assert_close(reader(video), plain(video))
+        assert reader(video, with_cells=True, with_pulse=True)[2] is not None
+        assert plain(video, with_cells=True, with_pulse=True)[2] is None
+        torch.nn.init.normal_(reader.pulse_out[1].weight, std=2.0)
+        whole, power, readings = reader(video, with_cells=True, with_pulse=True)
+        assert not torch.allclose(whole, plain(video))
+        scale = float(whole.abs().max()) + 1.0
+    assert readings.shape == (2, 14, 128, 2)
+    assert bool(((readings > 0) & (readings < 1)).all())
+    torch.testing.assert_close(power @ reader.directions, whole)
+    for b in range(2):
+        tracker = DirectionTracker(reader)
+        pushed = [tracker.push(video[b, p]) for p in range(8)]
+        saved = tracker.state()
+        tracker.push(video[b, 0])  # undone: the pulse window is restored with the rest
+        tracker.restore(saved)
+        pushed += [tracker.push(video[b, p]) for p in range(8, 14)]
+        torch.testing.assert_close(torch.stack(pushed), whole[b], atol=1e-5 * scale, rtol=1e-4)
+    # Frame 0 reaches patch 7 only through the pulse window of 5: the window of 3 carries
+    # it to patch 2's features and so to its reading, and patch 3's step measures from it;
+    # the short filter of 2 stops at patch 3.
+    changed = video.clone()
+    changed[:, 0] = 255 - changed[:, 0]
+    with torch.no_grad():
+        after = reader(changed)
+    assert not torch.allclose(after[:, 7], whole[:, 7])
+    torch.testing.assert_close(after[:, 8:], whole[:, 8:])
+    with pytest.raises(InputError, match="pulse_taps"):
+        VideoDirectionConfig(pulse_taps=-2)
+
+
 def test_repeats_carry_the_change_their_frame_arrived_with():
     change = torch.arange(1.0, 8.0).reshape(1, 7, 1).expand(2, 7, 2).clone()  # (B, P, 2)
     repeated = torch.tensor(

@@ -30,6 +30,8 @@ from swansphere_training.stages.direction import (
     length_correlation,
     length_loss,
     length_share_loss,
+    object_pulse_maps,
+    pulse_loss,
     source_cell_targets,
 )
 
@@ -117,7 +119,8 @@ def test_the_length_share_term_weighs_each_patch_by_its_share_of_the_clip():
 
 
 def test_term_weights_must_be_finite_and_not_negative(corpus):
-    for name, value in (("length_weight", -1.0), ("cell_weight", float("nan"))):
+    for name, value in (("length_weight", -1.0), ("cell_weight", float("nan")),
+                        ("pulse_weight", -0.5)):  # fmt: skip
         with pytest.raises(InputError, match=f"{name} must be a finite number >= 0"):
             DirectionStageConfig(data=str(corpus), **{name: value})
     with pytest.raises(InputError, match="length_term must be one of log, share"):
@@ -177,6 +180,56 @@ def test_source_maps_put_each_patch_on_its_sounding_sources():
     # Another corpus (no pulses in clip.json): no map.
     del meta["sources"][1]["activity"]
     assert not source_cell_targets(meta, 12, 0.2, directions).any()
+
+
+def test_pulse_maps_show_every_object_and_how_it_pulses_at_each_patchs_frame():
+    from swansphere.foa.panorama import grid_directions
+
+    directions = grid_directions(8, 16).astype(np.float64)
+    pulse = [0.1 * k for k in range(8)]
+    moving = _source(90.0, 0.0, pulse)
+    moving["trajectory"]["azimuth_deg"] = [90.0, 0.0]  # left to front over 2 s
+    decoy = {"class": "dog_bark", "azimuth_deg": -90.0, "elevation_deg": 0.0,
+             "distance_m": 3.0, "activity": [0.0, 0.0, 0.8, 0.8, 0.8, 0.0, 0.0, 0.0]}  # fmt: skip
+    meta = {"duration_s": 2.0, "video": {"fps": 4.0}, "sources": [moving], "distractors": [decoy]}
+    frames = np.array([0, 0, 1, 3, 4, 7])  # each patch's video frame, repeats included
+    maps = object_pulse_maps(meta, frames, directions)
+    assert maps.shape == (6, 128, 2) and maps.dtype == np.float32
+    assert bool(((maps >= 0) & (maps <= 1)).all())
+    for p, frame in enumerate(frames):
+        t = frame / 4.0  # clip.json's keyframes interpolate positions, left to front
+        source = np.array([t / 2, 1 - t / 2, 0.0]) / np.hypot(t / 2, 1 - t / 2)
+        at_source = np.argmax(directions @ source)
+        at_decoy = np.argmax(directions @ np.array([0.0, -1.0, 0.0]))
+        # Both are seen (at elevation 0, between two rows of cells, 11.25 degrees off each).
+        assert maps[p, at_source, 0] > 0.3 and maps[p, at_decoy, 0] > 0.3
+        assert maps[p, at_source, 1] == pytest.approx(pulse[frame])
+        assert maps[p, at_decoy, 1] == pytest.approx(decoy["activity"][frame])
+    behind = directions[:, 0] < -0.9  # nothing stands behind
+    assert maps[:, behind, 0].max() < 1e-3
+    del meta["distractors"][0]["activity"]  # another corpus: no map
+    assert not object_pulse_maps(meta, frames, directions).any()
+
+
+def test_the_pulse_loss_favours_the_true_readings_and_skips_padded_patches():
+    torch.manual_seed(0)
+    maps = torch.rand(2, 5, 128, 2)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    true = pulse_loss(maps, maps, valid)
+    assert float(true) < float(pulse_loss(maps.flip(-2), maps, valid))
+    assert float(true) < float(pulse_loss(torch.full_like(maps, 0.5), maps, valid))
+    valid[:, 3:] = False
+    wrong = maps.clone()
+    wrong[:, 3:] = 1 - wrong[:, 3:]
+    torch.testing.assert_close(pulse_loss(wrong, maps, valid), pulse_loss(maps, maps, valid))
+    # The level counts only where an object stands.
+    absent = maps.clone()
+    absent[..., 0] = 0
+    level_free = absent.clone()
+    level_free[..., 1] = 1 - level_free[..., 1]
+    torch.testing.assert_close(
+        pulse_loss(level_free, absent, valid), pulse_loss(absent, absent, valid)
+    )
 
 
 def test_the_cell_loss_is_zero_on_the_map_and_skips_patches_without_one():
@@ -286,6 +339,27 @@ def test_augmentation_turns_only_crops_without_a_caption(corpus):
         torch.testing.assert_close(t["targets"].norm(dim=-1), b["targets"].norm(dim=-1))
         torch.testing.assert_close(t["cells"].sum(-1), b["cells"].sum(-1))
         torch.testing.assert_close(t["targets"][:, 2], b["targets"][:, 2])  # yaw keeps z
+
+    # The pulse maps turn with the frames and the source maps: find the crop's turn from
+    # its source maps, and the pulse maps must have made the same.
+    def mapped(augment: str, seed: int) -> dict:
+        torch.manual_seed(seed)
+        return PatchFrameDataset(clips, config, 6, captions, 1.0, True, "mean", augment, True)[0]
+
+    turns = set()
+    for seed in range(4):
+        bare, turned = mapped("none", seed), mapped("yaw", seed)
+        assert bare["pulse"][..., 0].any()
+        grid = (6, 8, 16)
+        shifts = [k for k in range(16) if torch.equal(
+            torch.roll(bare["cells"].reshape(grid), -k, dims=-1), turned["cells"].reshape(grid)
+        )]  # fmt: skip
+        assert len(shifts) == 1
+        turns.add(shifts[0])
+        for channel in range(2):
+            rolled = torch.roll(bare["pulse"][..., channel].reshape(grid), -shifts[0], dims=-1)
+            assert torch.equal(rolled, turned["pulse"][..., channel].reshape(grid))
+    assert turns != {0}
     stage_config = DirectionStageConfig(data=str(corpus), augment="yaw_mirror")
     stage = DirectionStage(stage_config, FitOptions(out_dir=corpus / "unused", track=False))
     assert stage.build_data().augment == "yaw_mirror"  # the stage's setting reaches the crops
@@ -393,6 +467,13 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
     for name, value in by_frame.state_dict().items():
         torch.testing.assert_close(value, state[name].float())
 
+    # And one with the pulse reader, whose output layer starts at zero.
+    reader = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"pulse_taps": 6}))
+    load_initial_cue(reader, "default")
+    assert not reader.pulse_out[1].weight.any() and reader.pulse_head.weight.any()
+    with torch.no_grad():
+        torch.testing.assert_close(reader.eval()(video), cue.eval()(video))
+
     wider = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"dim": 8}))
     with pytest.raises(InputError, match="differs from this run's"):
         load_initial_cue(wider, "default")
@@ -404,13 +485,14 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
 
 def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     run = tmp_path / "anneal"
-    # The shipped cue plus a long filter, which starts at zero (load_initial_cue), reading
-    # the change since the last different frame.
+    # The shipped cue plus a long filter and a pulse reader, which start at zero
+    # (load_initial_cue), reading the change since the last different frame; the reader
+    # fitted to the pulse maps.
     args = ["train", "direction", "--data", str(corpus), "--steps", "3", "--no-track",
             "--out", str(run), "--eval-every", "0", "--set", "batch_size=2",
             "--set", "crop_patches=6", "--set", 'init_from="default"',
-            "--set", "warmup_steps=1", "--set", "lr_decay_steps=2",
-            "--set", 'model={"long_taps": 3, "change_from": "frame"}']  # fmt: skip
+            "--set", "warmup_steps=1", "--set", "lr_decay_steps=2", "--set", "pulse_weight=1.0",
+            "--set", 'model={"long_taps": 3, "change_from": "frame", "pulse_taps": 4}']  # fmt: skip
     assert main(args) == 0
     capsys.readouterr()
     from swansphere_training.checkpoint import load_checkpoint
@@ -429,3 +511,11 @@ def test_fine_tuning_anneals_the_rate_to_zero(corpus, tmp_path, capsys):
     assert runtime.direction.config.long_taps == 3
     assert runtime.direction.config.change_from == "frame"
     assert runtime.direction.long_filter.weight.any()
+    assert runtime.direction.config.pulse_taps == 4
+    assert runtime.direction.pulse_out[1].weight.any()
+    # A pulse term needs a reader to fit.
+    refused = [*args[:-2], "--set", 'model={"long_taps": 3}']
+    refused[refused.index(str(run))] = str(tmp_path / "refused")
+    capsys.readouterr()
+    assert main(refused) == 2
+    assert "pulse_weight fits the pulse reader" in capsys.readouterr().err

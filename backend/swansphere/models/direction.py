@@ -7,7 +7,10 @@ how it departs from the mean of the last ``window`` patch frames (what moves or 
 and how it changed since the previous patch frame (or, with ``change_from = "frame"``,
 since the last frame that differs from it), filtered causally over the last
 ``taps`` patches per cell (a pulse's rhythm; with ``long_taps``, also a longer filter of
-a per-cell MLP of the features: how the cell pulses over seconds). The cue's intensity
+a per-cell MLP of the features: how the cell pulses over seconds; with ``pulse_taps``,
+also the pulse reader: each cell's reading of whether an object stands there and how
+strongly it pulses, whose last ``pulse_taps`` patches a small causal network weighs, so
+that flat bursts and an envelope's swells can be told apart). The cue's intensity
 estimate of a patch is the sum over the cells of power times the cell centre's unit
 direction: a vector (x, y, z) on the AmbiX axes (x front, y left, z up) whose length is
 the predicted loudness relative to the clip, as the reference's mean of W (X, Y, Z) over
@@ -56,6 +59,10 @@ CUE_INPUT_CHANNELS = 9
 CELL_STRIDE = 8
 #: What a frame's change is measured from (:attr:`VideoDirectionConfig.change_from`).
 CHANGE_REFERENCES = ("patch", "frame")
+#: What the pulse reader reads per cell and patch: an object's presence and its pulse level.
+PULSE_READINGS = ("presence", "level")
+#: Hidden width of the pulse reader's network over its window.
+PULSE_HIDDEN = 16
 
 
 @dataclass(frozen=True)
@@ -79,18 +86,24 @@ class VideoDirectionConfig:
     # (a repeat keeps the change its frame arrived with, so a cell shows no change only
     # when its picture did not change).
     change_from: str = "patch"
+    # Causal window (patches) of the pulse reader (0: none): per cell and patch, a reading
+    # (sigmoid) of whether an object stands there and how strongly it pulses (what
+    # training's pulse maps fit), then a small network over the last that many patches of
+    # the readings and of the level's change since the last different frame, whose output
+    # joins the cell's power logit (zero-started).
+    pulse_taps: int = 0
 
     def __post_init__(self) -> None:
         ints = ("frame_height", "frame_width", "dim", "window", "taps", "smoothing")
         bad = [n for n in ints if not isinstance(getattr(self, n), int) or getattr(self, n) < 1]
         bad += [
-            n for n in ("text_dim", "long_taps")
+            n for n in ("text_dim", "long_taps", "pulse_taps")
             if not isinstance(getattr(self, n), int) or getattr(self, n) < 0
         ]  # fmt: skip
         if bad:
             raise InputError(
-                "VideoDirectionConfig fields must be positive integers (text_dim and "
-                "long_taps may be 0): " + ", ".join(bad)
+                "VideoDirectionConfig fields must be positive integers (text_dim, "
+                "long_taps and pulse_taps may be 0): " + ", ".join(bad)
             )
         if self.frame_height % CELL_STRIDE or self.frame_width % CELL_STRIDE:
             raise InputError(
@@ -149,6 +162,16 @@ def patch_intensity_targets(foa: np.ndarray, patch_samples: int, n_patches: int)
     return out
 
 
+def causal_conv(conv: nn.Conv1d, x: torch.Tensor, last: bool = False) -> torch.Tensor:
+    """``conv`` over sequences (N, C, P) as a causal filter: patches before the first count
+    as zeros. ``last``: only the latest patch's output (N, C', 1), from its window alone."""
+    k = conv.kernel_size[0]
+    if last:
+        x = x[..., -k:]
+        return conv(F.pad(x, (k - x.shape[-1], 0)))
+    return conv(F.pad(x, (k - 1, 0)))
+
+
 def carry_repeated_change(change: torch.Tensor, repeated: torch.Tensor) -> torch.Tensor:
     """Per-patch |change| (B, P, ...) and whether each patch's frame repeats the previous
     patch's (B, P) bool -> the change with every repeat given the change of the patch its
@@ -182,6 +205,18 @@ class VideoDirectionCue(nn.Module):
             self.long_filter = nn.Conv1d(d, d, config.long_taps)  # left-padded: causal
             nn.init.zeros_(self.long_filter.weight)
             nn.init.zeros_(self.long_filter.bias)
+        if config.pulse_taps:
+            # Readings that training fits to where objects stand and how they pulse (the
+            # stage's pulse maps), and a network over their last pulse_taps patches: the
+            # share of flat steps, of pauses, of swells, which a linear filter cannot count.
+            # Its output layer starts at zero, so a cue without it starts one unchanged.
+            h = PULSE_HIDDEN
+            self.pulse_head = nn.Conv1d(d, len(PULSE_READINGS), 1)
+            self.pulse_pointwise = nn.Sequential(nn.Conv1d(3, h, 1), nn.GELU())
+            self.pulse_filter = nn.Conv1d(h, h, config.pulse_taps)  # left-padded: causal
+            self.pulse_out = nn.Sequential(nn.GELU(), nn.Conv1d(h, 1, 1))
+            nn.init.zeros_(self.pulse_out[1].weight)
+            nn.init.zeros_(self.pulse_out[1].bias)
         self.power = nn.Sequential(nn.GELU(), nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
         directions = torch.from_numpy(grid_directions(*config.grid))  # (G, 3) x, y, z
         self.register_buffer("directions", directions, persistent=False)
@@ -245,48 +280,75 @@ class VideoDirectionCue(nn.Module):
         ``last``: only the latest patch's output (N, dim, 1), from its windows alone (the
         tracker's push, which would otherwise filter every stored patch again)."""
 
-        def causal(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-            k = conv.kernel_size[0]
-            if last:
-                x = x[..., -k:]
-                return conv(F.pad(x, (k - x.shape[-1], 0)))
-            return conv(F.pad(x, (k - 1, 0)))
-
-        filtered = causal(self.temporal, seq)
+        filtered = causal_conv(self.temporal, seq, last)
         if self.config.long_taps:
             recent = seq[..., -self.config.long_taps :] if last else seq
-            filtered = filtered + causal(self.long_filter, self.long_pointwise(recent))
+            filtered = filtered + causal_conv(self.long_filter, self.long_pointwise(recent), last)
         return filtered
 
-    def cell_power(
-        self, features: torch.Tensor, filtered: torch.Tensor, caption: torch.Tensor | None = None
+    def pulse_readings(self, seq: torch.Tensor) -> torch.Tensor:
+        """Per-cell feature sequences (N, dim, P) -> the pulse reader's readings (N, 2, P)
+        in [0, 1]: an object's presence and its pulse level (:data:`PULSE_READINGS`)."""
+        return torch.sigmoid(self.pulse_head(seq))
+
+    def pulse_logits(
+        self, readings: torch.Tensor, step: torch.Tensor, last: bool = False
     ) -> torch.Tensor:
-        """Per-cell features and their causal filtering (..., G, dim) and the caption terms
-        (..., 2 dim + 3) of :meth:`caption_terms` (None: no caption layers) -> powers
-        (..., G) >= 0."""
+        """Readings (N, 2, P) and the level's |change| since the last different frame
+        (N, 1, P) -> the pulse reader's power logits (N, 1, P) (``last``: (N, 1, 1), the
+        latest patch's from its window alone)."""
+        x = torch.cat([readings, step], dim=1)
+        if last:
+            x = x[..., -self.config.pulse_taps :]
+        hidden = causal_conv(self.pulse_filter, self.pulse_pointwise(x), last)
+        return self.pulse_out(hidden)
+
+    def cell_power(
+        self,
+        features: torch.Tensor,
+        filtered: torch.Tensor,
+        caption: torch.Tensor | None = None,
+        pulse: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-cell features and their causal filtering (..., G, dim), the caption terms
+        (..., 2 dim + 3) of :meth:`caption_terms` (None: no caption layers) and the pulse
+        reader's logits (..., G) (None: no reader) -> powers (..., G) >= 0."""
         hidden = self.power[1](self.power[0](torch.cat([features, filtered], dim=-1)))
-        if caption is None:
-            return F.softplus(self.power[3](self.power[2](hidden)).squeeze(-1))
-        d = self.config.dim
-        scale, shift = caption[..., None, :d], caption[..., None, d : 2 * d]
-        toward = caption[..., 2 * d :] @ self.directions.T  # (..., G)
-        hidden = hidden * (1 + scale) + shift
-        return F.softplus(self.power[3](self.power[2](hidden)).squeeze(-1) + toward)
+        logit = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+        if caption is not None:
+            d = self.config.dim
+            scale, shift = caption[..., None, :d], caption[..., None, d : 2 * d]
+            logit = caption[..., 2 * d :] @ self.directions.T  # (..., G)
+            hidden = hidden * (1 + scale) + shift
+        if pulse is not None:
+            logit = logit + pulse
+        return F.softplus(self.power[3](self.power[2](hidden)).squeeze(-1) + logit)
 
     def forward(
-        self, video: torch.Tensor, text: torch.Tensor | None = None, with_cells: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self,
+        video: torch.Tensor,
+        text: torch.Tensor | None = None,
+        with_cells: bool = False,
+        with_pulse: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Intensity estimates (B, P, 3) of the patch frames (B, P, 3, h, w), patch order;
         ``text``: the caption embedding of each clip (B, text_dim) or patch (B, P, text_dim),
         zero rows (or None) for none (:meth:`caption_terms`). ``with_cells``: also the
-        per-cell powers (B, P, G) they sum (:meth:`cell_powers`; training's source maps)."""
-        power = self.cell_powers(video, text)
+        per-cell powers (B, P, G) they sum (:meth:`cell_powers`; training's source maps);
+        ``with_pulse``, with it: also the pulse reader's readings (B, P, G, 2) (None for a
+        cue without ``pulse_taps``; training's pulse maps)."""
+        power, readings = self.cell_powers(video, text, with_pulse=True)
         estimate = power @ self.directions
-        return (estimate, power) if with_cells else estimate
+        if not with_cells:
+            return estimate
+        return (estimate, power, readings) if with_pulse else (estimate, power)
 
-    def cell_powers(self, video: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+    def cell_powers(
+        self, video: torch.Tensor, text: torch.Tensor | None = None, with_pulse: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Per-cell powers (B, P, G) >= 0, cells in raster order (:attr:`directions`), of
-        the patch frames (B, P, 3, h, w): what :meth:`forward` sums into intensities."""
+        the patch frames (B, P, 3, h, w): what :meth:`forward` sums into intensities.
+        ``with_pulse``: also the pulse reader's readings (B, P, G, 2) (None without one)."""
         if video.ndim != 5:
             raise InputError(f"patch frames must be (B, P, 3, H, W), got {tuple(video.shape)}")
         x = self.frames(video)
@@ -300,19 +362,33 @@ class VideoDirectionCue(nn.Module):
         mean = total / count.to(x.dtype)[:, None, None, None]
         prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
         change = (x - prev).abs()
+        repeated = (x == prev).flatten(2).all(-1)  # (B, P): the frame of the patch before
         if self.config.change_from == "frame":
-            change = carry_repeated_change(change, (x == prev).flatten(2).all(-1))
+            change = carry_repeated_change(change, repeated)
         inputs = torch.cat([x, x - mean, change], dim=2)
         feats = self.cell_features(inputs.flatten(0, 1))  # (B P, d, G)
         d, g = feats.shape[1:]
         seq = feats.reshape(batch, patches, d, g).permute(0, 3, 2, 1).reshape(batch * g, d, patches)
         filtered = self.filtered_features(seq)
 
-        def per_cell(t: torch.Tensor) -> torch.Tensor:  # (B G, d, P) -> (B, P, G, d)
-            return t.reshape(batch, g, d, patches).permute(0, 3, 1, 2)
+        def per_cell(t: torch.Tensor) -> torch.Tensor:  # (B G, C, P) -> (B, P, G, C)
+            return t.reshape(batch, g, t.shape[1], patches).permute(0, 3, 1, 2)
 
         caption = self.caption_terms(text, (batch, patches))
-        return self.cell_power(per_cell(seq), per_cell(filtered), caption)
+        pulse = readings = None
+        if self.config.pulse_taps:
+            readings = self.pulse_readings(seq)  # (B G, 2, P)
+            level = readings[:, 1:]
+            step = (level - torch.cat([level[..., :1], level[..., :-1]], dim=-1)).abs()
+            # A repeated frame shows the step its frame arrived with (carry_repeated_change,
+            # patch-major), not the near-zero drift of its window mean.
+            step = carry_repeated_change(
+                step.transpose(1, 2), repeated.repeat_interleave(g, dim=0)
+            ).transpose(1, 2)
+            pulse = per_cell(self.pulse_logits(readings, step))[..., 0]  # (B, P, G)
+            readings = per_cell(readings)
+        power = self.cell_power(per_cell(seq), per_cell(filtered), caption, pulse)
+        return (power, readings) if with_pulse else power
 
 
 class DirectionTracker:
@@ -331,6 +407,8 @@ class DirectionTracker:
         # The last frame's |change| (change_from "frame": a repeat keeps it); a list of at
         # most one, so that state and restore treat it as the other stores.
         self.change: deque[torch.Tensor] = deque(maxlen=1)
+        # The pulse reader's window: per patch (G, 3), the readings and the level's step.
+        self.pulse: deque[torch.Tensor] = deque(maxlen=max(c.pulse_taps, 1))
 
     @torch.inference_mode()
     def push(self, frame: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
@@ -341,7 +419,8 @@ class DirectionTracker:
         self.frames.append(x)
         mean = torch.stack(list(self.frames)).mean(dim=0)
         change = (x - prev).abs()
-        if self.cue.config.change_from == "frame" and self.change and torch.equal(x, prev):
+        repeated = torch.equal(x, prev)
+        if self.cue.config.change_from == "frame" and self.change and repeated:
             change = self.change[-1]
         self.change.append(change)
         inputs = torch.cat([x, x - mean, change])[None]
@@ -350,7 +429,20 @@ class DirectionTracker:
         # The features of the filters' windows, in patch order (G, d, n).
         seq = torch.stack(list(self.features), dim=-1).permute(1, 0, 2)
         filtered = self.cue.filtered_features(seq, last=True)[..., -1]  # (G, d)
-        power = self.cue.cell_power(feats.T, filtered, self.cue.caption_terms(text, ()))  # (G,)
+        pulse = None
+        if self.cue.config.pulse_taps:
+            readings = self.cue.pulse_readings(feats.T[:, :, None])[..., 0]  # (G, 2)
+            if not self.pulse:
+                step = torch.zeros_like(readings[:, 1:])
+            elif repeated:
+                step = self.pulse[-1][:, 2:]
+            else:
+                step = (readings[:, 1:] - self.pulse[-1][:, 1:2]).abs()
+            self.pulse.append(torch.cat([readings, step], dim=1))
+            window = torch.stack(list(self.pulse), dim=-1)  # (G, 3, n)
+            pulse = self.cue.pulse_logits(window[:, :2], window[:, 2:], last=True)[:, 0, -1]
+        caption = self.cue.caption_terms(text, ())
+        power = self.cue.cell_power(feats.T, filtered, caption, pulse)  # (G,)
         estimate = power @ self.cue.directions
         self.estimates.append(estimate)
         return estimate
@@ -364,10 +456,11 @@ class DirectionTracker:
 
     def state(self) -> tuple[list[torch.Tensor], ...]:
         """What :meth:`restore` needs to undo later pushes."""
-        return list(self.frames), list(self.features), list(self.estimates), list(self.change)
+        stores = (self.frames, self.features, self.estimates, self.change, self.pulse)
+        return tuple(list(store) for store in stores)
 
     def restore(self, state: tuple[list[torch.Tensor], ...]) -> None:
-        stores = (self.frames, self.features, self.estimates, self.change)
+        stores = (self.frames, self.features, self.estimates, self.change, self.pulse)
         for store, saved in zip(stores, state, strict=True):
             store.clear()
             store.extend(saved)
@@ -376,9 +469,11 @@ class DirectionTracker:
 __all__ = [
     "CHANGE_REFERENCES",
     "DIRECTION_PRESETS",
+    "PULSE_READINGS",
     "DirectionTracker",
     "VideoDirectionConfig",
     "VideoDirectionCue",
     "carry_repeated_change",
+    "causal_conv",
     "patch_intensity_targets",
 ]

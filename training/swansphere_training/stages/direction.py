@@ -5,7 +5,12 @@ sees, so that ``direction_lock`` can aim where the picture says the sound is.
 With ``cell_weight`` > 0 a second term fits the cue's per-cell powers, as shares, to a map
 of where the sounding sources are (:func:`source_cell_targets`, from a procedural clip's
 clip.json): the intensity says only where the sum points, the map says which object
-sounds and which look-alike is silent, which is what the caption layers must learn."""
+sounds and which look-alike is silent, which is what the caption layers must learn.
+
+With ``pulse_weight`` > 0 (a cue with ``pulse_taps``) a third term fits the pulse reader's
+readings to where every object in the picture stands, sounding or not, and how strongly it
+pulses at each patch's frame (:func:`object_pulse_maps`): the reader learns to see the
+pulse, and its network over the last patches what pulse a source has."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swansphere.errors import InputError
+from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.panorama import grid_directions
 from swansphere.foa.rotation import ypr_to_matrix
 from swansphere.generation.conditioning import panorama_canvases, patch_frame_index
@@ -66,6 +72,10 @@ class DirectionStageConfig:
     # its clip, as its target, which is what the level lock reads (0: off; the cosine
     # terms leave the length free but for the clip term's sum).
     length_weight: float = 0.0
+    # Weight of the pulse term (pulse_loss): the pulse reader's readings (a cue with
+    # model.pulse_taps) against where each object stands and how it pulses (object_pulse_maps,
+    # from clip.json; 0: off).
+    pulse_weight: float = 0.0
     # What that term compares: "log" (length_loss: every patch's centred log length) or
     # "share" (length_share_loss: each patch's share of its clip's summed length, which
     # the level lock's running ratio turns into the patch's loudness; loud patches weigh
@@ -86,7 +96,7 @@ class DirectionStageConfig:
     model: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("cell_weight", "length_weight"):
+        for name in ("cell_weight", "length_weight", "pulse_weight"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -126,6 +136,7 @@ def direction_component(source: str, setting: str) -> tuple[dict, dict[str, torc
 ZERO_STARTED_LAYERS: dict[str, tuple[str, ...]] = {
     "text_dim": ("caption.", "null_caption"),
     "long_taps": ("long_pointwise.", "long_filter."),
+    "pulse_taps": ("pulse_head.", "pulse_pointwise.", "pulse_filter.", "pulse_out."),
 }
 
 
@@ -256,6 +267,60 @@ def cell_loss(power: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor) -> 
     return (kl * rows).sum() / rows.sum().clamp_min(1)
 
 
+def object_pulse_maps(
+    meta: dict[str, Any], frames: np.ndarray, directions: np.ndarray
+) -> np.ndarray:
+    """Where every object of a procedural clip stands, sounding or a silent look-alike, and
+    how strongly it pulses, at video frames ``frames`` (P,) (each patch's frame): (P, G, 2)
+    float32 over the cells (``directions`` (G, 3), unit, raster order), zeros when clip.json
+    lacks what it needs (another corpus).
+
+    Channel 0, presence: the largest over the objects of a von Mises kernel around the
+    object's direction (``CELL_KAPPA``), 1 at its centre. Channel 1, level: the pulse
+    (``activity`` in [0, 1], what the video draws) of the object whose kernel is largest
+    there. Unlike the source maps these weigh no loudness: they say what the picture shows."""
+    from ..evaluation.generator import trajectory_positions
+
+    out = np.zeros((len(frames), len(directions), 2), dtype=np.float32)
+    fps = (meta.get("video") or {}).get("fps")
+    objects: list[tuple[np.ndarray, np.ndarray]] = []  # (unit (P, 3), pulse (P,))
+    frames = np.asarray(frames, dtype=np.int64)
+    for source in meta.get("sources") or []:
+        pulse, track = source.get("activity"), source.get("trajectory") or {}
+        if pulse is None or "distance_m" not in track or not fps:
+            return out
+        positions = trajectory_positions(track, frames / float(fps))
+        unit = positions / np.maximum(np.linalg.norm(positions, axis=1, keepdims=True), 1e-9)
+        objects.append((unit, np.asarray(pulse, dtype=np.float64)))
+    for decoy in meta.get("distractors") or []:
+        if decoy.get("activity") is None:
+            return out
+        unit = direction_to_vector(
+            np.deg2rad(float(decoy["azimuth_deg"])), np.deg2rad(float(decoy["elevation_deg"]))
+        )
+        objects.append((np.broadcast_to(unit, (len(frames), 3)), np.asarray(decoy["activity"])))
+    for unit, pulse in objects:
+        kernel = np.exp(CELL_KAPPA * (unit @ directions.T - 1.0))  # (P, G)
+        level = pulse[np.clip(frames, 0, len(pulse) - 1)][:, None]
+        nearer = kernel > out[..., 0]
+        out[..., 1] = np.where(nearer, level, out[..., 1])
+        out[..., 0] = np.maximum(out[..., 0], kernel)
+    return out
+
+
+def pulse_loss(readings: torch.Tensor, maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the pulse reader's readings (B, P, G, 2) in [0, 1] against
+    :func:`object_pulse_maps` (B, P, G, 2), over the valid patches (B, P): presence over
+    every cell, plus the level over the cells weighted by their presence (where there is no
+    object, there is no level to read)."""
+    bce = F.binary_cross_entropy(readings.clamp(1e-6, 1 - 1e-6), maps, reduction="none")
+    rows = valid[..., None].to(bce.dtype)
+    presence = (bce[..., 0] * rows).sum() / (rows.sum() * bce.shape[-2]).clamp_min(1)
+    weight = maps[..., 0] * rows
+    level = (bce[..., 1] * weight).sum() / weight.sum().clamp_min(1e-8)
+    return presence + level
+
+
 #: Caption tokens pooled into the cue's sentence embedding (the tiny LM's max_text_tokens).
 CUE_CAPTION_TOKENS = 64
 
@@ -313,11 +378,13 @@ def crop_symmetry(
 
 class PatchFrameDataset(torch.utils.data.Dataset):
     """Crops of ``crop_patches`` patches: {"frames": (C, 3, H, W) uint8, "targets": (C, 3),
-    "valid": (C,) bool, "text": (text_dim,), "cells": (C, G)}; clips shorter than a crop are
-    padded (last frame, zero target, invalid). ``captions`` (N, text_dim): each clip's
-    caption embedding (:func:`caption_embeddings`; omitted: none), zeroed (no caption) in a
-    share ``caption_dropout`` of the crops. ``source_maps``: "cells" holds each patch's
-    :func:`source_cell_targets` with ``pulse_reference`` (otherwise zeros). ``augment``
+    "valid": (C,) bool, "text": (text_dim,), "cells": (C, G), "pulse": (C, G, 2)}; clips
+    shorter than a crop are padded (last frame, zero target, invalid). ``captions`` (N,
+    text_dim): each clip's caption embedding (:func:`caption_embeddings`; omitted: none),
+    zeroed (no caption) in a share ``caption_dropout`` of the crops. ``source_maps``:
+    "cells" holds each patch's :func:`source_cell_targets` with ``pulse_reference``
+    (otherwise zeros); ``pulse_maps``: "pulse" holds its :func:`object_pulse_maps`
+    (otherwise zeros). ``augment``
     (:data:`CROP_AUGMENTS`): what :func:`crop_symmetry` does to the crops without a caption.
     Decoded clips are kept in memory; crop offsets, caption dropout and augmentation use
     torch's global RNG (augmentation draws nothing when "none")."""
@@ -332,6 +399,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
         source_maps: bool = False,
         pulse_reference: str = "peak",
         augment: str = "none",
+        pulse_maps: bool = False,
     ) -> None:
         if not clips:
             raise InputError("the direction stage needs clips with video")
@@ -347,7 +415,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
             )
         self.clips, self.config, self.crop = clips, config, int(crop)
         self.captions, self.caption_dropout = captions.float(), float(caption_dropout)
-        self.source_maps = bool(source_maps)
+        self.source_maps, self.pulse_maps = bool(source_maps), bool(pulse_maps)
         if pulse_reference not in CELL_PULSE_REFERENCES:
             raise InputError(
                 f"cell_pulse must be one of {CELL_PULSE_REFERENCES}, got {pulse_reference!r}"
@@ -357,7 +425,7 @@ class PatchFrameDataset(torch.utils.data.Dataset):
             raise InputError(f"augment must be one of {', '.join(CROP_AUGMENTS)}, got {augment!r}")
         self.augment = augment
         self._directions = grid_directions(*config.grid).astype(np.float64)
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]] = {}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray, Any, Any]] = {}
         limit_heap_fragmentation()  # the cache would otherwise hold the decoder's freed pages
 
     def __len__(self) -> int:
@@ -374,8 +442,13 @@ class PatchFrameDataset(torch.utils.data.Dataset):
                     record.meta, len(index), patch_s, self._directions, self.pulse_reference
                 )
                 cells = torch.from_numpy(maps)
-            self._cache[i] = canvases, index, targets, cells
-        canvases, index, targets, cells = self._cache[i]
+            pulse = None
+            if self.pulse_maps:
+                pulse = torch.from_numpy(
+                    object_pulse_maps(record.meta, index.numpy(), self._directions)
+                )
+            self._cache[i] = canvases, index, targets, cells, pulse
+        canvases, index, targets, cells, pulse = self._cache[i]
         n = len(index)
         start = int(torch.randint(n - self.crop + 1, (1,)).item()) if n > self.crop else 0
         take = torch.arange(start, start + self.crop).clamp_max(n - 1)
@@ -389,13 +462,28 @@ class PatchFrameDataset(torch.utils.data.Dataset):
             if cells is None
             else cells[take] * valid[:, None]
         )
+        objects = (
+            torch.zeros(self.crop, len(self._directions), 2)
+            if pulse is None
+            else pulse[take] * valid[:, None, None]
+        )
         if self.augment != "none" and not bool(text.any()):
             shift = int(torch.randint(self.config.grid[1], (1,)).item())
             mirror = self.augment == "yaw_mirror" and float(torch.rand(()).item()) < 0.5
-            frames, target, maps = crop_symmetry(
-                frames, target, maps, self.config.grid, shift, mirror
+            # The pulse maps turn with the source maps: (C, 2, G) rows ride along as cells.
+            both = torch.cat([maps[:, None], objects.transpose(1, 2)], dim=1)
+            frames, target, both = crop_symmetry(
+                frames, target, both, self.config.grid, shift, mirror
             )
-        return {"frames": frames, "targets": target, "valid": valid, "text": text, "cells": maps}
+            maps, objects = both[:, 0], both[:, 1:].transpose(1, 2)
+        return {
+            "frames": frames,
+            "targets": target,
+            "valid": valid,
+            "text": text,
+            "cells": maps,
+            "pulse": objects,
+        }
 
 
 def cue_loss(
@@ -533,6 +621,11 @@ class DirectionStage(Stage):
 
     def build_model(self) -> nn.Module:
         config = network_config(self.config)
+        if self.config.pulse_weight > 0 and not config.pulse_taps:
+            raise InputError(
+                "pulse_weight fits the pulse reader's readings: it needs a cue with one "
+                "(--set 'model={\"pulse_taps\": 16}')"
+            )
         model = VideoDirectionCue(config)
         if self.config.init_from:
             load_initial_cue(model, self.config.init_from)
@@ -551,6 +644,7 @@ class DirectionStage(Stage):
             source_maps=self.config.cell_weight > 0,
             pulse_reference=self.config.cell_pulse,
             augment=self.config.augment,
+            pulse_maps=self.config.pulse_weight > 0,
         )
 
     def build_schedulers(self):
@@ -561,8 +655,14 @@ class DirectionStage(Stage):
         }
 
     def step(self, batch: dict) -> dict[str, float]:
-        estimate, power = self.wrapped(batch["frames"], batch["text"], with_cells=True)
+        estimate, power, readings = self.wrapped(
+            batch["frames"], batch["text"], with_cells=True, with_pulse=True
+        )
         loss, metrics = cue_loss(estimate, batch["targets"], batch["valid"])
+        if self.config.pulse_weight > 0:
+            pulse = pulse_loss(readings, batch["pulse"], batch["valid"])
+            loss = loss + self.config.pulse_weight * pulse
+            metrics["pulse_loss"] = float(pulse.detach())
         if self.config.cell_weight > 0:
             cells = cell_loss(power, batch["cells"], batch["valid"])
             loss = loss + self.config.cell_weight * cells
@@ -604,5 +704,7 @@ __all__ = [
     "length_correlation",
     "length_loss",
     "length_share_loss",
+    "object_pulse_maps",
+    "pulse_loss",
     "source_cell_targets",
 ]
