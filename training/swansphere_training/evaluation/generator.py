@@ -177,6 +177,13 @@ def trajectory_positions(track: dict[str, Any], times: np.ndarray) -> np.ndarray
     return np.stack([np.interp(times, t, keys[:, k]) for k in range(3)], axis=1)
 
 
+def distractor_direction(distractor: dict[str, Any]) -> np.ndarray:
+    """The unit direction (3,) of a clip.json distractor, which stands still (AmbiX axes)."""
+    return direction_to_vector(
+        np.deg2rad(float(distractor["azimuth_deg"])), np.deg2rad(float(distractor["elevation_deg"]))
+    )
+
+
 def sounding_deliveries(
     meta: dict[str, Any],
     times: np.ndarray,
@@ -256,10 +263,7 @@ def scene_oracle_direction(meta: dict[str, Any], knowledge: str) -> tuple[float,
             pulse = distractor.get("activity")
             if pulse is None:
                 return None
-            unit = direction_to_vector(
-                np.deg2rad(float(distractor["azimuth_deg"])),
-                np.deg2rad(float(distractor["elevation_deg"])),
-            )
+            unit = distractor_direction(distractor)
             power_db = typical_power_db(distractor["class"], float(seconds), int(rate))
             weights = 10.0 ** (power_db / 10.0) * activity_power(pulse, "mean")
             total += weights.sum() / max(float(distractor["distance_m"]), 1e-3) ** 2 * unit

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from swansphere.errors import InputError
-from swansphere.foa.encode import direction_to_vector
 from swansphere.foa.panorama import grid_directions
 from swansphere.foa.rotation import ypr_to_matrix
 from swansphere.generation.conditioning import panorama_canvases, patch_frame_index
@@ -240,6 +239,12 @@ def source_cell_targets(
     return out
 
 
+def cell_kernel(unit: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """The von Mises kernel (``CELL_KAPPA``) of unit directions (T, 3) over the cells
+    (``directions`` (G, 3), unit): (T, G), 1 where a cell's direction is the object's."""
+    return np.exp(CELL_KAPPA * (unit @ directions.T - 1.0))
+
+
 def source_cells(
     deliveries: list[tuple[np.ndarray, np.ndarray]], directions: np.ndarray
 ) -> np.ndarray:
@@ -249,7 +254,7 @@ def source_cells(
     (T, G) float32 rows that sum to 1, zero rows where nothing sounds."""
     total = np.zeros((len(deliveries[0][0]) if deliveries else 0, len(directions)))
     for power, unit in deliveries:
-        kernel = np.exp(CELL_KAPPA * (unit @ directions.T - 1.0))
+        kernel = cell_kernel(unit, directions)
         kernel /= kernel.sum(axis=1, keepdims=True)
         total += power[:, None] * kernel
     mass = total.sum(axis=1, keepdims=True)
@@ -279,7 +284,7 @@ def object_pulse_maps(
     object's direction (``CELL_KAPPA``), 1 at its centre. Channel 1, level: the pulse
     (``activity`` in [0, 1], what the video draws) of the object whose kernel is largest
     there. Unlike the source maps these weigh no loudness: they say what the picture shows."""
-    from ..evaluation.generator import trajectory_positions
+    from ..evaluation.generator import distractor_direction, trajectory_positions
 
     out = np.zeros((len(frames), len(directions), 2), dtype=np.float32)
     fps = (meta.get("video") or {}).get("fps")
@@ -295,12 +300,10 @@ def object_pulse_maps(
     for decoy in meta.get("distractors") or []:
         if decoy.get("activity") is None:
             return out
-        unit = direction_to_vector(
-            np.deg2rad(float(decoy["azimuth_deg"])), np.deg2rad(float(decoy["elevation_deg"]))
-        )
-        objects.append((np.broadcast_to(unit, (len(frames), 3)), np.asarray(decoy["activity"])))
+        unit = np.broadcast_to(distractor_direction(decoy), (len(frames), 3))
+        objects.append((unit, np.asarray(decoy["activity"])))
     for unit, pulse in objects:
-        kernel = np.exp(CELL_KAPPA * (unit @ directions.T - 1.0))  # (P, G)
+        kernel = cell_kernel(unit, directions)  # (P, G)
         level = pulse[np.clip(frames, 0, len(pulse) - 1)][:, None]
         nearer = kernel > out[..., 0]
         out[..., 1] = np.where(nearer, level, out[..., 1])
