@@ -164,6 +164,58 @@ def test_change_from_frame_differs_only_at_repeats_and_streams_as_whole_sequence
         VideoDirectionConfig(change_from="last")
 
 
+def test_circular_padding_turns_the_cells_with_the_panorama_and_streams():
+    """An equirectangular panorama wraps at azimuth +-180 deg: with circular padding an
+    object across the seam is seen whole, so turning the panorama by whole cells turns
+    the cell powers by as many columns, exactly; a wall of zeros at the edges does not."""
+    torch.manual_seed(4)
+    config = VideoDirectionConfig(window=4, taps=3, smoothing=2)
+    walled = VideoDirectionCue(config).eval()
+    wrapped = VideoDirectionCue(dataclasses.replace(config, azimuth_padding="circular"))
+    wrapped.load_state_dict(walled.state_dict())  # the same weights, read anew
+    wrapped.eval()
+    video = torch.randint(0, 256, (1, 5, 3, 64, 128), dtype=torch.uint8)
+    rows, cols = config.grid
+    for shift in (1, 3, 8):  # cells of 8 pixels
+        turned = video.roll(8 * shift, dims=-1)
+        with torch.no_grad():
+            power = wrapped.cell_powers(video).reshape(1, 5, rows, cols)
+            power_turned = wrapped.cell_powers(turned).reshape(1, 5, rows, cols)
+            wall = walled.cell_powers(video).reshape(1, 5, rows, cols)
+            wall_turned = walled.cell_powers(turned).reshape(1, 5, rows, cols)
+        torch.testing.assert_close(power_turned, power.roll(shift, dims=-1))
+        assert not torch.allclose(wall_turned, wall.roll(shift, dims=-1))
+    # It is what circular padding before every convolution gives (the wrap reaches far
+    # enough: SEAM_CELLS).
+    x = torch.rand(3, 9, 64, 128)
+    padded = x
+    for layer in wrapped.cells:
+        if isinstance(layer, torch.nn.Conv2d):
+            rows, cols = layer.padding
+            padded = torch.nn.functional.pad(padded, (cols, cols, 0, 0), mode="circular")
+            padded = torch.nn.functional.conv2d(
+                padded, layer.weight, layer.bias, layer.stride, (rows, 0)
+            )
+        else:
+            padded = layer(padded)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped.cell_features(x), padded.flatten(2))
+    # Away from the seam the two paddings see the same pixels: the middle columns agree
+    # (the convolutions reach 15 pixels, under two cells, to either side).
+    torch.testing.assert_close(power[..., 2:-2], wall[..., 2:-2])
+    assert not torch.allclose(power[..., 0], wall[..., 0])
+    with torch.no_grad():
+        whole = wrapped(video)[0]
+        scale = float(whole.abs().max()) + 1.0
+    tracker = DirectionTracker(wrapped)
+    pushed = torch.stack([tracker.push(frame) for frame in video[0]])
+    torch.testing.assert_close(pushed, whole, atol=1e-5 * scale, rtol=1e-4)
+    with pytest.raises(InputError, match="azimuth_padding must be one of zeros, circular"):
+        VideoDirectionConfig(azimuth_padding="reflect")
+    with pytest.raises(InputError, match="'circular' needs frame_width >= 16, got 8"):
+        VideoDirectionConfig(frame_width=8, azimuth_padding="circular")
+
+
 def test_an_estimate_depends_on_the_window_of_past_frames_only(cue):
     video = torch.randint(0, 256, (1, 12, 3, 64, 128), dtype=torch.uint8)
     changed = video.clone()

@@ -467,6 +467,14 @@ def test_init_from_starts_at_the_bundles_cue_and_refuses_another_network(tmp_pat
     for name, value in by_frame.state_dict().items():
         torch.testing.assert_close(value, state[name].float())
 
+    # Or wrap its convolutions around the panorama's seam: the same weights, read anew.
+    wrapped = VideoDirectionCue(
+        VideoDirectionConfig.from_dict(config | {"azimuth_padding": "circular"})
+    )
+    load_initial_cue(wrapped, "default")
+    for name, value in wrapped.state_dict().items():
+        torch.testing.assert_close(value, state[name].float())
+
     # And one with the pulse reader, whose output layer starts at zero.
     reader = VideoDirectionCue(VideoDirectionConfig.from_dict(config | {"pulse_taps": 6}))
     load_initial_cue(reader, "default")

@@ -382,7 +382,21 @@ def test_bundle_tunes_the_direction_cues_smoothing_and_drops_what_it_invalidates
     tracker.push(frames[0])
     latest = tracker.push(frames[1])
     assert torch.equal(tracker.direction, latest)
-    for tune, problem in (("smoothing=0", "smoothing"), ("dim=64", "direction.dim: not tunable")):
+    # The cue may also wrap its convolutions around the panorama's seam: the same weights.
+    wrapped = tmp_path / "circular"
+    tune = ["--tune", "direction.azimuth_padding=circular"]
+    assert main(["bundle", str(wrapped), "--base", "default", *tune]) == 0
+    assert load_bundle(wrapped).build("direction").config.azimuth_padding == "circular"
+    assert record_of(load_bundle(wrapped), "direction", "azimuth_padding") == {
+        "trained_with": "zeros",  # the shipped cue's config predates the field
+        "bundled": "circular",
+    }
+    problems = (
+        ("smoothing=0", "smoothing"),
+        ("dim=64", "direction.dim: not tunable"),
+        ("azimuth_padding=reflect", "azimuth_padding must be one of zeros, circular"),
+    )
+    for tune, problem in problems:
         bad = ["bundle", str(tmp_path / "bad"), "--base", "default", "--tune", f"direction.{tune}"]
         assert main(bad) == 2
         assert problem in capsys.readouterr().err

@@ -277,12 +277,13 @@ def _check_direction_source(components: dict[str, tuple[Any, dict, str]]) -> Non
 # how the trained weights are used, not which weights there are or what they were trained
 # on: the generator's sampler, how SVAC's similarity weighs its parts, and how much of its
 # spatial code's saliency an SVAC takes from a direction cue (one trained without the cue
-# takes the bundle's: :func:`carry_direction_cue`), and over how many patches the
-# direction cue's estimates are summed where the generator's lock aims.
+# takes the bundle's: :func:`carry_direction_cue`), over how many patches the direction
+# cue's estimates are summed where the generator's lock aims, and whether its convolutions
+# wrap around the panorama's seam (``azimuth_padding``).
 TUNABLE_FIELDS = {
     "generator": SAMPLER_FIELDS,
     "svac": ("spatial_weight", "activity_weight", "cue_share"),
-    "direction": ("smoothing",),
+    "direction": ("smoothing", "azimuth_padding"),
 }
 
 

@@ -10,7 +10,9 @@ since the last frame that differs from it), filtered causally over the last
 a per-cell MLP of the features: how the cell pulses over seconds; with ``pulse_taps``,
 also the pulse reader: each cell's reading of whether an object stands there and how
 strongly it pulses, whose last ``pulse_taps`` patches a small causal network weighs, so
-that flat bursts and an envelope's swells can be told apart). The cue's intensity
+that flat bursts and an envelope's swells can be told apart). With ``azimuth_padding =
+"circular"`` the convolutions see across the panorama's seam (azimuth +-180 deg) as
+anywhere else; with "zeros" they see a wall there. The cue's intensity
 estimate of a patch is the sum over the cells of power times the cell centre's unit
 direction: a vector (x, y, z) on the AmbiX axes (x front, y left, z up) whose length is
 the predicted loudness relative to the clip, as the reference's mean of W (X, Y, Z) over
@@ -59,6 +61,12 @@ CUE_INPUT_CHANNELS = 9
 CELL_STRIDE = 8
 #: What a frame's change is measured from (:attr:`VideoDirectionConfig.change_from`).
 CHANGE_REFERENCES = ("patch", "frame")
+#: What the cell convolutions see beyond the panorama's left and right edges
+#: (:attr:`VideoDirectionConfig.azimuth_padding`).
+AZIMUTH_PADDINGS = ("zeros", "circular")
+#: Cells of columns the convolutions reach to either side of a cell (15 pixels: two
+#: cells), and so the wrap that circular padding adds at each edge.
+SEAM_CELLS = 2
 #: What the pulse reader reads per cell and patch: an object's presence and its pulse level.
 PULSE_READINGS = ("presence", "level")
 #: Hidden width of the pulse reader's network over its window.
@@ -92,6 +100,12 @@ class VideoDirectionConfig:
     # the readings and of the level's change since the last different frame, whose output
     # joins the cell's power logit (zero-started).
     pulse_taps: int = 0
+    # What the cell convolutions see past the frame's left and right edges (azimuth
+    # +-180 deg, straight behind): "zeros", a wall, as the cues before it were trained;
+    # "circular", the other edge, since an equirectangular panorama wraps there, so an
+    # object straddling the seam is seen whole and turning the panorama by a whole
+    # cell turns the cell powers with it.
+    azimuth_padding: str = "zeros"
 
     def __post_init__(self) -> None:
         ints = ("frame_height", "frame_width", "dim", "window", "taps", "smoothing")
@@ -114,6 +128,16 @@ class VideoDirectionConfig:
             raise InputError(
                 f"VideoDirectionConfig.change_from must be one of {', '.join(CHANGE_REFERENCES)}"
                 f", got {self.change_from!r}"
+            )
+        if self.azimuth_padding not in AZIMUTH_PADDINGS:
+            raise InputError(
+                "VideoDirectionConfig.azimuth_padding must be one of "
+                f"{', '.join(AZIMUTH_PADDINGS)}, got {self.azimuth_padding!r}"
+            )
+        if self.azimuth_padding == "circular" and self.frame_width < SEAM_CELLS * CELL_STRIDE:
+            raise InputError(
+                "VideoDirectionConfig.azimuth_padding 'circular' needs frame_width >= "
+                f"{SEAM_CELLS * CELL_STRIDE}, got {self.frame_width}"
             )
         if not (isinstance(self.patch_seconds, (int, float)) and self.patch_seconds > 0):
             raise InputError(
@@ -271,6 +295,16 @@ class VideoDirectionCue(nn.Module):
         """(N, 9, H, W) network inputs -> (N, dim, G) per-cell features, raster order."""
         # Channels-last inputs take oneDNN's faster convolutions on CPU (a training step
         # about a quarter shorter); the weights keep their layout, so checkpoints do too.
+        if self.config.azimuth_padding == "circular":
+            # Each edge gets the other's SEAM_CELLS cells of columns, and the cells over
+            # them are dropped: the rest saw only the panorama, wrapped, never the zero
+            # padding. Rows keep their zeros (the poles). One wider pass of the ordinary
+            # convolutions replaces padding before each of them, with which training steps
+            # took about 1.5 times as long.
+            wrap = SEAM_CELLS * CELL_STRIDE
+            x = torch.cat([inputs[..., -wrap:], inputs, inputs[..., :wrap]], dim=-1)
+            x = self.cells(x.contiguous(memory_format=torch.channels_last))
+            return x[..., SEAM_CELLS:-SEAM_CELLS].flatten(2)
         return self.cells(inputs.contiguous(memory_format=torch.channels_last)).flatten(2)
 
     def filtered_features(self, seq: torch.Tensor, last: bool = False) -> torch.Tensor:
@@ -467,6 +501,7 @@ class DirectionTracker:
 
 
 __all__ = [
+    "AZIMUTH_PADDINGS",
     "CHANGE_REFERENCES",
     "DIRECTION_PRESETS",
     "PULSE_READINGS",

@@ -141,7 +141,7 @@ ZERO_STARTED_LAYERS: dict[str, tuple[str, ...]] = {
 
 #: Settings that change what the cue's network reads, not its weights: a run may set them
 #: apart from its ``init_from`` cue's, and its training adapts the weights to them.
-INPUT_SETTINGS = ("change_from",)
+INPUT_SETTINGS = ("change_from", "azimuth_padding")
 
 
 def load_initial_cue(model: VideoDirectionCue, source: str) -> None:
