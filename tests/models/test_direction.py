@@ -191,10 +191,10 @@ def test_circular_padding_turns_the_cells_with_the_panorama_and_streams():
     padded = x
     for layer in wrapped.cells:
         if isinstance(layer, torch.nn.Conv2d):
-            rows, cols = layer.padding
-            padded = torch.nn.functional.pad(padded, (cols, cols, 0, 0), mode="circular")
+            pad_rows, pad_cols = layer.padding
+            padded = torch.nn.functional.pad(padded, (pad_cols, pad_cols, 0, 0), mode="circular")
             padded = torch.nn.functional.conv2d(
-                padded, layer.weight, layer.bias, layer.stride, (rows, 0)
+                padded, layer.weight, layer.bias, layer.stride, (pad_rows, 0)
             )
         else:
             padded = layer(padded)
